@@ -1,0 +1,33 @@
+// The grpc-timeout header: an integer of at most 8 digits and a unit.
+
+const UNITS: ReadonlyArray<readonly [string, number]> = [
+  ['n', 1e-6],
+  ['u', 1e-3],
+  ['m', 1],
+  ['S', 1000],
+  ['M', 60_000],
+  ['H', 3_600_000],
+];
+
+const MAX_VALUE = 99_999_999;
+
+/**
+ * Encodes a remaining time in milliseconds as a grpc-timeout value, choosing
+ * the finest unit that fits in eight digits, so no precision is lost needlessly.
+ */
+export function encodeTimeout(ms: number): string {
+  const remaining = Math.max(0, ms);
+  for (const [unit, msPerUnit] of UNITS) {
+    const value = Math.ceil(remaining / msPerUnit);
+    if (value <= MAX_VALUE) return `${value}${unit}`;
+  }
+  return `${MAX_VALUE}H`;
+}
+
+/** Decodes a grpc-timeout value into milliseconds, or undefined when malformed. */
+export function decodeTimeout(value: string): number | undefined {
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (!match) return undefined;
+  const unit = UNITS.find(([u]) => u === match[2]);
+  return unit ? Number(match[1]) * unit[1] : undefined;
+}

@@ -1,0 +1,313 @@
+import {
+  type ClientToServer,
+  type Metadata,
+  ProtocolRevision,
+  type ServerToClient,
+} from '../gen/grpctunnel/v1/tunnel.js';
+import { Code } from './codes.js';
+import {
+  DEFAULT_MAX_RECEIVE_MESSAGE_SIZE,
+  DEFAULT_WINDOW_SIZE,
+  MAX_CHUNK_SIZE,
+  TUNNEL_STREAM_ID,
+} from './constants.js';
+import { clientDataFrames } from './frames.js';
+import { InboundStream } from './inbound.js';
+import { chooseRevision, type NegotiatedRevision, REVISION_ZERO } from './negotiation.js';
+import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
+import { localStatus, type StreamStatus, statusFromClose, TunnelError } from './status.js';
+
+/** Settings of the tunnel-client role. */
+export interface TunnelClientEngineOptions {
+  /** Writes a frame on the tunnel; false asks to pause until {@link TunnelClientEngine.drained}. */
+  readonly write: FrameWrite<ClientToServer>;
+  /** True when both sides sent `grpctunnel-negotiate: on` (a Settings frame will come). */
+  readonly negotiated: boolean;
+  /** Whether this side runs revision one (flow control). Default true. */
+  readonly flowControl?: boolean;
+  /** Receive window announced for each stream. Default 65536. */
+  readonly initialWindowSize?: number;
+  /** Largest response message accepted. Default 4 MiB. */
+  readonly maxReceiveMessageSize?: number;
+  /** Consumed bytes gathered into one window_update. Default 16384. */
+  readonly windowUpdateThreshold?: number;
+  /** The tunnel is ready for streams (Settings received, or no negotiation). */
+  readonly onReady: () => void;
+  /** The peer broke the protocol; the tunnel must end with this status. */
+  readonly onProtocolError: (status: StreamStatus) => void;
+}
+
+/** What a tunnel client's stream reports to the layer above. */
+export interface ClientStreamHandlers {
+  onHeaders(headers: Metadata): void;
+  onMessage(message: Buffer): void;
+  /** The stream ended: the server's status, or a local failure. Called once. */
+  onClose(status: StreamStatus): void;
+}
+
+/** One call opened by a tunnel client. */
+export class TunnelClientStream {
+  /** @internal */ readonly out: OutboundStream<ClientToServer>;
+  /** @internal */ readonly in: InboundStream;
+  /** @internal */ opened = false;
+  /** @internal */ headersSeen = false;
+  /** @internal */ messageSeen = false;
+  private done = false;
+
+  /** @internal */
+  constructor(
+    readonly streamId: number,
+    private readonly engine: TunnelClientEngine,
+    readonly handlers: ClientStreamHandlers,
+    sendWindow: number,
+    recvWindow: number,
+    maxMessageSize: number,
+    updateThreshold: number,
+  ) {
+    this.out = new OutboundStream(streamId, sendWindow);
+    this.in = new InboundStream({
+      window: recvWindow,
+      maxMessageSize,
+      updateThreshold,
+      endNeedsRead: false,
+      sendWindowUpdate: (n) => engine.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
+      deliver: (message) => handlers.onMessage(message),
+    });
+  }
+
+  /** Whether the stream has ended (closed by the server, cancelled or failed). */
+  get closed(): boolean {
+    return this.done;
+  }
+
+  /** Queues one request message; `done` runs once it is all written. */
+  sendMessage(message: Uint8Array, done?: SendDone): void {
+    if (this.done) {
+      done?.(new TunnelError(Code.CANCELLED, 'the stream has ended'));
+      return;
+    }
+    this.engine.scheduler.sendMessage(this.out, message, done);
+  }
+
+  /** No more request messages (sent after the queued ones). */
+  halfClose(): void {
+    if (this.done) return;
+    this.engine.scheduler.sendFrame(this.out, {
+      streamId: this.streamId,
+      frame: { $case: 'halfClose', value: {} },
+    });
+  }
+
+  /** Asks for the next response message. */
+  requestRead(): void {
+    if (!this.done) this.in.requestRead();
+  }
+
+  /**
+   * Abandons the stream: the server is told (if it ever heard of the stream)
+   * and `onClose` is not called; the caller reports its own status.
+   */
+  cancel(): void {
+    if (this.done) return;
+    this.engine.finish(this, new TunnelError(Code.CANCELLED, 'cancelled'));
+    if (this.opened) this.engine.writeNow({ streamId: this.streamId, frame: { $case: 'cancel', value: {} } });
+  }
+
+  /** @internal Ends the stream once; returns false when it had already ended. */
+  markDone(): boolean {
+    if (this.done) return false;
+    this.done = true;
+    return true;
+  }
+}
+
+/**
+ * The tunnel-client role of the protocol (the side that opens streams): the
+ * network client of a forward tunnel, the network server of a reverse one.
+ */
+export class TunnelClientEngine {
+  /** @internal */ readonly scheduler: SendScheduler<ClientToServer>;
+  private readonly streams = new Map<number, TunnelClientStream>();
+  private nextStreamId = 1;
+  private negotiatedRevision: NegotiatedRevision | undefined;
+  private failure: StreamStatus | undefined;
+  private readonly flowControl: boolean;
+  private readonly recvWindow: number;
+  private readonly maxReceiveMessageSize: number;
+  private readonly updateThreshold: number;
+
+  constructor(private readonly options: TunnelClientEngineOptions) {
+    this.flowControl = options.flowControl ?? true;
+    this.recvWindow = options.initialWindowSize ?? DEFAULT_WINDOW_SIZE;
+    this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
+    this.updateThreshold = Math.min(options.windowUpdateThreshold ?? MAX_CHUNK_SIZE, this.recvWindow);
+    this.scheduler = new SendScheduler(options.write, clientDataFrames);
+  }
+
+  /** Call once the tunnel RPC is established; completes negotiation when there is none. */
+  start(): void {
+    if (!this.options.negotiated) {
+      this.negotiatedRevision = REVISION_ZERO;
+      this.options.onReady();
+    }
+  }
+
+  /** The revision in use, once ready. */
+  get revision(): ProtocolRevision | undefined {
+    return this.negotiatedRevision?.revision;
+  }
+
+  /** Number of streams that have not ended. */
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Opens a stream for `method` (a full path such as "/pkg.Service/Method"). */
+  openStream(method: string, headers: Metadata, handlers: ClientStreamHandlers): TunnelClientStream {
+    const rev = this.negotiatedRevision;
+    if (this.failure || !rev) {
+      throw new TunnelError(Code.UNAVAILABLE, this.failure?.message ?? 'the tunnel is not ready');
+    }
+    const streamId = this.nextStreamId++;
+    const flow = rev.revision === ProtocolRevision.REVISION_ONE;
+    const recvWindow = flow ? this.recvWindow : Number.POSITIVE_INFINITY;
+    const stream = new TunnelClientStream(
+      streamId,
+      this,
+      handlers,
+      rev.sendWindow,
+      recvWindow,
+      this.maxReceiveMessageSize,
+      this.updateThreshold,
+    );
+    this.streams.set(streamId, stream);
+    this.scheduler.sendFrame(
+      stream.out,
+      {
+        streamId,
+        frame: {
+          $case: 'newStream',
+          value: {
+            methodName: method,
+            requestHeaders: headers,
+            initialWindowSize: flow ? this.recvWindow : 0,
+            protocolRevision: rev.revision,
+          },
+        },
+      },
+      () => {
+        stream.opened = true;
+      },
+    );
+    return stream;
+  }
+
+  /** Feeds one frame received from the tunnel server. */
+  handleFrame(frame: ServerToClient): void {
+    if (this.failure) return;
+    const body = frame.frame;
+    if (!body) return; // an unknown frame kind from a newer peer: nothing to act on
+    if (body.$case === 'settings') {
+      if (frame.streamId !== TUNNEL_STREAM_ID) {
+        this.protocolError(`settings frame on stream ${frame.streamId}`);
+        return;
+      }
+      if (this.negotiatedRevision) return; // repeated settings change nothing
+      this.negotiatedRevision = chooseRevision(body.value, this.flowControl);
+      this.options.onReady();
+      return;
+    }
+    if (!this.negotiatedRevision) {
+      this.protocolError(`expected settings as the first frame, got ${body.$case}`);
+      return;
+    }
+    const stream = this.streams.get(frame.streamId);
+    if (!stream) {
+      // Frames may trail a stream we cancelled; ids never opened are a violation.
+      if (frame.streamId >= this.nextStreamId || frame.streamId < 0) {
+        this.protocolError(`received ${body.$case} for stream ${frame.streamId}, which was never created`);
+      }
+      return;
+    }
+    try {
+      switch (body.$case) {
+        case 'responseHeaders':
+          if (stream.headersSeen || stream.messageSeen) {
+            throw new TunnelError(Code.INTERNAL, 'response headers arrived twice or after a message');
+          }
+          stream.headersSeen = true;
+          stream.handlers.onHeaders(body.value);
+          break;
+        case 'responseMessage':
+          stream.messageSeen = true;
+          stream.in.messageStart(body.value.size, body.value.data);
+          break;
+        case 'moreResponseData':
+          stream.in.moreData(body.value);
+          break;
+        case 'windowUpdate':
+          this.scheduler.addWindow(stream.out, body.value);
+          break;
+        case 'closeStream': {
+          const status = statusFromClose(body.value);
+          this.finish(stream, new TunnelError(Code.CANCELLED, 'the server closed the stream'));
+          stream.in.end(() => stream.handlers.onClose(status));
+          break;
+        }
+      }
+    } catch (err) {
+      this.failStream(stream, err);
+    }
+  }
+
+  /** The transport takes writes again. */
+  drained(): void {
+    this.scheduler.drained();
+  }
+
+  /**
+   * The tunnel is gone: every open stream ends with `status` at once. Later
+   * calls change nothing.
+   */
+  close(status: StreamStatus): void {
+    if (this.failure) return;
+    this.failure = status;
+    this.scheduler.close();
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    for (const stream of streams) {
+      if (stream.markDone()) {
+        stream.out.discard(new TunnelError(status.code as Code, status.message));
+        stream.handlers.onClose(status);
+      }
+    }
+  }
+
+  /** @internal */
+  writeNow(frame: ClientToServer): void {
+    if (!this.failure) this.scheduler.writeNow(frame);
+  }
+
+  /** @internal Removes a stream and drops what it had not sent. */
+  finish(stream: TunnelClientStream, reason: TunnelError): void {
+    if (!stream.markDone()) return;
+    this.streams.delete(stream.streamId);
+    stream.out.discard(reason);
+  }
+
+  private failStream(stream: TunnelClientStream, err: unknown): void {
+    const status =
+      err instanceof TunnelError
+        ? localStatus(err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL, err.message)
+        : localStatus(Code.INTERNAL, 'failed to process a frame from the tunnel server');
+    this.finish(stream, new TunnelError(status.code as Code, status.message));
+    if (stream.opened) this.writeNow({ streamId: stream.streamId, frame: { $case: 'cancel', value: {} } });
+    stream.handlers.onClose(status);
+  }
+
+  private protocolError(message: string): void {
+    const status = localStatus(Code.INTERNAL, `tunnel protocol error: ${message}`);
+    this.close(status);
+    this.options.onProtocolError(status);
+  }
+}

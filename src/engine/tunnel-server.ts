@@ -1,0 +1,337 @@
+import {
+  type ClientToServer,
+  type Metadata,
+  ProtocolRevision,
+  type ServerToClient,
+} from '../gen/grpctunnel/v1/tunnel.js';
+import { Code } from './codes.js';
+import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE } from './constants.js';
+import { serverDataFrames } from './frames.js';
+import { InboundStream } from './inbound.js';
+import { isValidMethodName, settingsFrame } from './negotiation.js';
+import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
+import { closeFromStatus, localStatus, type StreamStatus, TunnelError } from './status.js';
+
+/** Settings of the tunnel-server role. */
+export interface TunnelServerEngineOptions {
+  /** Writes a frame on the tunnel; false asks to pause until {@link TunnelServerEngine.drained}. */
+  readonly write: FrameWrite<ServerToClient>;
+  /** True when both sides sent `grpctunnel-negotiate: on`: Settings goes first. */
+  readonly negotiated: boolean;
+  /** Whether this side offers revision one (flow control). Default true. */
+  readonly flowControl?: boolean;
+  /** Receive window of each stream, announced in Settings. Default 65536. */
+  readonly initialWindowSize?: number;
+  /** Largest request message accepted. Default 4 MiB. */
+  readonly maxReceiveMessageSize?: number;
+  /** Streams open at once before new ones get RESOURCE_EXHAUSTED. Default unlimited. */
+  readonly maxConcurrentStreams?: number;
+  /** Consumed bytes gathered into one window_update. Default 16384. */
+  readonly windowUpdateThreshold?: number;
+  /** A stream passed the protocol checks; the layer above dispatches it (synchronously). */
+  readonly onStream: (stream: TunnelServerStream) => void;
+  /** The peer broke the protocol; the tunnel must end with this status. */
+  readonly onProtocolError: (status: StreamStatus) => void;
+}
+
+/** What a tunnel server's stream reports to the layer above. */
+export interface ServerStreamHandlers {
+  onMessage(message: Buffer): void;
+  /** The client sends no more messages; called after the last message was delivered. */
+  onHalfClose(): void;
+  /** The stream ended before the server closed it: client cancel, bad input, or tunnel loss. */
+  onCancel(status: StreamStatus): void;
+}
+
+const noHandlers: ServerStreamHandlers = {
+  onMessage: () => {},
+  onHalfClose: () => {},
+  onCancel: () => {},
+};
+
+/** One call arriving at a tunnel server. */
+export class TunnelServerStream {
+  /** What the layer above wants to hear about; set it inside `onStream`. */
+  handlers: ServerStreamHandlers = noHandlers;
+  /** When true (unary and server-streaming methods), a second request message is an error. */
+  singleRequest = false;
+  /** @internal */ readonly out: OutboundStream<ServerToClient>;
+  /** @internal */ readonly in: InboundStream;
+  /** @internal */ requestsSeen = 0;
+  private state: 'open' | 'closing' | 'done' = 'open';
+  private headersQueued = false;
+
+  /** @internal */
+  constructor(
+    readonly streamId: number,
+    readonly method: string,
+    readonly headers: Metadata,
+    readonly revision: ProtocolRevision,
+    private readonly engine: TunnelServerEngine,
+    sendWindow: number,
+    recvWindow: number,
+    maxMessageSize: number,
+    updateThreshold: number,
+  ) {
+    this.out = new OutboundStream(streamId, sendWindow);
+    this.in = new InboundStream({
+      window: recvWindow,
+      maxMessageSize,
+      updateThreshold,
+      endNeedsRead: true,
+      sendWindowUpdate: (n) => engine.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
+      deliver: (message) => this.handlers.onMessage(message),
+    });
+  }
+
+  /** True once the server closed the stream or it was cancelled. */
+  get closed(): boolean {
+    return this.state !== 'open';
+  }
+
+  /** Whether response headers were sent or queued. */
+  get headersSent(): boolean {
+    return this.headersQueued;
+  }
+
+  /** Sends response headers; only the first call has an effect. */
+  sendHeaders(headers: Metadata): void {
+    if (this.state !== 'open' || this.headersQueued) return;
+    this.headersQueued = true;
+    this.engine.scheduler.sendFrame(this.out, {
+      streamId: this.streamId,
+      frame: { $case: 'responseHeaders', value: headers },
+    });
+  }
+
+  /** Queues one response message (headers go first, empty if none were set). */
+  sendMessage(message: Uint8Array, done?: SendDone): void {
+    if (this.state !== 'open') {
+      done?.(new TunnelError(Code.CANCELLED, 'the stream has ended'));
+      return;
+    }
+    if (!this.headersQueued) this.sendHeaders({ md: {} });
+    this.engine.scheduler.sendMessage(this.out, message, done);
+  }
+
+  /** Asks for the next request message. */
+  requestRead(): void {
+    if (this.state === 'open') this.in.requestRead();
+  }
+
+  /**
+   * Ends the stream with a status, after the queued messages. Headers are
+   * sent first when the handler ran but set none (as the Go reference does);
+   * pass `withHeaders: false` for a stream refused before any handler ran.
+   */
+  close(status: StreamStatus, withHeaders = true): void {
+    if (this.state !== 'open') return;
+    if (withHeaders && !this.headersQueued) this.sendHeaders({ md: {} });
+    this.state = 'closing';
+    this.engine.scheduler.sendFrame(
+      this.out,
+      { streamId: this.streamId, frame: { $case: 'closeStream', value: closeFromStatus(status) } },
+      () => this.engine.forget(this),
+    );
+  }
+
+  /** @internal The client cancelled, the input was bad, or the tunnel died. */
+  abort(status: StreamStatus): void {
+    if (this.state === 'done') return;
+    const wasOpen = this.state === 'open';
+    this.state = 'done';
+    this.out.discard(new TunnelError(status.code as Code, status.message));
+    if (wasOpen) this.handlers.onCancel(status);
+  }
+
+  /** @internal */
+  markDone(): void {
+    this.state = 'done';
+  }
+
+  /** @internal */
+  get accepting(): boolean {
+    return this.state === 'open';
+  }
+}
+
+/**
+ * The tunnel-server role of the protocol (the side that answers streams):
+ * the network server of a forward tunnel, the network client of a reverse one.
+ */
+export class TunnelServerEngine {
+  /** @internal */ readonly scheduler: SendScheduler<ServerToClient>;
+  private readonly streams = new Map<number, TunnelServerStream>();
+  private lastStreamId = -1;
+  private draining = false;
+  private failure: StreamStatus | undefined;
+  private readonly flowControl: boolean;
+  private readonly recvWindow: number;
+  private readonly maxReceiveMessageSize: number;
+  private readonly maxConcurrentStreams: number;
+  private readonly updateThreshold: number;
+
+  constructor(private readonly options: TunnelServerEngineOptions) {
+    this.flowControl = (options.flowControl ?? true) && options.negotiated;
+    this.recvWindow = options.initialWindowSize ?? DEFAULT_WINDOW_SIZE;
+    this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
+    this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
+    this.updateThreshold = Math.min(options.windowUpdateThreshold ?? MAX_CHUNK_SIZE, this.recvWindow);
+    this.scheduler = new SendScheduler(options.write, serverDataFrames);
+  }
+
+  /** Call once the tunnel RPC is established: sends Settings when negotiated. */
+  start(): void {
+    if (this.options.negotiated) {
+      this.scheduler.writeNow(settingsFrame(this.options.flowControl ?? true, this.recvWindow));
+    }
+  }
+
+  /** Number of streams that have not ended. */
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Refuse new streams (UNAVAILABLE) from now on; running ones go on. */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** Feeds one frame received from the tunnel client. */
+  handleFrame(frame: ClientToServer): void {
+    if (this.failure) return;
+    const body = frame.frame;
+    if (!body) return; // an unknown frame kind from a newer peer: nothing to act on
+    const id = frame.streamId;
+    if (body.$case === 'newStream') {
+      if (id <= this.lastStreamId || this.streams.has(id)) {
+        this.protocolError(`cannot create stream ID ${id}: that ID has already been used`);
+        return;
+      }
+      this.lastStreamId = id;
+      const v = body.value;
+      this.openStream(id, v.methodName, v.requestHeaders ?? { md: {} }, v.protocolRevision, v.initialWindowSize);
+      return;
+    }
+    const stream = this.streams.get(id);
+    if (!stream) {
+      if (id > this.lastStreamId || id < 0) {
+        this.protocolError(`received ${body.$case} for stream ID ${id}, which was never created`);
+      }
+      return; // frames trailing a stream that already ended
+    }
+    if (body.$case === 'windowUpdate') {
+      this.scheduler.addWindow(stream.out, body.value);
+      return;
+    }
+    if (body.$case === 'cancel') {
+      this.forget(stream);
+      stream.abort(localStatus(Code.CANCELLED, 'the client cancelled the call'));
+      return;
+    }
+    if (!stream.accepting) return; // the server already closed it; late client data is moot
+    try {
+      switch (body.$case) {
+        case 'requestMessage':
+          if (stream.singleRequest && stream.requestsSeen > 0) {
+            throw new TunnelError(
+              Code.INVALID_ARGUMENT,
+              `received a second request message for ${stream.method}, which takes one`,
+            );
+          }
+          stream.requestsSeen++;
+          stream.in.messageStart(body.value.size, body.value.data);
+          break;
+        case 'moreRequestData':
+          stream.in.moreData(body.value);
+          break;
+        case 'halfClose':
+          stream.in.end(() => stream.handlers.onHalfClose());
+          break;
+      }
+    } catch (err) {
+      this.failStream(stream, err);
+    }
+  }
+
+  /** The transport takes writes again. */
+  drained(): void {
+    this.scheduler.drained();
+  }
+
+  /** The tunnel is gone: every stream is cancelled with `status`. Later calls change nothing. */
+  close(status: StreamStatus): void {
+    if (this.failure) return;
+    this.failure = status;
+    this.scheduler.close();
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    for (const stream of streams) stream.abort(status);
+  }
+
+  /** @internal */
+  writeNow(frame: ServerToClient): void {
+    if (!this.failure) this.scheduler.writeNow(frame);
+  }
+
+  /** @internal The stream's close frame was written (or it was cancelled): drop it. */
+  forget(stream: TunnelServerStream): void {
+    this.streams.delete(stream.streamId);
+    stream.markDone();
+  }
+
+  private openStream(id: number, method: string, headers: Metadata, revision: number, clientWindow: number): void {
+    const flow = revision === ProtocolRevision.REVISION_ONE;
+    const refusal = (() => {
+      if (flow ? !this.flowControl : revision !== ProtocolRevision.REVISION_ZERO) {
+        return localStatus(Code.UNAVAILABLE, `unsupported protocol revision ${revision}`);
+      }
+      if (this.draining) return localStatus(Code.UNAVAILABLE, 'the server is shutting down');
+      if (!isValidMethodName(method)) {
+        return localStatus(Code.INVALID_ARGUMENT, `malformed method name: ${JSON.stringify(method)}`);
+      }
+      if (this.streams.size >= this.maxConcurrentStreams) {
+        return localStatus(Code.RESOURCE_EXHAUSTED, `too many concurrent streams (limit ${this.maxConcurrentStreams})`);
+      }
+      return undefined;
+    })();
+    if (refusal) {
+      // Only a close_stream: no handler ran, so no headers (as the Go reference does).
+      this.scheduler.writeNow({
+        streamId: id,
+        frame: {
+          $case: 'closeStream',
+          value: { responseTrailers: undefined, status: closeFromStatus(refusal).status },
+        },
+      });
+      return;
+    }
+    const stream = new TunnelServerStream(
+      id,
+      method,
+      headers,
+      revision,
+      this,
+      flow ? clientWindow || DEFAULT_WINDOW_SIZE : Number.POSITIVE_INFINITY,
+      flow ? this.recvWindow : Number.POSITIVE_INFINITY,
+      this.maxReceiveMessageSize,
+      this.updateThreshold,
+    );
+    this.streams.set(id, stream);
+    this.options.onStream(stream);
+  }
+
+  private failStream(stream: TunnelServerStream, err: unknown): void {
+    const status =
+      err instanceof TunnelError ? err.toStatus() : localStatus(Code.INTERNAL, 'failed to process a frame');
+    this.forget(stream);
+    stream.abort(status);
+    this.writeNow({ streamId: stream.streamId, frame: { $case: 'closeStream', value: closeFromStatus(status) } });
+  }
+
+  private protocolError(message: string): void {
+    const status = localStatus(Code.INTERNAL, `tunnel protocol error: ${message}`);
+    this.close(status);
+    this.options.onProtocolError(status);
+  }
+}

@@ -1,0 +1,151 @@
+import { type CallCredentials, Metadata, propagate, status as Status, type StatusObject } from '@grpc/grpc-js';
+import { encodeTimeout } from '../../engine/deadline.js';
+import type { StreamStatus } from '../../engine/status.js';
+import type { ClientStreamHandlers, TunnelClientStream } from '../../engine/tunnel-client.js';
+import type { Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
+import { fromWireMetadata, toWireMetadata } from '../metadata.js';
+import { toStatusObject } from '../status.js';
+import type { TunnelChannel } from './tunnel-channel.js';
+
+/** The listener grpc-js's interceptor stack hands to a call. */
+export interface CallListener {
+  onReceiveMetadata(metadata: Metadata): void;
+  onReceiveMessage(message: unknown): void;
+  onReceiveStatus(status: StatusObject): void;
+}
+
+/** The parts of a grpc-js server call that deadline and cancellation propagation read. */
+export interface ParentCall {
+  getDeadline(): Date | number;
+  on(event: 'cancelled', listener: () => void): unknown;
+  removeListener(event: 'cancelled', listener: () => void): unknown;
+}
+
+let callCounter = 0;
+
+function deadlineMs(deadline: Date | number | undefined): number {
+  if (deadline === undefined) return Number.POSITIVE_INFINITY;
+  return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
+/**
+ * One call through a tunnel, in the shape grpc-js's client stack expects of
+ * a channel's call (messages are already serialized Buffers). It maps the
+ * grpc-js call surface onto an engine stream and enforces the deadline.
+ */
+export class TunnelCall implements ClientStreamHandlers {
+  private listener: CallListener | undefined;
+  private stream: TunnelClientStream | undefined;
+  private finished = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly callNumber = ++callCounter;
+  private readonly deadline: number;
+  private readonly onParentCancelled: (() => void) | undefined;
+
+  constructor(
+    private readonly channel: TunnelChannel,
+    private readonly method: string,
+    deadline: Date | number,
+    private readonly parent: ParentCall | null,
+    propagateFlags: number | null | undefined,
+  ) {
+    const flags = propagateFlags ?? propagate.DEFAULTS;
+    let ms = deadlineMs(deadline);
+    if (parent && flags & propagate.DEADLINE) ms = Math.min(ms, deadlineMs(parent.getDeadline()));
+    this.deadline = ms;
+    if (parent && flags & propagate.CANCELLATION) {
+      this.onParentCancelled = () => this.cancelWithStatus(Status.CANCELLED, 'Cancelled by parent call');
+    }
+  }
+
+  start(metadata: Metadata, listener: CallListener): void {
+    this.listener = listener;
+    const failure = this.channel.unavailableReason();
+    if (failure) {
+      this.finishLater({ code: Status.UNAVAILABLE, details: failure, metadata: new Metadata() });
+      return;
+    }
+    const remaining = this.deadline - Date.now();
+    if (remaining <= 0) {
+      this.finishLater({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded', metadata: new Metadata() });
+      return;
+    }
+    const headers: WireMetadata = toWireMetadata(metadata);
+    if (Number.isFinite(remaining)) {
+      headers.md['grpc-timeout'] = { val: [Buffer.from(encodeTimeout(remaining))] };
+      this.timer = setTimeout(() => this.cancelWithStatus(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'), remaining);
+    }
+    if (this.onParentCancelled) this.parent?.on('cancelled', this.onParentCancelled);
+    this.stream = this.channel.openStream(this.method, headers, this);
+  }
+
+  sendMessageWithContext(context: { callback?: (error?: Error | null) => void }, message: Buffer): void {
+    const callback = context.callback;
+    if (!this.stream) {
+      callback?.(new Error('The call has ended'));
+      return;
+    }
+    // A write on a call that ended is not an error to grpc-js: the status says what happened.
+    this.stream.sendMessage(message, callback ? () => callback() : undefined);
+  }
+
+  startRead(): void {
+    this.stream?.requestRead();
+  }
+
+  halfClose(): void {
+    this.stream?.halfClose();
+  }
+
+  cancelWithStatus(code: Status, details: string): void {
+    if (this.finished) return;
+    this.stream?.cancel();
+    this.finish({ code, details, metadata: new Metadata() });
+  }
+
+  getPeer(): string {
+    return this.channel.peer;
+  }
+
+  getCallNumber(): number {
+    return this.callNumber;
+  }
+
+  setCredentials(_credentials: CallCredentials): void {
+    // Per-call credentials belong to the tunnel RPC's own connection; metadata
+    // set by interceptors or passed to the call travels through unchanged.
+  }
+
+  getAuthContext(): null {
+    return null;
+  }
+
+  /** The tunnel channel that carries this call. */
+  getTunnelChannel(): TunnelChannel {
+    return this.channel;
+  }
+
+  onHeaders(headers: WireMetadata): void {
+    if (!this.finished) this.listener?.onReceiveMetadata(fromWireMetadata(headers));
+  }
+
+  onMessage(message: Buffer): void {
+    if (!this.finished) this.listener?.onReceiveMessage(message);
+  }
+
+  onClose(status: StreamStatus): void {
+    this.finish(toStatusObject(status));
+  }
+
+  private finishLater(status: StatusObject): void {
+    process.nextTick(() => this.finish(status));
+  }
+
+  private finish(status: StatusObject): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.onParentCancelled) this.parent?.removeListener('cancelled', this.onParentCancelled);
+    this.listener?.onReceiveStatus(status);
+  }
+}

@@ -1,0 +1,199 @@
+import { EventEmitter } from 'node:events';
+import { type ChannelInterface, connectivityState } from '@grpc/grpc-js';
+import { Code } from '../../engine/codes.js';
+import { localStatus, type StreamStatus } from '../../engine/status.js';
+import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream } from '../../engine/tunnel-client.js';
+import type { ClientToServer, ServerToClient, Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
+import { type ParentCall, TunnelCall } from './tunnel-call.js';
+
+/** Tuning shared by both ends of a tunnel. */
+export interface TunnelOptions {
+  /**
+   * Run protocol revision one (per-stream flow control). Default true. With
+   * false the tunnel runs revision zero, as with a peer that does not negotiate.
+   */
+  flowControl?: boolean;
+  /** Receive window of each stream, in bytes. Default 65536. */
+  initialWindowSize?: number;
+  /** Largest message accepted from the peer, in bytes. Default 4 MiB, as grpc-js. */
+  maxReceiveMessageSize?: number;
+  /**
+   * Consumed bytes gathered into one window_update frame. Default 16384. The
+   * Go reference sends one update per received chunk; larger values save frames.
+   */
+  windowUpdateThreshold?: number;
+}
+
+/** Describes the tunnel RPC a tunnel channel runs on. */
+export interface TunnelChannelInfo {
+  /** The grpc-js target of the connection carrying the tunnel. */
+  readonly target: string;
+  /** The peer that answers tunneled calls, as grpc-js's `getPeer()` reports it. */
+  readonly peer: string;
+}
+
+/** The tunnel RPC as a tunnel client sees it: ClientToServer frames out, ServerToClient frames in. */
+export interface ClientFrameStream {
+  write(frame: ClientToServer): boolean;
+  on(event: 'data', listener: (frame: ServerToClient) => void): unknown;
+  on(event: 'drain', listener: () => void): unknown;
+}
+
+type ChannelzRef = ReturnType<ChannelInterface['getChannelzRef']>;
+
+let channelIds = 0;
+
+/**
+ * A grpc-js `Channel` whose calls travel through one tunnel. Pass it to any
+ * generated client with the `channelOverride` option, or to nice-grpc's
+ * `createClient`. Closing it cancels every call in flight and ends the tunnel.
+ *
+ * Events: `'close'` (error?: Error) once, when the tunnel ends for any reason.
+ */
+export class TunnelChannel extends EventEmitter implements ChannelInterface {
+  /** Settles once the tunnel has ended: with the error that ended it, or undefined after {@link close}. */
+  readonly closed: Promise<Error | undefined>;
+  private resolveClosed!: (error: Error | undefined) => void;
+  private closeError: Error | undefined;
+  private isClosed = false;
+  private readonly engine: TunnelClientEngine;
+  private readonly watchers = new Set<() => void>();
+  private readonly channelzRef: ChannelzRef;
+
+  /**
+   * @internal Use {@link openTunnel} (forward) or a tunnel pool (reverse).
+   * `frames` is the tunnel RPC: it takes ClientToServer frames and yields
+   * ServerToClient frames; `end` finishes the RPC once the channel closes.
+   */
+  constructor(
+    frames: ClientFrameStream,
+    negotiated: boolean,
+    options: TunnelOptions,
+    private readonly info: TunnelChannelInfo,
+    private readonly endRpc: (error: Error | undefined) => void,
+    onReady: () => void,
+  ) {
+    super();
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.channelzRef = { kind: 'channel', id: ++channelIds, name: `tunnel:${info.target}` } as ChannelzRef;
+    this.engine = new TunnelClientEngine({
+      write: (frame: ClientToServer) => frames.write(frame),
+      negotiated,
+      flowControl: options.flowControl ?? true,
+      ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
+      ...(options.maxReceiveMessageSize !== undefined && { maxReceiveMessageSize: options.maxReceiveMessageSize }),
+      ...(options.windowUpdateThreshold !== undefined && { windowUpdateThreshold: options.windowUpdateThreshold }),
+      onReady,
+      onProtocolError: (status) => this.shutDown(new Error(status.message), status),
+    });
+    frames.on('data', (frame: ServerToClient) => this.engine.handleFrame(frame));
+    frames.on('drain', () => this.engine.drained());
+    this.engine.start();
+  }
+
+  /** The peer that answers the tunneled calls. */
+  get peer(): string {
+    return this.info.peer;
+  }
+
+  /** Number of calls in flight on this tunnel. */
+  get activeCalls(): number {
+    return this.engine.activeStreams;
+  }
+
+  /** The protocol revision in use (0 or 1), once the tunnel is ready. */
+  get protocolRevision(): number | undefined {
+    return this.engine.revision;
+  }
+
+  /** The error that ended the tunnel, if it ended by failure. */
+  get error(): Error | undefined {
+    return this.closeError;
+  }
+
+  /** Cancels every call in flight (callers see CANCELLED) and ends the tunnel RPC. */
+  close(): void {
+    this.shutDown(undefined, localStatus(Code.CANCELLED, 'the tunnel channel was closed'));
+  }
+
+  getTarget(): string {
+    return `tunnel:${this.info.target}`;
+  }
+
+  getConnectivityState(_tryToConnect: boolean): connectivityState {
+    return this.isClosed ? connectivityState.SHUTDOWN : connectivityState.READY;
+  }
+
+  watchConnectivityState(
+    currentState: connectivityState,
+    deadline: Date | number,
+    callback: (error?: Error) => void,
+  ): void {
+    if (this.getConnectivityState(false) !== currentState) {
+      process.nextTick(callback);
+      return;
+    }
+    const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const onChange = () => {
+      this.watchers.delete(onChange);
+      if (timer) clearTimeout(timer);
+      callback();
+    };
+    this.watchers.add(onChange);
+    if (Number.isFinite(ms)) {
+      timer = setTimeout(
+        () => {
+          this.watchers.delete(onChange);
+          callback(new Error('Deadline passed without connectivity state change'));
+        },
+        Math.max(0, ms),
+      );
+    }
+  }
+
+  getChannelzRef(): ChannelzRef {
+    return this.channelzRef;
+  }
+
+  createCall(
+    method: string,
+    deadline: Date | number,
+    _host: string | null | undefined,
+    parentCall: ParentCall | null,
+    propagateFlags: number | null | undefined,
+  ): TunnelCall {
+    return new TunnelCall(this, method, deadline, parentCall, propagateFlags);
+  }
+
+  /** @internal Why new calls cannot start, or undefined while the tunnel is up. */
+  unavailableReason(): string | undefined {
+    if (!this.isClosed) return undefined;
+    return this.closeError ? `tunnel closed: ${this.closeError.message}` : 'the tunnel channel was closed';
+  }
+
+  /** @internal */
+  openStream(method: string, headers: WireMetadata, handlers: ClientStreamHandlers): TunnelClientStream {
+    return this.engine.openStream(method, headers, handlers);
+  }
+
+  /**
+   * @internal The tunnel RPC ended (or must end): fail the calls in flight
+   * with `status` and settle {@link closed}. `error` is undefined for a close
+   * the user asked for.
+   */
+  shutDown(error: Error | undefined, status?: StreamStatus): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.closeError = error;
+    this.engine.close(
+      status ?? localStatus(Code.UNAVAILABLE, `tunnel closed: ${error?.message ?? 'the tunnel RPC ended'}`),
+    );
+    this.endRpc(error);
+    for (const watcher of [...this.watchers]) watcher();
+    this.resolveClosed(error);
+    this.emit('close', error);
+  }
+}

@@ -1,0 +1,87 @@
+import type { ServerInterceptingCallInterface, ServerInterceptor } from '@grpc/grpc-js';
+import { localStatus, type StreamStatus } from '../../engine/status.js';
+import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
+import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
+import type { TunnelOptions } from '../client/tunnel-channel.js';
+import { dispatch, intercept } from './dispatch.js';
+import type { ServiceRegistry } from './service-registry.js';
+import type { TunnelInfo } from './tunnel-info.js';
+import { TunnelServerCall } from './tunnel-server-call.js';
+
+/** Limits and hooks of the side that serves tunneled calls. */
+export interface TunnelServerOptions extends TunnelOptions {
+  /** Streams open at once on one tunnel; more get RESOURCE_EXHAUSTED. Default unlimited. */
+  maxConcurrentStreams?: number;
+  /** grpc-js server interceptors applied to every tunneled call, outermost first. */
+  interceptors?: ServerInterceptor[];
+}
+
+/** The tunnel RPC as a tunnel server sees it: ServerToClient frames out, ClientToServer frames in. */
+export interface ServerFrameStream {
+  write(frame: ServerToClient): boolean;
+  on(event: 'data', listener: (frame: ClientToServer) => void): unknown;
+  on(event: 'drain', listener: () => void): unknown;
+}
+
+type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
+
+/**
+ * Serves the calls of one tunnel (the tunnel-server role) from a service
+ * registry: protocol engine below, grpc-js call objects and interceptors
+ * above. Forward tunnels (on the network server) and reverse tunnels (on the
+ * network client) both run on it.
+ */
+export class TunnelServerSession {
+  private readonly engine: TunnelServerEngine;
+
+  constructor(
+    frames: ServerFrameStream,
+    negotiated: boolean,
+    registry: ServiceRegistry,
+    readonly tunnel: TunnelInfo,
+    options: TunnelServerOptions,
+    metricsRecorder: () => MetricsRecorder,
+    onProtocolError: (status: StreamStatus) => void,
+  ) {
+    const interceptors = options.interceptors ?? [];
+    this.engine = new TunnelServerEngine({
+      write: (frame) => frames.write(frame),
+      negotiated,
+      flowControl: options.flowControl ?? true,
+      ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
+      ...(options.maxReceiveMessageSize !== undefined && { maxReceiveMessageSize: options.maxReceiveMessageSize }),
+      ...(options.windowUpdateThreshold !== undefined && { windowUpdateThreshold: options.windowUpdateThreshold }),
+      ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
+      onStream: (stream: TunnelServerStream) => {
+        const method = registry.lookup(stream.method);
+        if (!method) {
+          // Worded as the Go reference words it, so mixed deployments log alike.
+          stream.close(localStatus(12, `${stream.method.slice(1)} not implemented`), false);
+          return;
+        }
+        stream.singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
+        const call = new TunnelServerCall(stream, method, tunnel, metricsRecorder);
+        dispatch(method, intercept(interceptors, method, call));
+      },
+      onProtocolError,
+    });
+    frames.on('data', (frame: ClientToServer) => this.engine.handleFrame(frame));
+    frames.on('drain', () => this.engine.drained());
+    this.engine.start();
+  }
+
+  /** Calls in flight on this tunnel. */
+  get activeStreams(): number {
+    return this.engine.activeStreams;
+  }
+
+  /** Refuses new calls with UNAVAILABLE; running calls go on. */
+  drain(): void {
+    this.engine.drain();
+  }
+
+  /** The tunnel is gone: every running call is cancelled. */
+  close(status: StreamStatus): void {
+    this.engine.close(status);
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * grpctunnel: gRPC over gRPC for Node.js, wire-compatible with
+ * github.com/jhump/grpctunnel.
+ *
+ * @packageDocumentation
+ */
+
+export { DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE, NEGOTIATE_HEADER } from './engine/constants.js';
+export { createTunnelClient } from './grpc/client/create-client.js';
+export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
+export { TunnelChannel, type TunnelChannelInfo, type TunnelOptions } from './grpc/client/tunnel-channel.js';
+export type { TunnelInfo } from './grpc/server/tunnel-info.js';
+export type { TunnelServerOptions } from './grpc/server/tunnel-server-session.js';
+export { TunnelServiceHandler, type TunnelServiceHandlerOptions } from './grpc/server/tunnel-service-handler.js';
+export {
+  OPEN_REVERSE_TUNNEL_PATH,
+  OPEN_TUNNEL_PATH,
+  TunnelServiceDefinition,
+} from './grpc/tunnel-service.js';

@@ -1,0 +1,170 @@
+// A raw-bytes test service: messages are Buffers passed through unchanged,
+// so tests control exact sizes (empty, 1 byte, 16 KiB, 4 MiB).
+import {
+  type ChannelCredentials,
+  type Client,
+  type ClientOptions,
+  type handleBidiStreamingCall,
+  type handleClientStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  Metadata,
+  makeGenericClientConstructor,
+  type ServiceDefinition,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+
+const identity = (b: Buffer) => b;
+
+function method(name: string, requestStream: boolean, responseStream: boolean) {
+  return {
+    path: `/test.Echo/${name}`,
+    requestStream,
+    responseStream,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+    originalName: name.charAt(0).toLowerCase() + name.slice(1),
+  };
+}
+
+export const EchoService = {
+  unary: method('Unary', false, false),
+  clientStream: method('ClientStream', true, false),
+  serverStream: method('ServerStream', false, true),
+  bidi: method('Bidi', true, true),
+} satisfies ServiceDefinition;
+
+/** A client of the echo service (methods unary, clientStream, serverStream, bidi). */
+export type EchoClient = Client & Record<string, any>;
+
+export const EchoClient = makeGenericClientConstructor(EchoService, 'Echo') as unknown as new (
+  address: string,
+  creds: ChannelCredentials,
+  options?: ClientOptions,
+) => EchoClient;
+
+/** Response headers: request headers named x-echo-*; trailers: x-trailer-*. */
+function split(md: Metadata) {
+  const headers = new Metadata();
+  const trailers = new Metadata();
+  for (const [key, values] of Object.entries(md.toJSON())) {
+    for (const v of values as Array<string | Buffer>) {
+      if (key.startsWith('x-echo-')) headers.add(key, v);
+      if (key.startsWith('x-trailer-')) trailers.add(key, v);
+    }
+  }
+  return { headers, trailers };
+}
+
+/** The error a request asked for with x-status-code (and x-status-message, x-status-details-bin). */
+function requestedError(md: Metadata, trailers: Metadata): Partial<ServiceError> | null {
+  const code = md.get('x-status-code')[0];
+  if (code === undefined) return null;
+  const t = trailers.clone();
+  const details = md.get('x-status-details-bin')[0];
+  if (details) t.set('grpc-status-details-bin', details as Buffer);
+  return { code: Number(code), details: String(md.get('x-status-message')[0] ?? 'failed'), metadata: t };
+}
+
+function delay(md: Metadata): number {
+  return Number(md.get('x-delay-ms')[0] ?? 0);
+}
+
+export interface EchoObservations {
+  /** Calls whose handler saw cancellation, by method name. */
+  cancelled: string[];
+  /** Metadata of the last call. */
+  lastMetadata?: Metadata;
+  /** Deadline the last call saw. */
+  lastDeadline?: Date | number;
+  /** Peer the last call saw. */
+  lastPeer?: string;
+}
+
+/** The implementation; `seen` records what handlers observed. */
+export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
+  const observe = (call: { metadata: Metadata; getDeadline(): Date | number; getPeer(): string }) => {
+    seen.lastMetadata = call.metadata;
+    seen.lastDeadline = call.getDeadline();
+    seen.lastPeer = call.getPeer();
+  };
+  const unary: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
+    observe(call);
+    const { headers, trailers } = split(call.metadata);
+    call.sendMetadata(headers);
+    const timer = setTimeout(() => {
+      const err = requestedError(call.metadata, trailers);
+      if (err) callback(err as ServiceError, null, trailers);
+      else callback(null, call.request, trailers);
+    }, delay(call.metadata));
+    call.on('cancelled', () => {
+      clearTimeout(timer);
+      seen.cancelled.push('unary');
+    });
+  };
+  const clientStream: handleClientStreamingCall<Buffer, Buffer> = (call, callback) => {
+    observe(call);
+    const { headers, trailers } = split(call.metadata);
+    call.sendMetadata(headers);
+    let count = 0;
+    let total = 0;
+    call.on('data', (b: Buffer) => {
+      count++;
+      total += b.length;
+    });
+    call.on('cancelled', () => seen.cancelled.push('clientStream'));
+    call.on('end', () => {
+      const err = requestedError(call.metadata, trailers);
+      if (err) callback(err as ServiceError, null, trailers);
+      else callback(null, Buffer.from(JSON.stringify({ count, total })), trailers);
+    });
+  };
+  const serverStream: handleServerStreamingCall<Buffer, Buffer> = (call) => {
+    observe(call);
+    const { headers, trailers } = split(call.metadata);
+    call.sendMetadata(headers);
+    const { count, size } = JSON.parse(call.request.toString() || '{"count":0,"size":0}') as {
+      count: number;
+      size: number;
+    };
+    let i = 0;
+    let timer: NodeJS.Timeout | undefined;
+    call.on('cancelled', () => {
+      if (timer) clearTimeout(timer);
+      seen.cancelled.push('serverStream');
+    });
+    const step = () => {
+      if (call.cancelled) return;
+      while (i < count) {
+        const ok = call.write(Buffer.alloc(size, i % 256));
+        i++;
+        if (!ok) {
+          call.once('drain', step);
+          return;
+        }
+      }
+      const err = requestedError(call.metadata, trailers);
+      if (err) call.emit('error', err);
+      else call.end(trailers);
+    };
+    timer = setTimeout(step, delay(call.metadata));
+  };
+  const bidi: handleBidiStreamingCall<Buffer, Buffer> = (call) => {
+    observe(call);
+    const { headers, trailers } = split(call.metadata);
+    call.sendMetadata(headers);
+    call.on('data', (b: Buffer) => call.write(b));
+    call.on('cancelled', () => seen.cancelled.push('bidi'));
+    call.on('end', () => {
+      const err = requestedError(call.metadata, trailers);
+      if (err) call.emit('error', err);
+      else call.end(trailers);
+    });
+  };
+  return { unary, clientStream, serverStream, bidi };
+}
+
+export { status };
