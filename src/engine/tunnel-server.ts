@@ -225,8 +225,8 @@ export class TunnelServerEngine {
       return;
     }
     if (body.$case === 'cancel') {
-      this.forget(stream);
       stream.abort(localStatus(Code.CANCELLED, 'the client cancelled the call'));
+      this.forget(stream);
       return;
     }
     if (!stream.accepting) return; // the server already closed it; late client data is moot
@@ -324,8 +324,8 @@ export class TunnelServerEngine {
   private failStream(stream: TunnelServerStream, err: unknown): void {
     const status =
       err instanceof TunnelError ? err.toStatus() : localStatus(Code.INTERNAL, 'failed to process a frame');
-    this.forget(stream);
     stream.abort(status);
+    this.forget(stream);
     this.writeNow({ streamId: stream.streamId, frame: { $case: 'closeStream', value: closeFromStatus(status) } });
   }
 

@@ -35,6 +35,7 @@ export const EchoService = {
   clientStream: method('ClientStream', true, false),
   serverStream: method('ServerStream', false, true),
   bidi: method('Bidi', true, true),
+  stall: method('Stall', true, true),
 } satisfies ServiceDefinition;
 
 /** A client of the echo service (methods unary, clientStream, serverStream, bidi). */
@@ -164,7 +165,12 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
       else call.end(trailers);
     });
   };
-  return { unary, clientStream, serverStream, bidi };
+  // Never reads: its requests pile up against the flow-control window.
+  const stall: handleBidiStreamingCall<Buffer, Buffer> = (call) => {
+    observe(call);
+    call.on('cancelled', () => seen.cancelled.push('stall'));
+  };
+  return { unary, clientStream, serverStream, bidi, stall };
 }
 
 export { status };

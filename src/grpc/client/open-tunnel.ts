@@ -88,9 +88,9 @@ export function openTunnel(connection: Client | Channel, options: OpenTunnelOpti
             rpc.cancel();
           }
         },
-        () => {
+        (opened) => {
           ready = true;
-          resolve(channel as TunnelChannel);
+          resolve(opened);
         },
       );
     });

@@ -71,7 +71,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     options: TunnelOptions,
     private readonly info: TunnelChannelInfo,
     private readonly endRpc: (error: Error | undefined) => void,
-    onReady: () => void,
+    onReady: (channel: TunnelChannel) => void,
   ) {
     super();
     this.closed = new Promise((resolve) => {
@@ -85,7 +85,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
       ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
       ...(options.maxReceiveMessageSize !== undefined && { maxReceiveMessageSize: options.maxReceiveMessageSize }),
       ...(options.windowUpdateThreshold !== undefined && { windowUpdateThreshold: options.windowUpdateThreshold }),
-      onReady,
+      onReady: () => onReady(this),
       onProtocolError: (status) => this.shutDown(new Error(status.message), status),
     });
     frames.on('data', (frame: ServerToClient) => this.engine.handleFrame(frame));
