@@ -1,6 +1,6 @@
 import {
   type CallOptions,
-  type Channel,
+  type ChannelInterface,
   Client,
   type ClientDuplexStream,
   credentials,
@@ -23,7 +23,7 @@ export interface OpenTunnelOptions extends TunnelOptions {
   signal?: AbortSignal;
 }
 
-function asClient(connection: Client | Channel): Client {
+function asClient(connection: Client | ChannelInterface): Client {
   if (connection instanceof Client) return connection;
   return new Client('tunnel', credentials.createInsecure(), { channelOverride: connection });
 }
@@ -33,13 +33,17 @@ function asClient(connection: Client | Channel): Client {
  * a channel for calls through it, once the tunnel is ready (negotiation
  * done). `connection` is any grpc-js client (a generated TunnelService
  * client, or any other client on the same connection, whose interceptors
- * then apply to the tunnel RPC) or a grpc-js `Channel`.
+ * then apply to the tunnel RPC) or a grpc-js `Channel` (including another
+ * tunnel's channel, for nested tunnels).
  *
  * Rejects with a grpc-js `ServiceError` if the tunnel RPC fails before it is
  * ready (UNIMPLEMENTED when the server has no tunnel service), or with the
  * signal's reason when aborted.
  */
-export function openTunnel(connection: Client | Channel, options: OpenTunnelOptions = {}): Promise<TunnelChannel> {
+export function openTunnel(
+  connection: Client | ChannelInterface,
+  options: OpenTunnelOptions = {},
+): Promise<TunnelChannel> {
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal));
   const client = asClient(connection);

@@ -1,0 +1,53 @@
+// Runs a tunnel through its whole life (every call kind, a deadline, a cancel,
+// a close, a server loss) and then checks that nothing is left open: no
+// sockets, servers or timers beyond what the process had before.
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Metadata } from '@grpc/grpc-js';
+import { clientStream, collect, serverStream, unary } from './helpers/calls.js';
+import { forwardFixture } from './helpers/servers.js';
+
+// The kinds a tunnel could leak; others (file reads of the runner) come and go.
+const WATCHED = new Set(['TCPSocketWrap', 'TCPServerWrap', 'Timeout', 'Immediate', 'TTYWrap', 'PipeWrap']);
+
+function resources(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) if (WATCHED.has(r)) counts[r] = (counts[r] ?? 0) + 1;
+  return counts;
+}
+
+it('leaves no handles, timers or sockets behind', async () => {
+  const baseline = resources();
+  for (let round = 0; round < 2; round++) {
+    const f = await forwardFixture();
+    await unary(f.echo, Buffer.from('a'));
+    await clientStream(f.echo, [Buffer.alloc(20000), Buffer.alloc(3)]);
+    await collect(serverStream(f.echo, 5, 20000));
+    const bidi = f.echo.bidi();
+    const done = collect(bidi);
+    bidi.write(Buffer.from('x'));
+    bidi.end();
+    await done;
+    const slow = new Metadata();
+    slow.set('x-delay-ms', '3000');
+    await unary(f.echo, Buffer.from('late'), slow, { deadline: Date.now() + 50 });
+    const cancelled = serverStream(f.echo, 1, 1, slow);
+    const c = collect(cancelled);
+    cancelled.cancel();
+    await c;
+    const inFlight = unary(f.echo, Buffer.from('x'), slow);
+    await sleep(20);
+    if (round === 0) f.tunnel.close();
+    else f.server.forceShutdown();
+    await inFlight;
+    await f.close();
+  }
+  // grpc-js closes sockets asynchronously; give it a moment.
+  let now = resources();
+  for (let i = 0; i < 100 && JSON.stringify(now) !== JSON.stringify(baseline); i++) {
+    await sleep(20);
+    now = resources();
+  }
+  assert.deepEqual(now, baseline);
+});
