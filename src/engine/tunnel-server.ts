@@ -140,8 +140,10 @@ export class TunnelServerStream {
     if (this.state === 'done') return;
     const wasOpen = this.state === 'open';
     this.state = 'done';
-    this.out.discard(new TunnelError(status.code as Code, status.message));
+    // The handler hears of the cancel before its pending writes are failed,
+    // so a writer looping on completions sees the call is over.
     if (wasOpen) this.handlers.onCancel(status);
+    this.out.discard(new TunnelError(status.code as Code, status.message));
   }
 
   /** @internal */

@@ -1,14 +1,17 @@
 // Deadlines, cancellation from either side, closing and losing a tunnel.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { openTunnel } from '../../src/index.js';
 import { collect, serverStream, unary } from '../helpers/calls.js';
 import { EchoClient } from '../helpers/echo-service.js';
 import { c2s, closeOf, rawClient } from '../helpers/raw-peer.js';
-import { forwardFixture } from '../helpers/servers.js';
+import { forwardFixture, stopAllServers } from '../helpers/servers.js';
+
+// A failed test skips its own cleanup; never let that hang the run.
+afterEach(stopAllServers);
 
 async function waitFor(cond: () => boolean, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
@@ -71,6 +74,20 @@ describe('cancellation', () => {
     assert.equal(r.error?.code, status.CANCELLED);
     await waitFor(() => f.seen.cancelled.includes('serverStream'));
     assert.equal(f.tunnel.activeCalls, 0);
+    await f.close();
+  });
+
+  it('stops a handler that writes in a loop, without spinning', async () => {
+    const f = await forwardFixture();
+    const call = f.echo.flood(Buffer.alloc(0));
+    const result = collect(call);
+    let n = 0;
+    call.on('data', () => {
+      if (++n === 5) call.cancel();
+    });
+    assert.equal((await result).error?.code, status.CANCELLED);
+    await waitFor(() => f.seen.cancelled.includes('flood'));
+    assert.equal(f.seen.writesAfterEnd, 0);
     await f.close();
   });
 

@@ -1,47 +1,64 @@
 // Flow control under load, big messages, nesting, and nice-grpc.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { type Channel, credentials } from '@grpc/grpc-js';
 import { createClient } from 'nice-grpc';
 import { createTunnelClient, openTunnel, TunnelServiceHandler } from '../../src/index.js';
 import { collect, unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
-import { forwardFixture, startServer, stopServer } from '../helpers/servers.js';
+import { forwardFixture, startServer, stopAllServers, stopServer } from '../helpers/servers.js';
+
+// A failed test skips its own cleanup; never let that hang the run.
+afterEach(stopAllServers);
 
 describe('flow control under load', () => {
-  it('200 concurrent bidi streams, half with slow readers: no deadlock, fast ones finish first', async () => {
+  it('200 concurrent bidi streams, half with stalled readers: no deadlock, fast ones finish', async () => {
     const f = await forwardFixture();
-    const messages = 20;
-    const size = 20_000; // over one chunk, so windows fill up
-    const finished: Array<{ slow: boolean; at: number }> = [];
-    const runs = Array.from({ length: 200 }, (_, i) => {
-      const slow = i % 2 === 1;
-      return new Promise<void>((resolve, reject) => {
+    const size = 20_000; // over one chunk
+    // A stalled stream sends more than grpc-js buffers in a paused client
+    // stream (16 messages) plus one window, so it really stays stuck.
+    const messagesOf = (slow: boolean) => (slow ? 24 : 8);
+    let releaseSlow!: () => void;
+    const slowMayResume = new Promise<void>((resolve) => {
+      releaseSlow = resolve;
+    });
+    const stream = (slow: boolean) =>
+      new Promise<void>((resolve, reject) => {
         const call = f.echo.bidi();
         let received = 0;
         call.on('data', (m: Buffer) => {
           if (m.length !== size) reject(new Error('bad size'));
           received++;
-          if (slow) {
-            // A slow reader: pause after every message.
+          if (slow && received === 1) {
+            // Stall completely until every fast stream is done: if one
+            // stream's full window could hold up the tunnel, the fast
+            // streams would never finish and the test would time out.
             call.pause();
-            setTimeout(() => call.resume(), 15);
+            void slowMayResume.then(() => call.resume());
           }
         });
         call.on('error', reject);
         call.on('end', () => {
-          if (received !== messages) reject(new Error(`got ${received}`));
-          finished.push({ slow, at: Date.now() });
+          if (received !== messagesOf(slow)) reject(new Error(`got ${received}`));
           resolve();
         });
-        for (let k = 0; k < messages; k++) call.write(Buffer.alloc(size, k));
+        for (let k = 0; k < messagesOf(slow); k++) call.write(Buffer.alloc(size, k));
         call.end();
       });
+    const slow = Array.from({ length: 100 }, () => stream(true));
+    const fast = Array.from({ length: 100 }, () => stream(false));
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('fast streams were held back by stalled ones')), 60_000);
     });
-    await Promise.all(runs);
-    const fastDone = Math.max(...finished.filter((x) => !x.slow).map((x) => x.at));
-    const slowDone = Math.max(...finished.filter((x) => x.slow).map((x) => x.at));
-    assert.ok(fastDone < slowDone, 'the fast streams were not held back by the slow ones');
+    try {
+      await Promise.race([Promise.all(fast), stuck]);
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.equal(f.tunnel.activeCalls, 100, 'the stalled streams are still open while the fast ones are done');
+    releaseSlow();
+    await Promise.all(slow);
     assert.equal(f.tunnel.activeCalls, 0);
     await f.close();
   });

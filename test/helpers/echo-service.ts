@@ -36,6 +36,7 @@ export const EchoService = {
   serverStream: method('ServerStream', false, true),
   bidi: method('Bidi', true, true),
   stall: method('Stall', true, true),
+  flood: method('Flood', false, true),
 } satisfies ServiceDefinition;
 
 /** A client of the echo service (methods unary, clientStream, serverStream, bidi). */
@@ -83,6 +84,8 @@ export interface EchoObservations {
   lastDeadline?: Date | number;
   /** Peer the last call saw. */
   lastPeer?: string;
+  /** Writes a Flood handler made after its call ended (should stay 0). */
+  writesAfterEnd?: number;
 }
 
 /** The implementation; `seen` records what handlers observed. */
@@ -170,7 +173,29 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
     observe(call);
     call.on('cancelled', () => seen.cancelled.push('stall'));
   };
-  return { unary, clientStream, serverStream, bidi, stall };
+  // Writes as fast as the stream takes messages until the call ends; counts
+  // writes that still "succeed" after it ended (a loop that would spin). Bounded.
+  const flood: handleServerStreamingCall<Buffer, Buffer> = (call) => {
+    observe(call);
+    const message = Buffer.alloc(100_000, 1);
+    let ended = false;
+    seen.writesAfterEnd = 0;
+    call.on('cancelled', () => {
+      ended = true;
+      seen.cancelled.push('flood');
+    });
+    const pump = () => {
+      for (let i = 0; i < 100_000 && !call.cancelled && !call.destroyed; i++) {
+        if (ended) seen.writesAfterEnd = (seen.writesAfterEnd ?? 0) + 1;
+        if (!call.write(message)) {
+          call.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+  };
+  return { unary, clientStream, serverStream, bidi, stall, flood };
 }
 
 export { status };

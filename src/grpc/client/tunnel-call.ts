@@ -82,11 +82,16 @@ export class TunnelCall implements ClientStreamHandlers {
   sendMessageWithContext(context: { callback?: (error?: Error | null) => void }, message: Buffer): void {
     const callback = context.callback;
     if (!this.stream) {
-      callback?.(new Error('The call has ended'));
+      if (callback) process.nextTick(callback, new Error('The call has not started'));
       return;
     }
-    // A write on a call that ended is not an error to grpc-js: the status says what happened.
-    this.stream.sendMessage(message, callback ? () => callback() : undefined);
+    // A write on a call that ended is not an error to grpc-js (the status says
+    // what happened), but its completion is deferred so a loop of writes
+    // yields to the event loop instead of spinning.
+    this.stream.sendMessage(
+      message,
+      callback ? (error) => (error ? process.nextTick(callback) : callback()) : undefined,
+    );
   }
 
   startRead(): void {

@@ -65,10 +65,9 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
   }
 
   sendMessage(message: unknown, callback: () => void): void {
-    if (this.ended) {
-      callback();
-      return;
-    }
+    // As grpc-js does: on a call that ended, writes never complete (the call
+    // object is destroyed), which keeps a writing loop from spinning.
+    if (this.ended) return;
     let bytes: Buffer;
     try {
       bytes = this.method.serialize(message);
@@ -78,7 +77,9 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
       callback();
       return;
     }
-    this.stream.sendMessage(bytes, () => callback());
+    this.stream.sendMessage(bytes, (error) => {
+      if (!error) callback();
+    });
   }
 
   sendStatus(status: OutgoingStatus): void {
