@@ -1,0 +1,34 @@
+// A forward tunnel: the client opens one tunnel RPC to the server and then
+// calls the server's services through it, with an unchanged generated client.
+import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { GreeterClient, GreeterService } from './gen/example/greeter.js';
+import { greeterImplementation } from './greeter.js';
+
+// Server: host services for tunnels, next to (or instead of) normal ones.
+const handler = new TunnelServiceHandler();
+handler.addService(GreeterService, greeterImplementation);
+const server = new Server();
+handler.register(server);
+const port = await new Promise<number>((resolve, reject) =>
+  server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+);
+
+// Client: any grpc-js client (or Channel) to that server carries the tunnel.
+const connection = new GreeterClient(`127.0.0.1:${port}`, credentials.createInsecure());
+const tunnel = await openTunnel(connection, { signal: AbortSignal.timeout(5_000) });
+
+// The tunnel is the channel of an ordinary generated client.
+const greeter = new GreeterClient('ignored', credentials.createInsecure(), { channelOverride: tunnel });
+greeter.sayHello({ name: 'tunnel', times: 0 }, (err, reply) => {
+  if (err) throw err;
+  console.log(reply.message); // hello, tunnel
+
+  const stream = greeter.sayHellos({ name: 'tunnel', times: 2 });
+  stream.on('data', (r: { message: string }) => console.log(r.message));
+  stream.on('end', () => {
+    tunnel.close(); // cancels anything still in flight and ends the tunnel RPC
+    connection.close();
+    server.tryShutdown(() => console.log('done'));
+  });
+});
