@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --json FILE]: the same work direct over
+// npm run bench [-- --quick] [--json FILE] [--window N] [--update-threshold N]: the same work direct over
 // grpc-js and through a forward tunnel, in one run, with the ratios. The
 // server runs in its own process.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -91,11 +91,16 @@ async function main(): Promise<void> {
   const address = `127.0.0.1:${port}`;
   const direct = new BenchClient(address, credentials.createInsecure()) as AnyClient;
   const tunnelConnection = new BenchClient(address, credentials.createInsecure());
-  const windowAt = args.indexOf('--window');
-  const tunnel = await openTunnel(
-    tunnelConnection,
-    windowAt >= 0 ? { initialWindowSize: Number(args[windowAt + 1]) } : {},
-  );
+  const numberFlag = (name: string) => {
+    const at = args.indexOf(name);
+    return at >= 0 ? Number(args[at + 1]) : undefined;
+  };
+  const initialWindowSize = numberFlag('--window');
+  const windowUpdateThreshold = numberFlag('--update-threshold');
+  const tunnel = await openTunnel(tunnelConnection, {
+    ...(initialWindowSize !== undefined ? { initialWindowSize } : {}),
+    ...(windowUpdateThreshold !== undefined ? { windowUpdateThreshold } : {}),
+  });
   const forward = new BenchClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as AnyClient;
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],
