@@ -9,11 +9,23 @@ export { DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE, NEGOTIATE_HEADER } from './engine/
 export { createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
 export { TunnelChannel, type TunnelChannelInfo, type TunnelOptions } from './grpc/client/tunnel-channel.js';
-export type { TunnelInfo } from './grpc/server/tunnel-info.js';
+export { getTunnelChannel, getTunnelInfo, type HasAuthContext } from './grpc/context.js';
+export type { AuthContext, TunnelInfo } from './grpc/server/tunnel-info.js';
 export type { TunnelServerOptions } from './grpc/server/tunnel-server-session.js';
-export { TunnelServiceHandler, type TunnelServiceHandlerOptions } from './grpc/server/tunnel-service-handler.js';
 export {
   OPEN_REVERSE_TUNNEL_PATH,
   OPEN_TUNNEL_PATH,
   TunnelServiceDefinition,
 } from './grpc/tunnel-service.js';
+export { TunnelServiceHandler, type TunnelServiceHandlerOptions } from './handler/tunnel-service-handler.js';
+export type { ReverseTunnel } from './pool/reverse-tunnel.js';
+export { TunnelPool, type WaitForReadyOptions } from './pool/tunnel-pool.js';
+export type { BackoffOptions } from './reverse/backoff.js';
+export {
+  type KeepOpenOptions,
+  type RetryEvent,
+  ReverseTunnelServer,
+  type ReverseTunnelServerOptions,
+  type ServeOptions,
+  type ServeResult,
+} from './reverse/reverse-tunnel-server.js';

@@ -35,6 +35,8 @@ export interface TunnelClientEngineOptions {
   readonly onReady: () => void;
   /** The peer broke the protocol; the tunnel must end with this status. */
   readonly onProtocolError: (status: StreamStatus) => void;
+  /** The last open stream ended (for graceful shutdown). */
+  readonly onIdle?: () => void;
 }
 
 /** What a tunnel client's stream reports to the layer above. */
@@ -293,6 +295,7 @@ export class TunnelClientEngine {
     if (!stream.markDone()) return;
     this.streams.delete(stream.streamId);
     stream.out.discard(reason);
+    if (this.streams.size === 0) this.options.onIdle?.();
   }
 
   private failStream(stream: TunnelClientStream, err: unknown): void {

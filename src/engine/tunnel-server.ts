@@ -32,6 +32,8 @@ export interface TunnelServerEngineOptions {
   readonly onStream: (stream: TunnelServerStream) => void;
   /** The peer broke the protocol; the tunnel must end with this status. */
   readonly onProtocolError: (status: StreamStatus) => void;
+  /** The last running stream ended (for graceful shutdown). */
+  readonly onIdle?: () => void;
 }
 
 /** What a tunnel server's stream reports to the layer above. */
@@ -278,8 +280,9 @@ export class TunnelServerEngine {
 
   /** @internal The stream's close frame was written (or it was cancelled): drop it. */
   forget(stream: TunnelServerStream): void {
-    this.streams.delete(stream.streamId);
+    if (!this.streams.delete(stream.streamId)) return;
     stream.markDone();
+    if (this.streams.size === 0) this.options.onIdle?.();
   }
 
   private openStream(id: number, method: string, headers: Metadata, revision: number, clientWindow: number): void {

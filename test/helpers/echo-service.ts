@@ -101,7 +101,7 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
     call.sendMetadata(headers);
     const timer = setTimeout(() => {
       const err = requestedError(call.metadata, trailers);
-      if (err) callback(err as ServiceError, null, trailers);
+      if (err) callback(err as ServiceError);
       else callback(null, call.request, trailers);
     }, delay(call.metadata));
     call.on('cancelled', () => {
@@ -122,7 +122,7 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
     call.on('cancelled', () => seen.cancelled.push('clientStream'));
     call.on('end', () => {
       const err = requestedError(call.metadata, trailers);
-      if (err) callback(err as ServiceError, null, trailers);
+      if (err) callback(err as ServiceError);
       else callback(null, Buffer.from(JSON.stringify({ count, total })), trailers);
     });
   };

@@ -1,6 +1,15 @@
 import { type Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import type { TunnelServiceHandlerOptions } from '../../src/index.js';
-import { type OpenTunnelOptions, openTunnel, type TunnelChannel, TunnelServiceHandler } from '../../src/index.js';
+import {
+  type OpenTunnelOptions,
+  openTunnel,
+  ReverseTunnelServer,
+  type ReverseTunnelServerOptions,
+  type ServeOptions,
+  type ServeResult,
+  type TunnelChannel,
+  TunnelServiceHandler,
+  type TunnelServiceHandlerOptions,
+} from '../../src/index.js';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from './echo-service.js';
 
 const running = new Set<Server>();
@@ -66,6 +75,66 @@ export async function forwardFixture(
     seen,
     async close() {
       tunnel.close();
+      connection.close();
+      await stopServer(server);
+    },
+  };
+}
+
+/** A network server with the tunnel service, and a reverse tunnel server dialing in with the echo service. */
+export interface ReverseFixture {
+  server: Server;
+  handler: TunnelServiceHandler;
+  address: string;
+  connection: Client;
+  reverseServer: ReverseTunnelServer;
+  /** One promise per serve() call, settling when that tunnel ends. */
+  served: Promise<ServeResult>[];
+  /** An echo client on the handler's pool of all reverse tunnels. */
+  echo: EchoClient;
+  seen: EchoObservations;
+  /** Opens one more reverse tunnel and waits until the handler has it. */
+  addTunnel(options?: ServeOptions): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function reverseFixture(
+  handlerOptions: TunnelServiceHandlerOptions = {},
+  serverOptions: ReverseTunnelServerOptions = {},
+  serveOptions: ServeOptions = {},
+  tunnels = 1,
+): Promise<ReverseFixture> {
+  const seen: EchoObservations = { cancelled: [] };
+  const handler = new TunnelServiceHandler(handlerOptions);
+  const { server, address } = await startServer((s) => handler.register(s));
+  const connection = new EchoClient(address, credentials.createInsecure());
+  const reverseServer = new ReverseTunnelServer(connection, serverOptions);
+  reverseServer.addService(EchoService, echoImplementation(seen));
+  const served: Promise<ServeResult>[] = [];
+  const addTunnel = async (options: ServeOptions = serveOptions) => {
+    const opened = new Promise<void>((resolve) => handler.once('reverseTunnelOpen', () => resolve()));
+    const result = reverseServer.serve(options);
+    served.push(result);
+    const early = result.then((r) => {
+      throw r.error ?? new Error('the reverse tunnel ended before it opened');
+    });
+    await Promise.race([opened, early]);
+  };
+  for (let i = 0; i < tunnels; i++) await addTunnel();
+  const echo = new EchoClient('pool', credentials.createInsecure(), { channelOverride: handler.asChannel() });
+  return {
+    server,
+    handler,
+    address,
+    connection,
+    reverseServer,
+    served,
+    echo,
+    seen,
+    addTunnel,
+    async close() {
+      reverseServer.stop();
+      await Promise.all(served);
       connection.close();
       await stopServer(server);
     },

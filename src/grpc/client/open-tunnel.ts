@@ -84,7 +84,7 @@ export function openTunnel(
         rpc,
         negotiated,
         options,
-        { target, peer: rpc.getPeer() },
+        { target, peer: rpc.getPeer(), authContext: rpc.getAuthContext?.() ?? null },
         () => {
           signal?.removeEventListener('abort', onAbort);
           if (!ended) {

@@ -4,6 +4,7 @@ import type { StreamStatus } from '../../engine/status.js';
 import type { ClientStreamHandlers, TunnelClientStream } from '../../engine/tunnel-client.js';
 import type { Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
 import { fromWireMetadata, toWireMetadata } from '../metadata.js';
+import type { AuthContext } from '../server/tunnel-info.js';
 import { toStatusObject } from '../status.js';
 import type { TunnelChannel } from './tunnel-channel.js';
 
@@ -121,8 +122,8 @@ export class TunnelCall implements ClientStreamHandlers {
     // set by interceptors or passed to the call travels through unchanged.
   }
 
-  getAuthContext(): null {
-    return null;
+  getAuthContext(): AuthContext {
+    return this.channel.callAuthContext;
   }
 
   /** The tunnel channel that carries this call. */

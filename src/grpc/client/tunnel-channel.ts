@@ -4,6 +4,8 @@ import { Code } from '../../engine/codes.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream } from '../../engine/tunnel-client.js';
 import type { ClientToServer, ServerToClient, Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
+import { clientAuthContext } from '../context.js';
+import type { AuthContext } from '../server/tunnel-info.js';
 import { type ParentCall, TunnelCall } from './tunnel-call.js';
 
 /** Tuning shared by both ends of a tunnel. */
@@ -30,6 +32,8 @@ export interface TunnelChannelInfo {
   readonly target: string;
   /** The peer that answers tunneled calls, as grpc-js's `getPeer()` reports it. */
   readonly peer: string;
+  /** Transport security of the tunnel RPC's connection, if grpc-js reports it. */
+  readonly authContext?: AuthContext | null;
 }
 
 /** The tunnel RPC as a tunnel client sees it: ClientToServer frames out, ServerToClient frames in. */
@@ -56,9 +60,12 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
   private resolveClosed!: (error: Error | undefined) => void;
   private closeError: Error | undefined;
   private isClosed = false;
+  private closingWhenIdle = false;
   private readonly engine: TunnelClientEngine;
   private readonly watchers = new Set<() => void>();
   private readonly channelzRef: ChannelzRef;
+  /** @internal What calls through this tunnel report as their auth context. */
+  readonly callAuthContext: AuthContext;
 
   /**
    * @internal Use {@link openTunnel} (forward) or a tunnel pool (reverse).
@@ -77,6 +84,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
+    this.callAuthContext = clientAuthContext(info.authContext ?? {}, this);
     this.channelzRef = { kind: 'channel', id: ++channelIds, name: `tunnel:${info.target}` } as ChannelzRef;
     this.engine = new TunnelClientEngine({
       write: (frame: ClientToServer) => frames.write(frame),
@@ -87,6 +95,9 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
       ...(options.windowUpdateThreshold !== undefined && { windowUpdateThreshold: options.windowUpdateThreshold }),
       onReady: () => onReady(this),
       onProtocolError: (status) => this.shutDown(new Error(status.message), status),
+      onIdle: () => {
+        if (this.closingWhenIdle) process.nextTick(() => this.close());
+      },
     });
     frames.on('data', (frame: ServerToClient) => this.engine.handleFrame(frame));
     frames.on('drain', () => this.engine.drained());
@@ -116,6 +127,16 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
   /** Cancels every call in flight (callers see CANCELLED) and ends the tunnel RPC. */
   close(): void {
     this.shutDown(undefined, localStatus(Code.CANCELLED, 'the tunnel channel was closed'));
+  }
+
+  /**
+   * Closes the tunnel gracefully: new calls fail with UNAVAILABLE at once,
+   * calls in flight run to completion, then the tunnel ends.
+   */
+  closeWhenIdle(): void {
+    if (this.isClosed || this.closingWhenIdle) return;
+    this.closingWhenIdle = true;
+    if (this.engine.activeStreams === 0) this.close();
   }
 
   getTarget(): string {
@@ -170,7 +191,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
 
   /** @internal Why new calls cannot start, or undefined while the tunnel is up. */
   unavailableReason(): string | undefined {
-    if (!this.isClosed) return undefined;
+    if (!this.isClosed) return this.closingWhenIdle ? 'the tunnel is shutting down' : undefined;
     return this.closeError ? `tunnel closed: ${this.closeError.message}` : 'the tunnel channel was closed';
   }
 

@@ -10,9 +10,6 @@ import { type OutgoingStatus, statusFromHandlerError } from '../status.js';
 
 type Inner = ServerInterceptingCallInterface;
 
-/** Key under which every call object keeps its intercepting call (see getTunnelInfo). */
-export const INNER_CALL = Symbol('grpctunnel.innerCall');
-
 /** The methods every grpc-js server call object has (ServerSurfaceCall). */
 interface SurfaceMethods {
   getPeer(): string;
@@ -35,7 +32,6 @@ function attachSurface(target: object, path: string, call: Inner): void {
     getMetricsRecorder: () => call.getMetricsRecorder(),
   };
   Object.assign(target, methods);
-  Object.defineProperty(target, INNER_CALL, { value: call, enumerable: false });
 }
 
 /** A unary or client-streaming handler's reply path, shared by both kinds. */

@@ -6,18 +6,34 @@ export type AuthContext = ReturnType<ServerInterceptingCallInterface['getAuthCon
 export type ConnectionInfo = ReturnType<ServerInterceptingCallInterface['getConnectionInfo']>;
 
 /**
- * What a tunneled call knows about the tunnel that carried it: the tunnel
- * RPC's own request metadata, peer and transport security.
+ * What is known about one tunnel: its tunnel RPC's request metadata, peer and
+ * transport security. Tunneled handlers and interceptors read it with
+ * `getTunnelInfo(call)`; reverse-tunnel pools hand it to the affinity-key
+ * function and the open/close callbacks.
  */
 export interface TunnelInfo {
-  /** Request metadata of the tunnel RPC (OpenTunnel or OpenReverseTunnel). */
+  /** `forward` (OpenTunnel) or `reverse` (OpenReverseTunnel). */
+  readonly kind: 'forward' | 'reverse';
+  /**
+   * Request metadata of the tunnel RPC, as its handler saw it (after the
+   * server's interceptors, which may have added to it). On the reverse
+   * tunnel server (the dialing side) this is the metadata it sent.
+   */
   readonly metadata: Metadata;
-  /** The peer of the tunnel RPC, as grpc-js reports it (address:port). */
+  /** The other end of the tunnel RPC, as grpc-js reports it (address:port). */
   readonly peer: string;
-  /** Transport security of the tunnel RPC's connection (TLS peer certificate, if any). */
+  /**
+   * Transport security of the tunnel RPC's connection: on the network
+   * server, the client's certificate under mTLS; on the reverse tunnel
+   * server, the network server's certificate.
+   */
   readonly authContext: AuthContext;
-  /** The :authority the tunnel RPC was sent to. */
+  /** The :authority of the tunnel RPC. */
   readonly host: string;
+  /** Reverse tunnel server only: the network server's response headers on the tunnel RPC. */
+  readonly responseHeaders?: Metadata;
+  /** Reverse tunnel server only: what the `authenticate` option returned for this tunnel. */
+  readonly identity?: unknown;
 }
 
 /** Splits a grpc-js peer string ("1.2.3.4:5", "[::1]:5") into address and port. */

@@ -12,7 +12,7 @@ import type { TunnelServerStream } from '../../engine/tunnel-server.js';
 import { fromWireMetadata, toWireMetadata, wireHeader } from '../metadata.js';
 import { type OutgoingStatus, toStreamStatus } from '../status.js';
 import type { RegisteredMethod } from './service-registry.js';
-import { type ConnectionInfo, connectionInfoFromPeer, type TunnelInfo } from './tunnel-info.js';
+import { type AuthContext, type ConnectionInfo, connectionInfoFromPeer, type TunnelInfo } from './tunnel-info.js';
 
 type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
 type InterceptingServerListener = Parameters<ServerInterceptingCallInterface['start']>[0];
@@ -35,6 +35,8 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
     private readonly method: RegisteredMethod,
     /** The tunnel that carries this call. */
     readonly tunnel: TunnelInfo,
+    /** The tunnel's auth context, tagged so that getTunnelInfo() finds the tunnel. */
+    private readonly authContext: AuthContext,
     private readonly metricsRecorder: () => MetricsRecorder,
   ) {
     this.metadata = fromWireMetadata(stream.headers);
@@ -105,8 +107,8 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
     return this.tunnel.host;
   }
 
-  getAuthContext() {
-    return this.tunnel.authContext;
+  getAuthContext(): AuthContext {
+    return this.authContext;
   }
 
   getConnectionInfo(): ConnectionInfo {

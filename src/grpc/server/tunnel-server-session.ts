@@ -3,6 +3,7 @@ import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import type { TunnelOptions } from '../client/tunnel-channel.js';
+import { serverAuthContext } from '../context.js';
 import { dispatch, intercept } from './dispatch.js';
 import type { ServiceRegistry } from './service-registry.js';
 import type { TunnelInfo } from './tunnel-info.js';
@@ -33,6 +34,7 @@ type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRec
  */
 export class TunnelServerSession {
   private readonly engine: TunnelServerEngine;
+  private onIdle: (() => void) | undefined;
 
   constructor(
     frames: ServerFrameStream,
@@ -44,6 +46,7 @@ export class TunnelServerSession {
     onProtocolError: (status: StreamStatus) => void,
   ) {
     const interceptors = options.interceptors ?? [];
+    const authContext = serverAuthContext(tunnel);
     this.engine = new TunnelServerEngine({
       write: (frame) => frames.write(frame),
       negotiated,
@@ -60,10 +63,15 @@ export class TunnelServerSession {
           return;
         }
         stream.singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
-        const call = new TunnelServerCall(stream, method, tunnel, metricsRecorder);
+        const call = new TunnelServerCall(stream, method, tunnel, authContext, metricsRecorder);
         dispatch(method, intercept(interceptors, method, call));
       },
       onProtocolError,
+      onIdle: () => {
+        const onIdle = this.onIdle;
+        this.onIdle = undefined;
+        if (onIdle) process.nextTick(onIdle);
+      },
     });
     frames.on('data', (frame: ClientToServer) => this.engine.handleFrame(frame));
     frames.on('drain', () => this.engine.drained());
@@ -75,9 +83,15 @@ export class TunnelServerSession {
     return this.engine.activeStreams;
   }
 
-  /** Refuses new calls with UNAVAILABLE; running calls go on. */
-  drain(): void {
+  /**
+   * Refuses new calls with UNAVAILABLE; running calls go on. `onIdle` runs
+   * once none is left (at once if none is running).
+   */
+  drain(onIdle?: () => void): void {
     this.engine.drain();
+    if (!onIdle) return;
+    if (this.engine.activeStreams === 0) process.nextTick(onIdle);
+    else this.onIdle = onIdle;
   }
 
   /** The tunnel is gone: every running call is cancelled. */

@@ -1,0 +1,319 @@
+import { EventEmitter } from 'node:events';
+import {
+  experimental,
+  logVerbosity,
+  Metadata,
+  type Server,
+  type ServerDuplexStream,
+  type ServerErrorResponse,
+  type ServiceDefinition,
+  status as Status,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
+import { localStatus } from '../engine/status.js';
+import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
+import { TunnelChannel, type TunnelOptions } from '../grpc/client/tunnel-channel.js';
+import { ServiceRegistry } from '../grpc/server/service-registry.js';
+import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
+import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
+import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
+import { ReverseTunnelRegistry } from '../pool/registry.js';
+import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
+import { TunnelPool } from '../pool/tunnel-pool.js';
+
+/** Options of {@link TunnelServiceHandler}. */
+export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
+  /** Refuse reverse tunnels: `OpenReverseTunnel` fails with UNIMPLEMENTED. Default false. */
+  noReverseTunnels?: boolean;
+  /**
+   * The affinity key of a new reverse tunnel, from its tunnel RPC (request
+   * metadata after the server's interceptors, peer, auth context). Tunnels
+   * with equal keys (compared as `Map` keys) form the pool that
+   * {@link TunnelServiceHandler.keyAsChannel} returns. Throwing refuses the
+   * tunnel: with the thrown error's gRPC `code` and `details` when it has
+   * them (e.g. UNAUTHENTICATED), else with INTERNAL.
+   */
+  affinityKey?: (tunnel: TunnelInfo) => unknown;
+  /** A reverse tunnel is ready and has joined its pools (also the `'reverseTunnelOpen'` event). */
+  onReverseTunnelOpen?: (tunnel: ReverseTunnel) => void;
+  /**
+   * A reverse tunnel that had opened has ended and left its pools (also the
+   * `'reverseTunnelClose'` event). `error` says why, undefined when this side closed it.
+   */
+  onReverseTunnelClose?: (tunnel: ReverseTunnel, error: Error | undefined) => void;
+}
+
+type ForwardRpc = ServerDuplexStream<ClientToServer, ServerToClient>;
+type ReverseRpc = ServerDuplexStream<ServerToClient, ClientToServer>;
+
+function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): void {
+  call.emit('error', { code, details } as Partial<ServerErrorResponse>);
+}
+
+/** The tunnel-relevant part of handler options, for the channels of reverse tunnels. */
+function tunnelOptions(options: TunnelServiceHandlerOptions): TunnelOptions {
+  const { flowControl, initialWindowSize, maxReceiveMessageSize, windowUpdateThreshold } = options;
+  return {
+    ...(flowControl !== undefined && { flowControl }),
+    ...(initialWindowSize !== undefined && { initialWindowSize }),
+    ...(maxReceiveMessageSize !== undefined && { maxReceiveMessageSize }),
+    ...(windowUpdateThreshold !== undefined && { windowUpdateThreshold }),
+  };
+}
+
+/**
+ * The server side of `grpctunnel.v1.TunnelService`. Register it on a grpc-js
+ * `Server` with {@link register}.
+ *
+ * - Forward tunnels: services added with {@link addService} (same arguments
+ *   as `Server.addService`) answer the calls that clients send through
+ *   their tunnels.
+ * - Reverse tunnels: clients that serve RPCs dial in; this side calls them
+ *   through {@link asChannel}, {@link keyAsChannel} or a single tunnel from
+ *   {@link allReverseTunnels}.
+ *
+ * Events: `'reverseTunnelOpen'` (tunnel), `'reverseTunnelClose'` (tunnel, error?).
+ */
+export class TunnelServiceHandler extends EventEmitter {
+  private readonly registry = new ServiceRegistry();
+  /** Forward tunnels, each with the function that ends its tunnel RPC with OK. */
+  private readonly sessions = new Map<TunnelServerSession, () => void>();
+  private readonly reverse = new ReverseTunnelRegistry();
+  /** Reverse tunnels whose RPC is open, ready or not yet. */
+  private readonly reverseChannels = new Set<TunnelChannel>();
+  private readonly allPool: TunnelPool;
+  private draining = false;
+
+  constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
+    super();
+    this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
+  }
+
+  /** Makes a service callable through forward tunnels (same arguments as grpc-js `Server.addService`). */
+  addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+    this.registry.addService(service, implementation);
+  }
+
+  /** Stops serving a service through tunnels. */
+  removeService(service: ServiceDefinition): void {
+    this.registry.removeService(service);
+  }
+
+  /** The grpc-js implementation of TunnelService, for `server.addService(TunnelServiceDefinition, …)`. */
+  get implementation(): UntypedServiceImplementation {
+    return {
+      openTunnel: (call: ForwardRpc) => this.acceptForward(call),
+      openReverseTunnel: (call: ReverseRpc) => this.acceptReverse(call),
+    };
+  }
+
+  /** Registers the tunnel service on a grpc-js server. */
+  register(server: Server): void {
+    server.addService(TunnelServiceDefinition, this.implementation);
+  }
+
+  /** Forward tunnels currently open. */
+  get openTunnels(): number {
+    return this.sessions.size;
+  }
+
+  /** Tunneled calls currently running, over all forward tunnels. */
+  get activeCalls(): number {
+    let n = 0;
+    for (const session of this.sessions.keys()) n += session.activeStreams;
+    return n;
+  }
+
+  /** Reverse tunnels whose tunnel RPC is open (ready or still negotiating). */
+  get openReverseTunnels(): number {
+    return this.reverseChannels.size;
+  }
+
+  /** One channel over every ready reverse tunnel, round-robin. */
+  asChannel(): TunnelPool {
+    return this.allPool;
+  }
+
+  /** One channel over the ready reverse tunnels whose affinity key is `key`, round-robin. */
+  keyAsChannel(key: unknown): TunnelPool {
+    return new TunnelPool(this.reverse, { key }, `reverse-tunnels:${String(key)}`);
+  }
+
+  /** A snapshot of the ready reverse tunnels, in the order they opened. */
+  allReverseTunnels(): ReverseTunnel[] {
+    return this.reverse.snapshot();
+  }
+
+  /**
+   * Starts a graceful shutdown. New tunnels of either kind are refused with
+   * UNAVAILABLE. Forward tunnels refuse new calls with UNAVAILABLE, let
+   * running calls finish, then end. Reverse tunnels leave their pools at once
+   * (new calls see "no channels ready"), finish their running calls, then
+   * end. Once every tunnel has ended, grpc-js's `server.tryShutdown` can
+   * complete.
+   */
+  initiateShutdown(): void {
+    if (this.draining) return;
+    this.draining = true;
+    for (const [session, end] of this.sessions) session.drain(end);
+    for (const tunnel of this.reverse.snapshot()) this.reverse.remove(tunnel);
+    for (const channel of this.reverseChannels) channel.closeWhenIdle();
+  }
+
+  private acceptForward(call: ForwardRpc): void {
+    if (this.draining) {
+      refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
+      return;
+    }
+    sendNegotiationHeaders(call);
+    const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
+    let ended = false;
+    const endRpc = (code: Status, details: string) => {
+      if (ended) return;
+      ended = true;
+      if (code === Status.OK) call.end();
+      else refuse(call, code, details);
+    };
+    const session: TunnelServerSession = new TunnelServerSession(
+      call,
+      negotiated,
+      this.registry,
+      tunnelInfo('forward', call),
+      this.options,
+      () => call.getMetricsRecorder(),
+      (status) => {
+        this.sessions.delete(session);
+        endRpc(status.code, status.message);
+      },
+    );
+    this.sessions.set(session, () => {
+      this.sessions.delete(session);
+      session.close(localStatus(Status.UNAVAILABLE, 'the server is shutting down'));
+      endRpc(Status.OK, 'OK');
+    });
+    const finish = (message: string) => {
+      this.sessions.delete(session);
+      session.close(localStatus(Status.CANCELLED, message));
+    };
+    call.on('end', () => {
+      finish('the tunnel client closed the tunnel');
+      endRpc(Status.OK, 'OK');
+    });
+    call.on('cancelled', () => {
+      ended = true;
+      finish('the tunnel was cancelled');
+    });
+    call.on('error', () => {
+      ended = true;
+      finish('the tunnel failed');
+    });
+  }
+
+  private acceptReverse(call: ReverseRpc): void {
+    if (this.options.noReverseTunnels) {
+      refuse(call, Status.UNIMPLEMENTED, 'this server does not accept reverse tunnels');
+      return;
+    }
+    if (this.draining) {
+      refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
+      return;
+    }
+    const info = tunnelInfo('reverse', call);
+    let key: unknown;
+    try {
+      key = this.options.affinityKey?.(info);
+    } catch (err) {
+      const { code, details } = refusalOf(err);
+      refuse(call, code, details);
+      return;
+    }
+    sendNegotiationHeaders(call);
+    const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
+    let ended = false;
+    let tunnel: ReverseTunnel | undefined;
+    const channel = new TunnelChannel(
+      call,
+      negotiated,
+      tunnelOptions(this.options),
+      { target: `reverse:${info.peer}`, peer: info.peer, authContext: info.authContext },
+      (error) => {
+        if (ended) return;
+        ended = true;
+        if (error) refuse(call, Status.UNAVAILABLE, 'the reverse tunnel failed');
+        else call.end();
+      },
+      (ready) => {
+        if (this.draining) {
+          ready.closeWhenIdle();
+          return;
+        }
+        tunnel = { channel: ready, key, info, openedAt: new Date() };
+        this.reverse.add(tunnel);
+        this.notify(() => this.options.onReverseTunnelOpen?.(tunnel as ReverseTunnel));
+        this.emit('reverseTunnelOpen', tunnel);
+      },
+    );
+    this.reverseChannels.add(channel);
+    channel.once('close', (error: Error | undefined) => {
+      this.reverseChannels.delete(channel);
+      if (!tunnel) return;
+      this.reverse.remove(tunnel);
+      const closed = tunnel;
+      this.notify(() => this.options.onReverseTunnelClose?.(closed, error));
+      this.emit('reverseTunnelClose', closed, error);
+    });
+    call.on('end', () => channel.shutDown(new Error('the reverse tunnel server closed the tunnel')));
+    call.on('cancelled', () => {
+      ended = true;
+      channel.shutDown(new Error('the reverse tunnel was cancelled'));
+    });
+    call.on('error', () => {
+      ended = true;
+      channel.shutDown(new Error('the reverse tunnel failed'));
+    });
+  }
+
+  /** Runs a user callback; what it throws is logged, never allowed to break the tunnel. */
+  private notify(callback: () => void): void {
+    try {
+      callback();
+    } catch (err) {
+      experimental.log(logVerbosity.ERROR, `grpctunnel: a reverse-tunnel callback threw: ${err}`);
+    }
+  }
+}
+
+function sendNegotiationHeaders(call: ForwardRpc | ReverseRpc): void {
+  // Headers go out at once: the client learns the negotiation result (and
+  // interceptors may add authentication material) before any frame.
+  const headers = new Metadata();
+  headers.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
+  call.sendMetadata(headers);
+}
+
+function tunnelInfo(kind: 'forward' | 'reverse', call: ForwardRpc | ReverseRpc): TunnelInfo {
+  return {
+    kind,
+    metadata: call.metadata,
+    peer: call.getPeer(),
+    authContext: call.getAuthContext(),
+    host: call.getHost(),
+  };
+}
+
+/** The status to refuse a tunnel with when the affinity-key function threw. */
+function refusalOf(err: unknown): { code: Status; details: string } {
+  const candidate = err as { code?: unknown; details?: unknown } | null;
+  if (
+    candidate &&
+    typeof candidate.code === 'number' &&
+    candidate.code > 0 &&
+    candidate.code <= 16 &&
+    typeof candidate.details === 'string'
+  ) {
+    return { code: candidate.code, details: candidate.details };
+  }
+  experimental.log(logVerbosity.ERROR, `grpctunnel: the affinity-key function threw: ${err}`);
+  return { code: Status.INTERNAL, details: 'failed to accept the reverse tunnel' };
+}

@@ -1,0 +1,112 @@
+import type { ReverseTunnel } from './reverse-tunnel.js';
+
+/** Selects the tunnels of a pool: every tunnel, or those of one affinity key. */
+export type PoolSelector = { readonly all: true } | { readonly all?: false; readonly key: unknown };
+
+/** The tunnels of one pool, a round-robin cursor, and whoever waits for the pool to change. */
+class Group {
+  tunnels: ReverseTunnel[] = [];
+  next = 0;
+  readonly watchers = new Set<() => void>();
+
+  get unused(): boolean {
+    return this.tunnels.length === 0 && this.watchers.size === 0;
+  }
+
+  pick(): ReverseTunnel | undefined {
+    const n = this.tunnels.length;
+    if (n === 0) return undefined;
+    if (this.next >= n) this.next = 0;
+    const tunnel = this.tunnels[this.next] as ReverseTunnel;
+    this.next++;
+    return tunnel;
+  }
+
+  notify(): void {
+    for (const watcher of [...this.watchers]) watcher();
+  }
+}
+
+/**
+ * The reverse tunnels a handler holds, grouped by affinity key. Groups exist
+ * only while they have tunnels or watchers, so the bookkeeping returns to
+ * empty when every tunnel has closed.
+ */
+export class ReverseTunnelRegistry {
+  private readonly all = new Group();
+  private readonly byKey = new Map<unknown, Group>();
+
+  /** Every open tunnel, in the order they opened. */
+  snapshot(): ReverseTunnel[] {
+    return [...this.all.tunnels];
+  }
+
+  /** Number of open tunnels. */
+  get size(): number {
+    return this.all.tunnels.length;
+  }
+
+  /** Number of keys that have tunnels or waiting callers. */
+  get keyCount(): number {
+    return this.byKey.size;
+  }
+
+  add(tunnel: ReverseTunnel): void {
+    const group = this.byKey.get(tunnel.key) ?? new Group();
+    this.byKey.set(tunnel.key, group);
+    group.tunnels.push(tunnel);
+    this.all.tunnels.push(tunnel);
+    group.notify();
+    this.all.notify();
+  }
+
+  /** Takes a tunnel out of its pools at once; false if it was not in them. */
+  remove(tunnel: ReverseTunnel): boolean {
+    if (!removeFrom(this.all, tunnel)) return false;
+    const group = this.byKey.get(tunnel.key);
+    if (group) {
+      removeFrom(group, tunnel);
+      group.notify();
+      if (group.unused) this.byKey.delete(tunnel.key);
+    }
+    this.all.notify();
+    return true;
+  }
+
+  /** The next tunnel of a pool, round-robin; undefined when the pool is empty. */
+  pick(selector: PoolSelector): ReverseTunnel | undefined {
+    return this.group(selector)?.pick();
+  }
+
+  /** Number of tunnels in a pool. */
+  count(selector: PoolSelector): number {
+    return this.group(selector)?.tunnels.length ?? 0;
+  }
+
+  /** Calls `watcher` whenever the pool gains or loses a tunnel, until the returned function is called. */
+  watch(selector: PoolSelector, watcher: () => void): () => void {
+    let group: Group;
+    if (selector.all) group = this.all;
+    else {
+      group = this.byKey.get(selector.key) ?? new Group();
+      this.byKey.set(selector.key, group);
+    }
+    group.watchers.add(watcher);
+    return () => {
+      group.watchers.delete(watcher);
+      if (!selector.all && group.unused && this.byKey.get(selector.key) === group) this.byKey.delete(selector.key);
+    };
+  }
+
+  private group(selector: PoolSelector): Group | undefined {
+    return selector.all ? this.all : this.byKey.get(selector.key);
+  }
+}
+
+function removeFrom(group: Group, tunnel: ReverseTunnel): boolean {
+  const at = group.tunnels.indexOf(tunnel);
+  if (at < 0) return false;
+  group.tunnels.splice(at, 1);
+  if (group.next > at) group.next--;
+  return true;
+}

@@ -1,0 +1,153 @@
+import { type ChannelInterface, connectivityState, status as Status } from '@grpc/grpc-js';
+import type { ParentCall } from '../grpc/client/tunnel-call.js';
+import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
+import { abortError, statusError } from '../grpc/errors.js';
+import { PoolCall, type TunnelSource } from './pool-call.js';
+import type { PoolSelector, ReverseTunnelRegistry } from './registry.js';
+import type { ReverseTunnel } from './reverse-tunnel.js';
+
+type ChannelzRef = ReturnType<ChannelInterface['getChannelzRef']>;
+
+/** Options of {@link TunnelPool.waitForReady}. */
+export interface WaitForReadyOptions {
+  /** Stop waiting when aborted (rejects with a CANCELLED `ServiceError` whose `cause` is the signal's reason). */
+  signal?: AbortSignal;
+  /** Stop waiting after this many milliseconds (rejects with DEADLINE_EXCEEDED). */
+  timeout?: number;
+}
+
+let poolIds = 0;
+
+/**
+ * A grpc-js `Channel` over a pool of reverse tunnels: all of a handler's
+ * tunnels ({@link TunnelServiceHandler.asChannel}) or those of one affinity
+ * key ({@link TunnelServiceHandler.keyAsChannel}). Each call takes the next
+ * tunnel round-robin; tunnels join and leave as they open and close.
+ *
+ * With no tunnel ready a call fails UNAVAILABLE "no channels ready", unless
+ * the caller set grpc-js's `waitForReady` call option (`new Metadata({
+ * waitForReady: true })`): then it waits for a tunnel until its deadline.
+ * `close()` does nothing: the tunnels belong to the handler.
+ */
+export class TunnelPool implements ChannelInterface, TunnelSource {
+  private readonly channelzRef: ChannelzRef;
+
+  /** @internal Use the handler's asChannel() or keyAsChannel(). */
+  constructor(
+    private readonly registry: ReverseTunnelRegistry,
+    private readonly selector: PoolSelector,
+    private readonly name: string,
+  ) {
+    this.channelzRef = { kind: 'channel', id: ++poolIds, name } as ChannelzRef;
+  }
+
+  /** Whether a call started now would find a tunnel. */
+  ready(): boolean {
+    return this.registry.count(this.selector) > 0;
+  }
+
+  /** Number of tunnels in the pool. */
+  get size(): number {
+    return this.registry.count(this.selector);
+  }
+
+  /** The pool's tunnels at this moment. */
+  tunnels(): ReverseTunnel[] {
+    const all = this.registry.snapshot();
+    return this.selector.all ? all : all.filter((t) => t.key === (this.selector as { key: unknown }).key);
+  }
+
+  /**
+   * Resolves once the pool has a tunnel (at once if it has one). Rejects with
+   * a DEADLINE_EXCEEDED `ServiceError` after `timeout`, or when `signal` aborts.
+   */
+  waitForReady(options: WaitForReadyOptions = {}): Promise<void> {
+    if (this.ready()) return Promise.resolve();
+    const { signal, timeout } = options;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (error?: Error) => {
+        unwatch();
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onAbort = () => done(abortError(signal as AbortSignal));
+      const unwatch = this.registry.watch(this.selector, () => {
+        if (this.ready()) done();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (timeout !== undefined) {
+        timer = setTimeout(
+          () => done(statusError(Status.DEADLINE_EXCEEDED, `no tunnel became ready within ${timeout} ms`)),
+          timeout,
+        );
+      }
+    });
+  }
+
+  /** @internal */
+  pick(): TunnelChannel | undefined {
+    return this.registry.pick(this.selector)?.channel;
+  }
+
+  /** @internal */
+  watch(watcher: () => void): () => void {
+    return this.registry.watch(this.selector, watcher);
+  }
+
+  /** Does nothing: the pool's tunnels belong to the handler (close them through it). */
+  close(): void {}
+
+  getTarget(): string {
+    return this.name;
+  }
+
+  getConnectivityState(_tryToConnect: boolean): connectivityState {
+    return this.ready() ? connectivityState.READY : connectivityState.IDLE;
+  }
+
+  watchConnectivityState(
+    currentState: connectivityState,
+    deadline: Date | number,
+    callback: (error?: Error) => void,
+  ): void {
+    if (this.getConnectivityState(false) !== currentState) {
+      process.nextTick(callback);
+      return;
+    }
+    const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const unwatch = this.registry.watch(this.selector, () => {
+      if (this.getConnectivityState(false) === currentState) return;
+      unwatch();
+      if (timer) clearTimeout(timer);
+      callback();
+    });
+    if (Number.isFinite(ms)) {
+      timer = setTimeout(
+        () => {
+          unwatch();
+          callback(new Error('Deadline passed without connectivity state change'));
+        },
+        Math.max(0, ms),
+      );
+    }
+  }
+
+  getChannelzRef(): ChannelzRef {
+    return this.channelzRef;
+  }
+
+  createCall(
+    method: string,
+    deadline: Date | number,
+    host: string | null | undefined,
+    parentCall: ParentCall | null,
+    propagateFlags: number | null | undefined,
+  ): PoolCall {
+    return new PoolCall(this, method, deadline, host, parentCall, propagateFlags);
+  }
+}

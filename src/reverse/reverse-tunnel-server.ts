@@ -1,0 +1,379 @@
+import { EventEmitter } from 'node:events';
+import {
+  type CallOptions,
+  type ChannelInterface,
+  Client,
+  type ClientDuplexStream,
+  credentials,
+  experimental,
+  logVerbosity,
+  Metadata,
+  type ServerInterceptingCallInterface,
+  type ServiceDefinition,
+  type ServiceError,
+  status as Status,
+  type StatusObject,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
+import { localStatus } from '../engine/status.js';
+import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
+import { abortError, statusError } from '../grpc/errors.js';
+import { ServiceRegistry } from '../grpc/server/service-registry.js';
+import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
+import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
+import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../grpc/tunnel-service.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+
+/** Options of {@link ReverseTunnelServer}. */
+export interface ReverseTunnelServerOptions extends TunnelServerOptions {
+  /**
+   * Checks the network server before serving it: called with the response
+   * headers of each tunnel RPC (which the server sends at once, so an
+   * interceptor there can put credentials in them) and the tunnel RPC's peer
+   * and auth context. What it returns (or resolves to) is the tunnel's
+   * `identity`, readable by tunneled handlers through `getTunnelInfo(call)`.
+   * Throwing or rejecting closes that tunnel: `serve()` resolves with the
+   * error (its gRPC code when it has one, else UNAUTHENTICATED).
+   */
+  authenticate?: (
+    responseHeaders: Metadata,
+    tunnel: Pick<TunnelInfo, 'peer' | 'authContext' | 'host'>,
+  ) => unknown | Promise<unknown>;
+}
+
+/** Options of {@link ReverseTunnelServer.serve}. */
+export interface ServeOptions {
+  /** Request metadata of the tunnel RPC (credentials, the affinity key the network server reads…). */
+  metadata?: Metadata;
+  /** grpc-js call options of the tunnel RPC (a deadline bounds the tunnel's life). */
+  callOptions?: CallOptions;
+  /** Aborting cancels the tunnel and every call running on it. */
+  signal?: AbortSignal;
+}
+
+/** How one reverse tunnel ended. */
+export interface ServeResult {
+  /** Whether the tunnel was established and served (the network server answered and was authenticated). */
+  readonly started: boolean;
+  /**
+   * Why it ended: undefined when it ended cleanly (the network server closed
+   * it, or this side stopped it); otherwise a grpc-js `ServiceError` with the
+   * tunnel RPC's status (UNIMPLEMENTED from a server that refuses reverse
+   * tunnels, UNAVAILABLE when the connection was lost…).
+   */
+  readonly error?: ServiceError;
+}
+
+/** Options of {@link ReverseTunnelServer.keepOpen}. */
+export interface KeepOpenOptions extends ServeOptions {
+  /** How many tunnels to keep open at once. Default 1. */
+  tunnels?: number;
+  /** How to space reconnection attempts. */
+  backoff?: BackoffOptions;
+}
+
+/** Payload of the `'retrying'` event. */
+export interface RetryEvent {
+  /** Which of the kept-open tunnels (0-based). */
+  readonly slot: number;
+  /** Consecutive failed attempts of that slot so far. */
+  readonly attempt: number;
+  /** The wait before the next attempt, in ms. */
+  readonly delayMs: number;
+  /** Why the last attempt ended, if it failed. */
+  readonly error: ServiceError | undefined;
+}
+
+type TunnelRpc = ClientDuplexStream<ServerToClient, ClientToServer>;
+type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
+
+/** Tunneled calls on this side have no ORCA load reports to feed; their records go nowhere. */
+const discardingMetricsRecorder = {
+  recordRequestCostMetric() {},
+  recordUtilizationMetric() {},
+  recordNamedMetric() {},
+  recordCPUUtilizationMetric() {},
+  recordMemoryUtilizationMetric() {},
+  recordApplicationUtilizationMetric() {},
+  recordQpsMetric() {},
+  recordEpsMetric() {},
+} as unknown as MetricsRecorder;
+
+interface OpenTunnel {
+  readonly rpc: TunnelRpc;
+  session: TunnelServerSession | undefined;
+  /** Ends the tunnel RPC cleanly (half-close) once it is idle. */
+  drain(): void;
+  /** Cancels the tunnel RPC and everything on it. */
+  cancel(message: string): void;
+  readonly done: Promise<ServeResult>;
+}
+
+function asClient(connection: Client | ChannelInterface): Client {
+  if (connection instanceof Client) return connection;
+  return new Client('tunnel', credentials.createInsecure(), { channelOverride: connection });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Serves gRPC services to a network server through reverse tunnels: this
+ * side dials out (a grpc-js client of the server's TunnelService) and the
+ * server calls the services added here, back through the tunnel. Useful
+ * when this process cannot be dialed (behind NAT or a firewall).
+ *
+ * Events: `'connected'` (info: TunnelInfo), `'disconnected'` (result:
+ * ServeResult, info: TunnelInfo), `'retrying'` (RetryEvent).
+ */
+export class ReverseTunnelServer extends EventEmitter {
+  private readonly registry = new ServiceRegistry();
+  private readonly client: Client;
+  private readonly tunnels = new Set<OpenTunnel>();
+  private readonly stopper = new AbortController();
+  private draining = false;
+
+  constructor(
+    connection: Client | ChannelInterface,
+    private readonly options: ReverseTunnelServerOptions = {},
+  ) {
+    super();
+    this.client = asClient(connection);
+  }
+
+  /** Makes a service callable by the network server (same arguments as grpc-js `Server.addService`). */
+  addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+    this.registry.addService(service, implementation);
+  }
+
+  /** Stops serving a service. */
+  removeService(service: ServiceDefinition): void {
+    this.registry.removeService(service);
+  }
+
+  /** Tunnels currently open (negotiating or serving). */
+  get openTunnels(): number {
+    return this.tunnels.size;
+  }
+
+  /** Tunneled calls running, over all tunnels. */
+  get activeCalls(): number {
+    let n = 0;
+    for (const tunnel of this.tunnels) n += tunnel.session?.activeStreams ?? 0;
+    return n;
+  }
+
+  /**
+   * Opens one reverse tunnel and serves calls on it until it ends; resolves
+   * (never rejects) with whether it started and why it ended. Call it again,
+   * or use {@link keepOpen}, for more tunnels or to reconnect.
+   */
+  serve(options: ServeOptions = {}): Promise<ServeResult> {
+    if (this.stopper.signal.aborted || this.draining) {
+      return Promise.resolve({
+        started: false,
+        error: statusError(Status.UNAVAILABLE, 'the reverse tunnel server is stopped'),
+      });
+    }
+    if (options.signal?.aborted) return Promise.resolve({ started: false, error: abortError(options.signal) });
+    const tunnel = this.open(options);
+    this.tunnels.add(tunnel);
+    return tunnel.done.finally(() => this.tunnels.delete(tunnel));
+  }
+
+  /**
+   * Keeps `tunnels` reverse tunnels open until {@link stop}, {@link gracefulStop}
+   * or the signal: each one that ends or fails to open is opened again after
+   * an exponential backoff with jitter (reset once a tunnel has been healthy
+   * for `backoff.resetAfterMs`). Resolves once stopped.
+   */
+  async keepOpen(options: KeepOpenOptions = {}): Promise<void> {
+    const count = Math.max(1, Math.floor(options.tunnels ?? 1));
+    const stop = options.signal ? AbortSignal.any([options.signal, this.stopper.signal]) : this.stopper.signal;
+    const { tunnels: _n, backoff: backoffOptions, ...serveOptions } = options;
+    const slot = async (index: number) => {
+      const backoff = new Backoff(backoffOptions);
+      let attempt = 0;
+      while (!stop.aborted && !this.draining) {
+        const began = Date.now();
+        const result = await this.serve({ ...serveOptions, signal: stop });
+        if (stop.aborted || this.draining) return;
+        if (result.started && Date.now() - began >= backoff.resetAfterMs) {
+          backoff.reset();
+          attempt = 0;
+        }
+        attempt++;
+        const delayMs = backoff.next();
+        this.emit('retrying', { slot: index, attempt, delayMs, error: result.error } satisfies RetryEvent);
+        await sleep(delayMs, stop);
+      }
+    };
+    await Promise.all(Array.from({ length: count }, (_, i) => slot(i)));
+  }
+
+  /** Cancels every tunnel and every call on them now, and ends {@link keepOpen}. */
+  stop(): void {
+    this.stopper.abort();
+    for (const tunnel of this.tunnels) tunnel.cancel('the reverse tunnel server stopped');
+  }
+
+  /**
+   * Stops gracefully: tunnels refuse new calls with UNAVAILABLE, running
+   * calls finish, then each tunnel ends cleanly; {@link keepOpen} does not
+   * reconnect. Resolves once every tunnel has ended. Aborting `signal` turns
+   * it into {@link stop}.
+   */
+  async gracefulStop(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.draining = true;
+    const onAbort = () => this.stop();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.signal?.aborted) this.stop();
+    const pending = [...this.tunnels].map((tunnel) => {
+      tunnel.drain();
+      return tunnel.done;
+    });
+    try {
+      await Promise.all(pending);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      this.stopper.abort();
+    }
+  }
+
+  private open(options: ServeOptions): OpenTunnel {
+    const metadata = options.metadata?.clone() ?? new Metadata();
+    metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
+    const rpc: TunnelRpc = this.client.makeBidiStreamRequest(
+      OPEN_REVERSE_TUNNEL_PATH,
+      encodeServerToClient,
+      decodeClientToServer,
+      metadata,
+      options.callOptions ?? {},
+    );
+    const host = this.client.getChannel().getTarget();
+    let started = false;
+    let stoppedByUs = false;
+    /** Set when this side ended the tunnel for a reason the caller must hear. */
+    let failure: ServiceError | undefined;
+    let info: TunnelInfo | undefined;
+    let draining = false;
+    let halfClosed = false;
+    const halfClose = () => {
+      if (halfClosed) return;
+      halfClosed = true;
+      rpc.end();
+    };
+    const tunnel: OpenTunnel = {
+      rpc,
+      session: undefined,
+      drain: () => {
+        draining = true;
+        if (tunnel.session) tunnel.session.drain(halfClose);
+        else tunnel.cancel('the reverse tunnel server is stopping');
+      },
+      cancel: (message) => {
+        stoppedByUs = true;
+        tunnel.session?.close(localStatus(Status.CANCELLED, message));
+        rpc.cancel();
+      },
+      done: new Promise<ServeResult>((resolve) => {
+        const onAbort = () => tunnel.cancel('the reverse tunnel was aborted');
+        options.signal?.addEventListener('abort', onAbort, { once: true });
+        // A failed tunnel RPC also emits 'error'; the outcome is read from 'status'.
+        rpc.on('error', () => {});
+        rpc.on('status', (status: StatusObject) => {
+          options.signal?.removeEventListener('abort', onAbort);
+          tunnel.session?.close(
+            localStatus(Status.UNAVAILABLE, status.code === Status.OK ? 'the tunnel ended' : 'the tunnel was lost'),
+          );
+          let error: ServiceError | undefined;
+          if (failure) error = failure;
+          else if (stoppedByUs && status.code === Status.CANCELLED) error = undefined;
+          else if (status.code !== Status.OK) {
+            error = statusError(status.code, `reverse tunnel: ${status.details}`, status.metadata);
+          }
+          const result: ServeResult = error ? { started, error } : { started };
+          if (started && info) this.emit('disconnected', result, info);
+          resolve(result);
+        });
+      }),
+    };
+
+    rpc.on('metadata', (headers: Metadata) => {
+      const tunnelPart = {
+        peer: rpc.getPeer(),
+        authContext: rpc.getAuthContext?.() ?? {},
+        host,
+      };
+      const serve = (identity: unknown) => {
+        if (stoppedByUs) return;
+        info = {
+          kind: 'reverse',
+          metadata,
+          ...tunnelPart,
+          responseHeaders: headers,
+          ...(identity !== undefined && { identity }),
+        };
+        tunnel.session = new TunnelServerSession(
+          rpc,
+          headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON,
+          this.registry,
+          info,
+          this.options,
+          () => discardingMetricsRecorder,
+          (status) => {
+            experimental.log(logVerbosity.ERROR, `grpctunnel: reverse tunnel protocol error: ${status.message}`);
+            failure = statusError(status.code, `reverse tunnel: ${status.message}`);
+            tunnel.cancel(status.message);
+          },
+        );
+        started = true;
+        if (draining || this.draining) tunnel.session.drain(halfClose);
+        this.emit('connected', info);
+      };
+      const authenticate = this.options.authenticate;
+      if (!authenticate) {
+        serve(undefined);
+        return;
+      }
+      Promise.resolve()
+        .then(() => authenticate(headers, tunnelPart))
+        .then(serve, (err: unknown) => {
+          failure = authenticationError(err);
+          experimental.log(logVerbosity.INFO, `grpctunnel: the network server failed authentication: ${err}`);
+          stoppedByUs = true;
+          rpc.cancel();
+        });
+    });
+    return tunnel;
+  }
+}
+
+function authenticationError(err: unknown): ServiceError {
+  const candidate = err as { code?: unknown; details?: unknown; message?: unknown } | null;
+  if (candidate && typeof candidate.code === 'number' && candidate.code > 0 && candidate.code <= 16) {
+    const details =
+      typeof candidate.details === 'string'
+        ? candidate.details
+        : typeof candidate.message === 'string'
+          ? candidate.message
+          : 'authentication failed';
+    return statusError(candidate.code, details);
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return statusError(Status.UNAUTHENTICATED, `the network server failed authentication: ${message}`);
+}
