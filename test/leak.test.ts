@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Metadata } from '@grpc/grpc-js';
+import { credentials, Metadata } from '@grpc/grpc-js';
 import { clientStream, collect, serverStream, unary } from './helpers/calls.js';
-import { forwardFixture } from './helpers/servers.js';
+import { EchoClient } from './helpers/echo-service.js';
+import { forwardFixture, reverseFixture } from './helpers/servers.js';
 
 // The kinds a tunnel could leak; others (file reads of the runner) come and go.
 const WATCHED = new Set(['TCPSocketWrap', 'TCPServerWrap', 'Timeout', 'Immediate', 'TTYWrap', 'PipeWrap']);
@@ -41,6 +42,26 @@ it('leaves no handles, timers or sockets behind', async () => {
     if (round === 0) f.tunnel.close();
     else f.server.forceShutdown();
     await inFlight;
+    await f.close();
+  }
+  // Reverse tunnels: pools, a wait on an empty pool, keepOpen, both stops.
+  for (const graceful of [true, false]) {
+    const f = await reverseFixture({ affinityKey: () => 'k' });
+    await unary(f.echo, Buffer.from('a'));
+    await collect(serverStream(f.echo, 3, 20000));
+    const empty = new EchoClient('none', credentials.createInsecure(), {
+      channelOverride: f.handler.keyAsChannel('none'),
+    });
+    await unary(empty, Buffer.from('x'), new Metadata({ waitForReady: true }), { deadline: Date.now() + 30 });
+    await f.handler
+      .keyAsChannel('none')
+      .waitForReady({ timeout: 10 })
+      .catch(() => undefined);
+    const kept = f.reverseServer.keepOpen({ tunnels: 2, backoff: { initialDelayMs: 10 } });
+    await sleep(50);
+    if (graceful) await f.reverseServer.gracefulStop();
+    else f.reverseServer.stop();
+    await kept;
     await f.close();
   }
   // grpc-js closes sockets asynchronously; give it a moment.

@@ -231,6 +231,7 @@ export class TunnelServiceHandler extends EventEmitter {
     sendNegotiationHeaders(call);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
+    let peerEnded = false;
     let tunnel: ReverseTunnel | undefined;
     const channel = new TunnelChannel(
       call,
@@ -240,7 +241,8 @@ export class TunnelServiceHandler extends EventEmitter {
       (error) => {
         if (ended) return;
         ended = true;
-        if (error) refuse(call, Status.UNAVAILABLE, 'the reverse tunnel failed');
+        // A peer that half-closed is answered with OK: it ended cleanly.
+        if (error && !peerEnded) refuse(call, Status.UNAVAILABLE, 'the reverse tunnel failed');
         else call.end();
       },
       (ready) => {
@@ -263,7 +265,10 @@ export class TunnelServiceHandler extends EventEmitter {
       this.notify(() => this.options.onReverseTunnelClose?.(closed, error));
       this.emit('reverseTunnelClose', closed, error);
     });
-    call.on('end', () => channel.shutDown(new Error('the reverse tunnel server closed the tunnel')));
+    call.on('end', () => {
+      peerEnded = true;
+      channel.shutDown(new Error('the reverse tunnel server closed the tunnel'));
+    });
     call.on('cancelled', () => {
       ended = true;
       channel.shutDown(new Error('the reverse tunnel was cancelled'));

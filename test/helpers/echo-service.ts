@@ -14,6 +14,7 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
+import { getTunnelInfo, type TunnelInfo } from '../../src/index.js';
 
 const identity = (b: Buffer) => b;
 
@@ -84,13 +85,21 @@ export interface EchoObservations {
   lastDeadline?: Date | number;
   /** Peer the last call saw. */
   lastPeer?: string;
+  /** The tunnel that carried the last call, as getTunnelInfo() reports it. */
+  lastTunnel?: TunnelInfo | undefined;
   /** Writes a Flood handler made after its call ended (should stay 0). */
   writesAfterEnd?: number;
 }
 
 /** The implementation; `seen` records what handlers observed. */
 export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
-  const observe = (call: { metadata: Metadata; getDeadline(): Date | number; getPeer(): string }) => {
+  const observe = (call: {
+    metadata: Metadata;
+    getDeadline(): Date | number;
+    getPeer(): string;
+    getAuthContext(): unknown;
+  }) => {
+    seen.lastTunnel = getTunnelInfo(call);
     seen.lastMetadata = call.metadata;
     seen.lastDeadline = call.getDeadline();
     seen.lastPeer = call.getPeer();

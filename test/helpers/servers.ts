@@ -1,4 +1,4 @@
-import { type Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
+import { type Client, credentials, Server, ServerCredentials, type ServerOptions } from '@grpc/grpc-js';
 import {
   type OpenTunnelOptions,
   openTunnel,
@@ -15,12 +15,19 @@ import { EchoClient, type EchoObservations, EchoService, echoImplementation } fr
 const running = new Set<Server>();
 
 /** Starts a grpc-js server on 127.0.0.1 and a free port. */
-export async function startServer(setup: (server: Server) => void): Promise<{ server: Server; address: string }> {
-  const server = new Server();
+export async function startServer(
+  setup: (server: Server) => void,
+  options: { serverOptions?: ServerOptions; credentials?: ServerCredentials; port?: number } = {},
+): Promise<{ server: Server; address: string }> {
+  const server = new Server(options.serverOptions);
   running.add(server);
   setup(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(
+      `127.0.0.1:${options.port ?? 0}`,
+      options.credentials ?? ServerCredentials.createInsecure(),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ),
   );
   return { server, address: `127.0.0.1:${port}` };
 }
