@@ -12,6 +12,10 @@ const expected: Record<string, string> = {
   'forward-tunnel': 'hello, tunnel\nhello #1, tunnel\nhello #2, tunnel\ndone\n',
   'nice-grpc': 'hello, nice-grpc\nhello #1, nice-grpc\nhello #2, nice-grpc\ndone\n',
   'typed-helper': 'in-flight call: CANCELLED\ntunnel closed\ndone\n',
+  'reverse-tunnel': 'agent edge-1 connected\nagent edge-1 connected\nhello, from the network server\ndone\n',
+  auth:
+    'forward call via a forward tunnel of alice\nrefused: unknown tunnel token\n' +
+    'reverse call via a reverse tunnel of gateway-1\ndone\n',
 };
 
 describe('examples', () => {
@@ -21,4 +25,13 @@ describe('examples', () => {
       assert.equal(stdout, output);
     });
   }
+});
+
+it('the npm start demo makes every kind of call through both tunnel kinds and exits', async () => {
+  const demo = fileURLToPath(new URL('../src/cli/demo.js', import.meta.url));
+  const { stdout } = await run(process.execPath, [demo], { timeout: 30_000 });
+  for (const line of ['unary', 'client streaming', 'server streaming', 'bidi streaming', 'server -> agent']) {
+    assert.match(stdout, new RegExp(`^${line} `, 'm'));
+  }
+  assert.match(stdout, /reverse tunnel +ended cleanly/);
 });

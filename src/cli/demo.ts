@@ -1,8 +1,8 @@
 // npm start: a self-contained tour. One process starts a gRPC server with the
 // tunnel service, opens a forward tunnel to it, and makes one call of each
 // kind through the tunnel, printing what happened.
-import { credentials, makeGenericClientConstructor, Server, ServerCredentials } from '@grpc/grpc-js';
-import { createTunnelClient, openTunnel, TunnelServiceHandler } from '../index.js';
+import { credentials, Metadata, makeGenericClientConstructor, Server, ServerCredentials } from '@grpc/grpc-js';
+import { createTunnelClient, getTunnelInfo, openTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../index.js';
 import { type Note, NotesService, notesImplementation } from './demo-service.js';
 
 const NotesClient = makeGenericClientConstructor(NotesService, 'Notes');
@@ -12,7 +12,7 @@ function log(step: string, detail: string): void {
 }
 
 async function main(): Promise<void> {
-  const handler = new TunnelServiceHandler();
+  const handler = new TunnelServiceHandler({ affinityKey: (t) => t.metadata.get('x-agent-id')[0] });
   handler.addService(NotesService, notesImplementation);
   const server = new Server();
   handler.register(server);
@@ -55,9 +55,40 @@ async function main(): Promise<void> {
   log('bidi streaming', replies.join(', '));
 
   tunnel.close();
+  log('forward tunnel', 'closed');
+
+  // Reverse: this side serves, the network server calls it back.
+  const agent = new ReverseTunnelServer(connection);
+  agent.addService(NotesService, {
+    ...notesImplementation,
+    echo: (call: { request: Note; getAuthContext(): unknown }, callback: (e: null, n: Note) => void) => {
+      const tunnel = getTunnelInfo(call);
+      callback(null, {
+        text: `agent got "${call.request.text}" through a ${tunnel?.kind} tunnel from ${tunnel?.peer}`,
+      });
+    },
+  });
+  const metadata = new Metadata();
+  metadata.set('x-agent-id', 'agent-1');
+  const served = agent.serve({ metadata });
+  const pool = handler.keyAsChannel('agent-1');
+  await pool.waitForReady({ timeout: 5000 });
+  log('reverse tunnel', `agent-1 connected (${handler.allReverseTunnels().length} reverse tunnel open)`);
+  const back = new NotesClient('agent-1', credentials.createInsecure(), { channelOverride: pool }) as InstanceType<
+    typeof NotesClient
+  > &
+    Record<string, any>;
+  const answer = await new Promise<Note>((resolve, reject) =>
+    back.echo({ text: 'hello agent' }, (err: Error | null, reply: Note) => (err ? reject(err) : resolve(reply))),
+  );
+  log('server -> agent', answer.text);
+  await agent.gracefulStop();
+  const result = await served;
+  log('reverse tunnel', `ended ${result.error ? `with ${result.error.message}` : 'cleanly'}`);
+
   connection.close();
   await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-  log('done', 'tunnel closed, server stopped');
+  log('done', 'server stopped');
 }
 
 main().catch((err: unknown) => {

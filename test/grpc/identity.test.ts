@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, before, describe, it } from 'node:test';
 import {
+  CallCredentials,
   credentials,
   InterceptingCall,
   type Interceptor,
@@ -101,6 +102,30 @@ describe('forward tunnels: identity and interceptors', () => {
       call.on('metadata', resolve);
     });
     assert.equal(headers.get('x-echo-added')[0], 'by-interceptor');
+    await f.close();
+  });
+});
+
+describe('per-call credentials through a tunnel', () => {
+  it('adds the metadata of call credentials, and fails UNAVAILABLE when they fail', async () => {
+    const f = await forwardFixture();
+    const perCall = CallCredentials.createFromMetadataGenerator((options, callback) => {
+      const md = new Metadata();
+      md.set('authorization', `Bearer for ${options.method_name}`);
+      callback(null, md);
+    });
+    const ok = await unary(f.echo, Buffer.from('x'), new Metadata(), { credentials: perCall });
+    assert.equal(ok.error, null);
+    assert.equal(f.seen.lastMetadata?.get('authorization')[0], 'Bearer for Unary');
+    const stream = f.echo.clientStream(new Metadata(), { credentials: perCall }, () => undefined);
+    stream.write(Buffer.from('held until the credentials are ready'));
+    stream.end();
+    await new Promise((resolve) => stream.on('status', resolve));
+    assert.equal(f.seen.lastMetadata?.get('authorization')[0], 'Bearer for ClientStream');
+    const broken = CallCredentials.createFromMetadataGenerator((_options, callback) => callback(new Error('no token')));
+    const failed = await unary(f.echo, Buffer.from('x'), new Metadata(), { credentials: broken });
+    assert.equal(failed.error?.code, status.UNAVAILABLE);
+    assert.match(failed.error?.details ?? '', /no token/);
     await f.close();
   });
 });

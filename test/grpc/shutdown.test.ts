@@ -53,6 +53,19 @@ describe('graceful shutdown', () => {
     await f.close();
   });
 
+  it('client: closeWhenIdle refuses new calls, finishes running ones, then closes the tunnel', async () => {
+    const f = await forwardFixture();
+    const long = unary(f.echo, Buffer.from('long'), slow(200));
+    await tick();
+    f.tunnel.closeWhenIdle();
+    const refused = await unary(f.echo, Buffer.from('new'));
+    assert.equal(refused.error?.code, status.UNAVAILABLE);
+    assert.equal(refused.error?.details, 'the tunnel is shutting down');
+    assert.equal((await long).error, null);
+    assert.equal(await f.tunnel.closed, undefined, 'closed by this side, not by a failure');
+    await f.close();
+  });
+
   it('reverse tunnel server: gracefulStop lets a long call finish and refuses new ones', async () => {
     const f = await reverseFixture();
     const long = unary(f.echo, Buffer.from('long'), slow(300));

@@ -42,6 +42,9 @@ export class TunnelCall implements ClientStreamHandlers {
   private readonly callNumber = ++callCounter;
   private readonly deadline: number;
   private readonly onParentCancelled: (() => void) | undefined;
+  private credentials: CallCredentials | undefined;
+  /** Operations held while per-call credentials are being generated. */
+  private waiting: Array<() => void> | undefined;
 
   constructor(
     private readonly channel: TunnelChannel,
@@ -71,16 +74,58 @@ export class TunnelCall implements ClientStreamHandlers {
       this.finishLater({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded', metadata: new Metadata() });
       return;
     }
-    const headers: WireMetadata = toWireMetadata(metadata);
     if (Number.isFinite(remaining)) {
-      headers.md['grpc-timeout'] = { val: [Buffer.from(encodeTimeout(remaining))] };
       this.timer = setTimeout(() => this.cancelWithStatus(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'), remaining);
     }
     if (this.onParentCancelled) this.parent?.on('cancelled', this.onParentCancelled);
+    const credentials = this.credentials;
+    if (!credentials) {
+      this.open(metadata);
+      return;
+    }
+    // Per-call credentials add their metadata first, as grpc-js does; what
+    // the caller does meanwhile waits for the stream.
+    this.waiting = [];
+    const slash = this.method.lastIndexOf('/');
+    credentials
+      .generateMetadata({
+        method_name: this.method.slice(slash + 1),
+        service_url: `https://${this.channel.getTarget()}${this.method.slice(0, slash)}`,
+      })
+      .then(
+        (extra) => {
+          if (this.finished) return;
+          metadata.merge(extra);
+          this.open(metadata);
+        },
+        (err: unknown) => {
+          const message = err instanceof Error ? err.message : String(err);
+          this.finish({
+            code: Status.UNAVAILABLE,
+            details: `Getting metadata from plugin failed with error: ${message}`,
+            metadata: new Metadata(),
+          });
+        },
+      );
+  }
+
+  private open(metadata: Metadata): void {
+    const headers: WireMetadata = toWireMetadata(metadata);
+    const remaining = this.deadline - Date.now();
+    if (Number.isFinite(remaining)) {
+      headers.md['grpc-timeout'] = { val: [Buffer.from(encodeTimeout(Math.max(1, remaining)))] };
+    }
     this.stream = this.channel.openStream(this.method, headers, this);
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    if (waiting) for (const op of waiting) op();
   }
 
   sendMessageWithContext(context: { callback?: (error?: Error | null) => void }, message: Buffer): void {
+    if (this.waiting) {
+      this.waiting.push(() => this.sendMessageWithContext(context, message));
+      return;
+    }
     const callback = context.callback;
     if (!this.stream) {
       if (callback) process.nextTick(callback, new Error('The call has not started'));
@@ -96,11 +141,13 @@ export class TunnelCall implements ClientStreamHandlers {
   }
 
   startRead(): void {
-    this.stream?.requestRead();
+    if (this.waiting) this.waiting.push(() => this.startRead());
+    else this.stream?.requestRead();
   }
 
   halfClose(): void {
-    this.stream?.halfClose();
+    if (this.waiting) this.waiting.push(() => this.halfClose());
+    else this.stream?.halfClose();
   }
 
   cancelWithStatus(code: Status, details: string): void {
@@ -117,9 +164,8 @@ export class TunnelCall implements ClientStreamHandlers {
     return this.callNumber;
   }
 
-  setCredentials(_credentials: CallCredentials): void {
-    // Per-call credentials belong to the tunnel RPC's own connection; metadata
-    // set by interceptors or passed to the call travels through unchanged.
+  setCredentials(credentials: CallCredentials): void {
+    this.credentials = credentials;
   }
 
   getAuthContext(): AuthContext {
@@ -150,6 +196,7 @@ export class TunnelCall implements ClientStreamHandlers {
   private finish(status: StatusObject): void {
     if (this.finished) return;
     this.finished = true;
+    this.waiting = undefined;
     if (this.timer) clearTimeout(this.timer);
     if (this.onParentCancelled) this.parent?.removeListener('cancelled', this.onParentCancelled);
     this.listener?.onReceiveStatus(status);
