@@ -2,7 +2,7 @@
 // pools, waitForReady, tunnels closing mid-call, refusals.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { credentials, InterceptingCall, type Interceptor, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { getTunnelChannel, type ReverseTunnel, type TunnelChannel } from '../../src/index.js';
 import { unary } from '../helpers/calls.js';
 import { EchoClient } from '../helpers/echo-service.js';
@@ -35,7 +35,15 @@ describe('reverse tunnel pools', () => {
     const f = await reverseFixture(byHeader, {}, keyed('a'), 3);
     await f.addTunnel(keyed('b'));
     await f.addTunnel(keyed('b'));
-    const a = new EchoClient('a', credentials.createInsecure(), { channelOverride: f.handler.keyAsChannel('a') });
+    let intercepted = 0;
+    const counting: Interceptor = (options, next) => {
+      intercepted++;
+      return new InterceptingCall(next(options));
+    };
+    const a = new EchoClient('a', credentials.createInsecure(), {
+      channelOverride: f.handler.keyAsChannel('a'),
+      interceptors: [counting],
+    });
     const b = new EchoClient('b', credentials.createInsecure(), { channelOverride: f.handler.keyAsChannel('b') });
     const tunnelsOf = (key: string) =>
       new Set(
@@ -52,6 +60,7 @@ describe('reverse tunnel pools', () => {
       counts.set(r.channel, (counts.get(r.channel) ?? 0) + 1);
     }
     assert.deepEqual([...counts.values()], [3, 3, 3], 'each of the three tunnels took three calls');
+    assert.equal(intercepted, 9, 'client interceptors ran on every pool call');
     for (let i = 0; i < 4; i++) {
       const r = await unaryVia(b);
       assert.ok(r.channel && tunnelsOf('b').has(r.channel), 'a call on key b went to a tunnel of key b');
