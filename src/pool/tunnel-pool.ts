@@ -1,6 +1,7 @@
 import { type ChannelInterface, connectivityState, status as Status } from '@grpc/grpc-js';
 import type { ParentCall } from '../grpc/client/tunnel-call.js';
 import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
+import { watchConnectivity } from '../grpc/connectivity.js';
 import { abortError, statusError } from '../grpc/errors.js';
 import { PoolCall, type TunnelSource } from './pool-call.js';
 import type { PoolSelector, ReverseTunnelRegistry } from './registry.js';
@@ -114,27 +115,8 @@ export class TunnelPool implements ChannelInterface, TunnelSource {
     deadline: Date | number,
     callback: (error?: Error) => void,
   ): void {
-    if (this.getConnectivityState(false) !== currentState) {
-      process.nextTick(callback);
-      return;
-    }
-    const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    const unwatch = this.registry.watch(this.selector, () => {
-      if (this.getConnectivityState(false) === currentState) return;
-      unwatch();
-      if (timer) clearTimeout(timer);
-      callback();
-    });
-    if (Number.isFinite(ms)) {
-      timer = setTimeout(
-        () => {
-          unwatch();
-          callback(new Error('Deadline passed without connectivity state change'));
-        },
-        Math.max(0, ms),
-      );
-    }
+    const subscribe = (onChange: () => void) => this.registry.watch(this.selector, onChange);
+    watchConnectivity(() => this.getConnectivityState(false), subscribe, currentState, deadline, callback);
   }
 
   getChannelzRef(): ChannelzRef {

@@ -2,9 +2,8 @@ import { EventEmitter } from 'node:events';
 import {
   type CallOptions,
   type ChannelInterface,
-  Client,
+  type Client,
   type ClientDuplexStream,
-  credentials,
   experimental,
   logVerbosity,
   Metadata,
@@ -18,6 +17,7 @@ import {
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
+import { asClient } from '../grpc/client/as-client.js';
 import { abortError, statusError } from '../grpc/errors.js';
 import { ServiceRegistry } from '../grpc/server/service-registry.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -108,11 +108,6 @@ interface OpenTunnel {
   /** Cancels the tunnel RPC and everything on it. */
   cancel(message: string): void;
   readonly done: Promise<ServeResult>;
-}
-
-function asClient(connection: Client | ChannelInterface): Client {
-  if (connection instanceof Client) return connection;
-  return new Client('tunnel', credentials.createInsecure(), { channelOverride: connection });
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

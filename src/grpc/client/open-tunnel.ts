@@ -1,9 +1,8 @@
 import {
   type CallOptions,
   type ChannelInterface,
-  Client,
+  type Client,
   type ClientDuplexStream,
-  credentials,
   Metadata,
   type ServiceError,
 } from '@grpc/grpc-js';
@@ -11,6 +10,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import { abortError, statusError } from '../errors.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
+import { asClient } from './as-client.js';
 import { TunnelChannel, type TunnelOptions } from './tunnel-channel.js';
 
 /** Options of {@link openTunnel}. */
@@ -21,11 +21,6 @@ export interface OpenTunnelOptions extends TunnelOptions {
   callOptions?: CallOptions;
   /** Aborting before the tunnel is ready rejects; aborting later closes the tunnel. */
   signal?: AbortSignal;
-}
-
-function asClient(connection: Client | ChannelInterface): Client {
-  if (connection instanceof Client) return connection;
-  return new Client('tunnel', credentials.createInsecure(), { channelOverride: connection });
 }
 
 /**

@@ -4,6 +4,7 @@ import { Code } from '../../engine/codes.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream } from '../../engine/tunnel-client.js';
 import type { ClientToServer, ServerToClient, Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
+import { watchConnectivity } from '../connectivity.js';
 import { clientAuthContext } from '../context.js';
 import type { AuthContext } from '../server/tunnel-info.js';
 import { type ParentCall, TunnelCall } from './tunnel-call.js';
@@ -152,27 +153,11 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     deadline: Date | number,
     callback: (error?: Error) => void,
   ): void {
-    if (this.getConnectivityState(false) !== currentState) {
-      process.nextTick(callback);
-      return;
-    }
-    const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    const onChange = () => {
-      this.watchers.delete(onChange);
-      if (timer) clearTimeout(timer);
-      callback();
+    const subscribe = (onChange: () => void) => {
+      this.watchers.add(onChange);
+      return () => this.watchers.delete(onChange);
     };
-    this.watchers.add(onChange);
-    if (Number.isFinite(ms)) {
-      timer = setTimeout(
-        () => {
-          this.watchers.delete(onChange);
-          callback(new Error('Deadline passed without connectivity state change'));
-        },
-        Math.max(0, ms),
-      );
-    }
+    watchConnectivity(() => this.getConnectivityState(false), subscribe, currentState, deadline, callback);
   }
 
   getChannelzRef(): ChannelzRef {
