@@ -1,7 +1,12 @@
-// Regenerates the checked-in protobuf code from proto/ (npm run generate).
+// Regenerates the checked-in protobuf code from the .proto files (npm run generate).
 import { execFileSync } from 'node:child_process';
 
 const run = (args) => execFileSync('buf', args, { stdio: 'inherit' });
-run(['generate']);
-run(['generate', '--template', 'buf.gen.codec-bench.yaml']);
+const tunnelProtos = ['--path', 'proto/grpctunnel', '--path', 'proto/google'];
+// The tunnel's frames (src/gen) and the codec comparison's protobuf-es copy.
+run(['generate', ...tunnelProtos]);
+run(['generate', '--template', 'buf.gen.codec-bench.yaml', ...tunnelProtos]);
+// The cross-implementation programs' services (src/interop/gen).
+run(['generate', '--template', 'buf.gen.interop.yaml', '--path', 'proto/grpchantesting', '--path', 'proto/tunneltest']);
+// The README examples' service (examples/gen).
 run(['generate', 'examples/proto', '--template', 'buf.gen.examples.yaml']);

@@ -1,0 +1,103 @@
+// The cross-implementation programs, run as real processes: every cell of
+// tunnel type x server flow control x client flow control must pass. Mixed
+// cells run revision zero through negotiation fallback. Either program can
+// be swapped for the Go reference build; the flags are the same.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const program = (name: string) => fileURLToPath(new URL(`../../src/interop/${name}.js`, import.meta.url));
+
+interface Finished {
+  code: number | null;
+  stderr: string;
+}
+
+function run(args: string[], timeoutMs: number): Promise<Finished> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [program('tunneltestclient'), ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+/** Starts tunneltestsvr on a free port (it logs the port it got). */
+function startServer(args: string[]): Promise<{ child: ChildProcess; port: number; log: () => string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [program('tunneltestsvr'), '-port', '0', ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      const m = /Listening on 127\.0\.0\.1:(\d+)/.exec(stderr);
+      if (m) resolve({ child, port: Number(m[1]), log: () => stderr });
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`tunneltestsvr exited with ${code}: ${stderr}`)));
+  });
+}
+
+function stopServer(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    child.removeAllListeners('exit');
+    child.on('exit', (code) => resolve(code));
+    child.kill('SIGTERM');
+  });
+}
+
+const count = (stderr: string, pattern: RegExp) => Number(pattern.exec(stderr)?.[1] ?? Number.NaN);
+
+for (const serverFlow of [true, false]) {
+  describe(`interop matrix, server flow control ${serverFlow ? 'on' : 'off'}`, () => {
+    let server: Awaited<ReturnType<typeof startServer>>;
+    before(async () => {
+      server = await startServer(serverFlow ? [] : ['-no-flow-control']);
+    });
+    after(async () => {
+      assert.equal(await stopServer(server.child), 0, 'the server shuts down cleanly on SIGTERM');
+    });
+
+    for (const clientFlow of [true, false]) {
+      for (const type of ['forward', 'reverse', 'both'] as const) {
+        it(`${type}, client flow control ${clientFlow ? 'on' : 'off'}`, async (t) => {
+          const args = ['-server-port', String(server.port), '-tunnel-type', type];
+          if (!clientFlow) args.push('--no-flow-control');
+          const result = await run(args, 30_000);
+          assert.equal(result.code, 0, `tunneltestclient failed:\n${result.stderr}\nserver:\n${server.log()}`);
+          const issued = count(result.stderr, /Issued (\d+) requests over tunnel\./);
+          const served = count(result.stderr, /Served (\d+) requests over reverse tunnel\./);
+          if (type !== 'reverse') assert.ok(issued > 0, 'forward RPCs were issued');
+          if (type !== 'forward') {
+            assert.ok(served > 0, 'reverse RPCs were served');
+            assert.match(result.stderr, /Reverse tunnel started \(key = [0-9a-f]{64}\)\./);
+          }
+          t.diagnostic(
+            `cell ${type}/server-fc-${serverFlow ? 'on' : 'off'}/client-fc-${clientFlow ? 'on' : 'off'}: ` +
+              `issued ${Number.isNaN(issued) ? '-' : issued}, served ${Number.isNaN(served) ? '-' : served}`,
+          );
+        });
+      }
+    }
+  });
+}
+
+it('tunneltestclient rejects an unknown tunnel type and an unreachable server with a non-zero exit', async () => {
+  const bad = await run(['-tunnel-type', 'sideways'], 10_000);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /tunnel type "sideways" is not valid/);
+  const unknownFlag = await run(['-bogus'], 10_000);
+  assert.equal(unknownFlag.code, 1);
+  assert.match(unknownFlag.stderr, /flag provided but not defined: -bogus/);
+});
