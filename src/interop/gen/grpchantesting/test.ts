@@ -5,11 +5,11 @@
 // source: grpchantesting/test.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire';
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   type CallOptions,
   type ChannelCredentials,
-  type Client,
+  Client,
   type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
@@ -19,17 +19,17 @@ import {
   type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
-  type Metadata,
   makeGenericClientConstructor,
+  type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
-} from '@grpc/grpc-js';
-import { Any } from '../google/protobuf/any.js';
-import { Empty } from '../google/protobuf/empty.js';
+} from "@grpc/grpc-js";
+import { Any } from "../google/protobuf/any.js";
+import { Empty } from "../google/protobuf/empty.js";
 
-export const protobufPackage = 'grpchantesting';
+export const protobufPackage = "grpchantesting";
 
-export const protobufFileName = 'grpchantesting/test.proto';
+export const protobufFileName = "grpchantesting/test.proto";
 
 /**
  * The test service of github.com/fullstorydev/grpchan (v1.1.1 shape), which
@@ -96,7 +96,7 @@ export const Message: MessageFns<Message> = {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error('protobuf decode recursion limit exceeded');
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
     }
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
@@ -187,41 +187,41 @@ export const Message: MessageFns<Message> = {
       delayMillis: isSet(object.delayMillis)
         ? globalThis.Number(object.delayMillis)
         : isSet(object.delay_millis)
-          ? globalThis.Number(object.delay_millis)
-          : 0,
+        ? globalThis.Number(object.delay_millis)
+        : 0,
       headers: isObject(object.headers)
         ? (globalThis.Object.entries(object.headers) as [string, any][]).reduce(
-            (acc: { [key: string]: Buffer }, [key, value]: [string, any]) => {
-              globalThis.Object.defineProperty(acc, key, {
-                value: Buffer.from(bytesFromBase64(value as string)),
-                enumerable: true,
-                configurable: true,
-                writable: true,
-              });
-              return acc;
-            },
-            {},
-          )
+          (acc: { [key: string]: Buffer }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: Buffer.from(bytesFromBase64(value as string)),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
         : {},
       trailers: isObject(object.trailers)
         ? (globalThis.Object.entries(object.trailers) as [string, any][]).reduce(
-            (acc: { [key: string]: Buffer }, [key, value]: [string, any]) => {
-              globalThis.Object.defineProperty(acc, key, {
-                value: Buffer.from(bytesFromBase64(value as string)),
-                enumerable: true,
-                configurable: true,
-                writable: true,
-              });
-              return acc;
-            },
-            {},
-          )
+          (acc: { [key: string]: Buffer }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: Buffer.from(bytesFromBase64(value as string)),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
         : {},
       errorDetails: globalThis.Array.isArray(object?.errorDetails)
         ? object.errorDetails.map((e: any) => Any.fromJSON(e))
         : globalThis.Array.isArray(object?.error_details)
-          ? object.error_details.map((e: any) => Any.fromJSON(e))
-          : [],
+        ? object.error_details.map((e: any) => Any.fromJSON(e))
+        : [],
     };
   },
 
@@ -296,12 +296,12 @@ export const Message: MessageFns<Message> = {
 };
 
 function createBaseMessage_HeadersEntry(): Message_HeadersEntry {
-  return { key: '', value: Buffer.alloc(0) };
+  return { key: "", value: Buffer.alloc(0) };
 }
 
 export const Message_HeadersEntry: MessageFns<Message_HeadersEntry> = {
   encode(message: Message_HeadersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== '') {
+    if (message.key !== "") {
       writer.uint32(10).string(message.key);
     }
     if (message.value.length !== 0) {
@@ -314,7 +314,7 @@ export const Message_HeadersEntry: MessageFns<Message_HeadersEntry> = {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error('protobuf decode recursion limit exceeded');
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
     }
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
@@ -353,14 +353,14 @@ export const Message_HeadersEntry: MessageFns<Message_HeadersEntry> = {
 
   fromJSON(object: any): Message_HeadersEntry {
     return {
-      key: isSet(object.key) ? globalThis.String(object.key) : '',
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
       value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
     };
   },
 
   toJSON(message: Message_HeadersEntry): unknown {
     const obj: any = {};
-    if (message.key !== '') {
+    if (message.key !== "") {
       obj.key = message.key;
     }
     if (message.value.length !== 0) {
@@ -374,19 +374,19 @@ export const Message_HeadersEntry: MessageFns<Message_HeadersEntry> = {
   },
   fromPartial(object: DeepPartial<Message_HeadersEntry>): Message_HeadersEntry {
     const message = createBaseMessage_HeadersEntry();
-    message.key = object.key ?? '';
+    message.key = object.key ?? "";
     message.value = object.value ?? Buffer.alloc(0);
     return message;
   },
 };
 
 function createBaseMessage_TrailersEntry(): Message_TrailersEntry {
-  return { key: '', value: Buffer.alloc(0) };
+  return { key: "", value: Buffer.alloc(0) };
 }
 
 export const Message_TrailersEntry: MessageFns<Message_TrailersEntry> = {
   encode(message: Message_TrailersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== '') {
+    if (message.key !== "") {
       writer.uint32(10).string(message.key);
     }
     if (message.value.length !== 0) {
@@ -399,7 +399,7 @@ export const Message_TrailersEntry: MessageFns<Message_TrailersEntry> = {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error('protobuf decode recursion limit exceeded');
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
     }
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
@@ -438,14 +438,14 @@ export const Message_TrailersEntry: MessageFns<Message_TrailersEntry> = {
 
   fromJSON(object: any): Message_TrailersEntry {
     return {
-      key: isSet(object.key) ? globalThis.String(object.key) : '',
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
       value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
     };
   },
 
   toJSON(message: Message_TrailersEntry): unknown {
     const obj: any = {};
-    if (message.key !== '') {
+    if (message.key !== "") {
       obj.key = message.key;
     }
     if (message.value.length !== 0) {
@@ -459,7 +459,7 @@ export const Message_TrailersEntry: MessageFns<Message_TrailersEntry> = {
   },
   fromPartial(object: DeepPartial<Message_TrailersEntry>): Message_TrailersEntry {
     const message = createBaseMessage_TrailersEntry();
-    message.key = object.key ?? '';
+    message.key = object.key ?? "";
     message.value = object.value ?? Buffer.alloc(0);
     return message;
   },
@@ -468,7 +468,7 @@ export const Message_TrailersEntry: MessageFns<Message_TrailersEntry> = {
 export type TestServiceService = typeof TestServiceService;
 export const TestServiceService = {
   unary: {
-    path: '/grpchantesting.TestService/Unary' as const,
+    path: "/grpchantesting.TestService/Unary" as const,
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: Message): Buffer => Buffer.from(Message.encode(value).finish()),
@@ -477,7 +477,7 @@ export const TestServiceService = {
     responseDeserialize: (value: Buffer): Message => Message.decode(value),
   },
   clientStream: {
-    path: '/grpchantesting.TestService/ClientStream' as const,
+    path: "/grpchantesting.TestService/ClientStream" as const,
     requestStream: true as const,
     responseStream: false as const,
     requestSerialize: (value: Message): Buffer => Buffer.from(Message.encode(value).finish()),
@@ -486,7 +486,7 @@ export const TestServiceService = {
     responseDeserialize: (value: Buffer): Message => Message.decode(value),
   },
   serverStream: {
-    path: '/grpchantesting.TestService/ServerStream' as const,
+    path: "/grpchantesting.TestService/ServerStream" as const,
     requestStream: false as const,
     responseStream: true as const,
     requestSerialize: (value: Message): Buffer => Buffer.from(Message.encode(value).finish()),
@@ -495,7 +495,7 @@ export const TestServiceService = {
     responseDeserialize: (value: Buffer): Message => Message.decode(value),
   },
   bidiStream: {
-    path: '/grpchantesting.TestService/BidiStream' as const,
+    path: "/grpchantesting.TestService/BidiStream" as const,
     requestStream: true as const,
     responseStream: true as const,
     requestSerialize: (value: Message): Buffer => Buffer.from(Message.encode(value).finish()),
@@ -505,7 +505,7 @@ export const TestServiceService = {
   },
   /** Takes and returns a message from another file, twice over. */
   useExternalMessageTwice: {
-    path: '/grpchantesting.TestService/UseExternalMessageTwice' as const,
+    path: "/grpchantesting.TestService/UseExternalMessageTwice" as const,
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
@@ -576,7 +576,7 @@ export interface TestServiceClient extends Client {
 
 export const TestServiceClient = makeGenericClientConstructor(
   TestServiceService,
-  'grpchantesting.TestService',
+  "grpchantesting.TestService",
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): TestServiceClient;
   service: typeof TestServiceService;
@@ -584,27 +584,23 @@ export const TestServiceClient = makeGenericClientConstructor(
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, 'base64'));
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString('base64');
+  return globalThis.Buffer.from(arr).toString("base64");
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
-export type DeepPartial<T> = T extends Builtin
-  ? T
-  : T extends globalThis.Array<infer U>
-    ? globalThis.Array<DeepPartial<U>>
-    : T extends ReadonlyArray<infer U>
-      ? ReadonlyArray<DeepPartial<U>>
-      : T extends {}
-        ? { [K in keyof T]?: DeepPartial<T[K]> }
-        : Partial<T>;
+export type DeepPartial<T> = T extends Builtin ? T
+  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
+  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
+  : Partial<T>;
 
 function isObject(value: any): boolean {
-  return typeof value === 'object' && value !== null;
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

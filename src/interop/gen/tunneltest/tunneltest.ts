@@ -5,23 +5,23 @@
 // source: tunneltest/tunneltest.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire';
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   type CallOptions,
   type ChannelCredentials,
-  type Client,
+  Client,
   type ClientOptions,
   type ClientUnaryCall,
   type handleUnaryCall,
-  type Metadata,
   makeGenericClientConstructor,
+  type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
-} from '@grpc/grpc-js';
+} from "@grpc/grpc-js";
 
-export const protobufPackage = '';
+export const protobufPackage = "";
 
-export const protobufFileName = 'tunneltest/tunneltest.proto';
+export const protobufFileName = "tunneltest/tunneltest.proto";
 
 /**
  * The control service of the tunnel test server: a client asks the server to
@@ -34,15 +34,16 @@ export interface TriggerTestRPCsRequest {
   clientKey: string;
 }
 
-export type TriggerTestRPCsResponse = {};
+export interface TriggerTestRPCsResponse {
+}
 
 function createBaseTriggerTestRPCsRequest(): TriggerTestRPCsRequest {
-  return { clientKey: '' };
+  return { clientKey: "" };
 }
 
 export const TriggerTestRPCsRequest: MessageFns<TriggerTestRPCsRequest> = {
   encode(message: TriggerTestRPCsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.clientKey !== '') {
+    if (message.clientKey !== "") {
       writer.uint32(10).string(message.clientKey);
     }
     return writer;
@@ -52,7 +53,7 @@ export const TriggerTestRPCsRequest: MessageFns<TriggerTestRPCsRequest> = {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error('protobuf decode recursion limit exceeded');
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
     }
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
@@ -86,14 +87,14 @@ export const TriggerTestRPCsRequest: MessageFns<TriggerTestRPCsRequest> = {
       clientKey: isSet(object.clientKey)
         ? globalThis.String(object.clientKey)
         : isSet(object.client_key)
-          ? globalThis.String(object.client_key)
-          : '',
+        ? globalThis.String(object.client_key)
+        : "",
     };
   },
 
   toJSON(message: TriggerTestRPCsRequest): unknown {
     const obj: any = {};
-    if (message.clientKey !== '') {
+    if (message.clientKey !== "") {
       obj.clientKey = message.clientKey;
     }
     return obj;
@@ -104,7 +105,7 @@ export const TriggerTestRPCsRequest: MessageFns<TriggerTestRPCsRequest> = {
   },
   fromPartial(object: DeepPartial<TriggerTestRPCsRequest>): TriggerTestRPCsRequest {
     const message = createBaseTriggerTestRPCsRequest();
-    message.clientKey = object.clientKey ?? '';
+    message.clientKey = object.clientKey ?? "";
     return message;
   },
 };
@@ -122,7 +123,7 @@ export const TriggerTestRPCsResponse: MessageFns<TriggerTestRPCsResponse> = {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error('protobuf decode recursion limit exceeded');
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
     }
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
@@ -164,7 +165,7 @@ export const TriggerTestRPCsResponse: MessageFns<TriggerTestRPCsResponse> = {
 export type TunnelTestServiceService = typeof TunnelTestServiceService;
 export const TunnelTestServiceService = {
   triggerTestRpCs: {
-    path: '/TunnelTestService/TriggerTestRPCs' as const,
+    path: "/TunnelTestService/TriggerTestRPCs" as const,
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: TriggerTestRPCsRequest): Buffer =>
@@ -200,7 +201,7 @@ export interface TunnelTestServiceClient extends Client {
 
 export const TunnelTestServiceClient = makeGenericClientConstructor(
   TunnelTestServiceService,
-  'TunnelTestService',
+  "TunnelTestService",
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): TunnelTestServiceClient;
   service: typeof TunnelTestServiceService;
@@ -209,15 +210,11 @@ export const TunnelTestServiceClient = makeGenericClientConstructor(
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
-export type DeepPartial<T> = T extends Builtin
-  ? T
-  : T extends globalThis.Array<infer U>
-    ? globalThis.Array<DeepPartial<U>>
-    : T extends ReadonlyArray<infer U>
-      ? ReadonlyArray<DeepPartial<U>>
-      : T extends {}
-        ? { [K in keyof T]?: DeepPartial<T[K]> }
-        : Partial<T>;
+export type DeepPartial<T> = T extends Builtin ? T
+  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
+  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
+  : Partial<T>;
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
