@@ -8,13 +8,13 @@ export interface StreamStatus {
   message: string;
   /** google.rpc.Status details (packed Any messages). */
   details: Any[];
-  /** Response trailers (empty for local failures). */
-  trailers: WireMetadata;
+  /** Response trailers; undefined for failures made locally (the frame then omits them, as the Go reference does). */
+  trailers: WireMetadata | undefined;
 }
 
 /** A status made locally (not received from the peer): no trailers, no details. */
 export function localStatus(code: Code, message: string): StreamStatus {
-  return { code, message, details: [], trailers: { md: {} } };
+  return { code, message, details: [], trailers: undefined };
 }
 
 /** An error that carries a gRPC status; the engine's only error type. */
@@ -39,7 +39,7 @@ export function statusFromClose(close: CloseStream): StreamStatus {
     code: s?.code ?? Code.OK,
     message: s?.message ?? '',
     details: s?.details ?? [],
-    trailers: close.responseTrailers ?? { md: {} },
+    trailers: close.responseTrailers,
   };
 }
 
