@@ -1,4 +1,11 @@
-import { type Client, credentials, Server, ServerCredentials, type ServerOptions } from '@grpc/grpc-js';
+import {
+  type Client,
+  type ClientOptions,
+  credentials,
+  Server,
+  ServerCredentials,
+  type ServerOptions,
+} from '@grpc/grpc-js';
 import {
   type OpenTunnelOptions,
   openTunnel,
@@ -64,12 +71,13 @@ export interface TunnelFixture {
 export async function forwardFixture(
   handlerOptions: TunnelServiceHandlerOptions = {},
   tunnelOptions: OpenTunnelOptions = {},
+  connectionOptions: ClientOptions = {},
 ): Promise<TunnelFixture> {
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler(handlerOptions);
   handler.addService(EchoService, echoImplementation(seen));
   const { server, address } = await startServer((s) => handler.register(s));
-  const connection = new EchoClient(address, credentials.createInsecure());
+  const connection = new EchoClient(address, credentials.createInsecure(), connectionOptions);
   const tunnel = await openTunnel(connection, tunnelOptions);
   const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
   return {
@@ -110,11 +118,12 @@ export async function reverseFixture(
   serverOptions: ReverseTunnelServerOptions = {},
   serveOptions: ServeOptions = {},
   tunnels = 1,
+  connectionOptions: ClientOptions = {},
 ): Promise<ReverseFixture> {
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler(handlerOptions);
   const { server, address } = await startServer((s) => handler.register(s));
-  const connection = new EchoClient(address, credentials.createInsecure());
+  const connection = new EchoClient(address, credentials.createInsecure(), connectionOptions);
   const reverseServer = new ReverseTunnelServer(connection, serverOptions);
   reverseServer.addService(EchoService, echoImplementation(seen));
   const served: Promise<ServeResult>[] = [];

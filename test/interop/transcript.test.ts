@@ -5,9 +5,22 @@
 // we differ on purpose, the assertion says so.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import {
+  Client,
+  type ClientDuplexStream,
+  credentials,
+  Metadata,
+  type ServerDuplexStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
-import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
+import {
+  decodeClientToServer,
+  encodeServerToClient,
+  OPEN_REVERSE_TUNNEL_PATH,
+  TunnelServiceDefinition,
+} from '../../src/grpc/tunnel-service.js';
+import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
 import { Message, TestServiceClient, TestServiceService } from '../../src/interop/gen/grpchantesting/test.js';
 import { testServiceImplementation } from '../../src/interop/test-service.js';
 import { type RawClient, RawTunnelServiceDefinition, rawClient, rawTunnelService } from '../helpers/raw-peer.js';
@@ -304,3 +317,103 @@ async function waitFor(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 300 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(cond(), 'timed out');
 }
+
+describe('Go transcript: reverse tunnels', () => {
+  it('our reverse tunnel server answers the go-reverse-server script as the Go one did', async () => {
+    const lines = scenario('go-reverse-server');
+    const script = framesOf(lines, 'script').map((l) => clientFrame(l.frame as Record<string, unknown>));
+    const goFrames = framesOf(lines, 'go').map((l) => serverFrame(l.frame as Record<string, unknown>));
+    const ours: ServerToClient[] = [];
+    let requestHeaders: Metadata | undefined;
+    const { server, address } = await startServer((s) =>
+      s.addService(
+        { openReverseTunnel: TunnelServiceDefinition.openReverseTunnel },
+        {
+          openReverseTunnel(call: ServerDuplexStream<ServerToClient, ClientToServer>) {
+            requestHeaders = call.metadata;
+            const reply = new Metadata();
+            reply.set('grpctunnel-negotiate', 'on');
+            call.sendMetadata(reply);
+            call.on('data', (f: ServerToClient) => {
+              ours.push(f);
+              // Once Settings arrives, play the script; the window updates it
+              // holds are the network server acknowledging our replies.
+              if (f.frame?.$case === 'settings') for (const s of script) call.write(s);
+            });
+            call.on('error', () => {});
+          },
+        },
+      ),
+    );
+    const connection = new TestServiceClient(address, credentials.createInsecure());
+    const reverse = new ReverseTunnelServer(connection);
+    reverse.addService(TestServiceService, testServiceImplementation());
+    const md = new Metadata();
+    md.set('client-key', 'edge-1');
+    const served = reverse.serve({ metadata: md });
+    await waitFor(() => ours.filter((f) => f.frame?.$case === 'closeStream').length === 2);
+    assert.equal(requestHeaders?.get('client-key')[0], 'edge-1');
+    assert.equal(requestHeaders?.get('grpctunnel-negotiate')[0], 'on');
+    assert.deepEqual(ours[0], goFrames[0], 'Settings first');
+    for (const id of [1, 2]) {
+      const received = script.filter((f) => f.streamId === id).reduce((n, f) => n + dataBytes(f), 0);
+      compareStream(
+        id,
+        goFrames.filter((f) => f.streamId === id),
+        ours.filter((f) => f.streamId === id),
+        received,
+      );
+    }
+    reverse.stop();
+    assert.deepEqual(await served, { started: true });
+    connection.close();
+    await stopServer(server);
+  });
+
+  it('our handler calls through its pool as the Go handler called into the go-reverse-client script', async () => {
+    const lines = scenario('go-reverse-client');
+    const script = framesOf(lines, 'script').map((l) => serverFrame(l.frame as Record<string, unknown>));
+    const goSent = framesOf(lines, 'go').map((l) => clientFrame(l.frame as Record<string, unknown>));
+    const handler = new TunnelServiceHandler();
+    const { server, address } = await startServer((s) => handler.register(s));
+    const raw = new Client(address, credentials.createInsecure());
+    const md = new Metadata();
+    md.set('grpctunnel-negotiate', 'on');
+    const call: ClientDuplexStream<ServerToClient, ClientToServer> = raw.makeBidiStreamRequest(
+      OPEN_REVERSE_TUNNEL_PATH,
+      encodeServerToClient,
+      decodeClientToServer,
+      md,
+    );
+    const sent: ClientToServer[] = [];
+    call.on('error', () => {});
+    const headers = new Promise<Metadata>((resolve) => call.on('metadata', resolve));
+    call.on('data', (f: ClientToServer) => {
+      sent.push(f);
+      if (f.frame?.$case === 'halfClose')
+        for (const s of script.filter((x) => x.streamId === f.streamId)) call.write(s);
+    });
+    call.write(script[0] as ServerToClient); // Settings: the network client is the tunnel server
+    assert.equal((await headers).get('grpctunnel-negotiate')[0], 'on');
+    await handler.asChannel().waitForReady({ timeout: 5000 });
+
+    const client = new TestServiceClient('pool', credentials.createInsecure(), {
+      channelOverride: handler.asChannel(),
+    });
+    const callMd = new Metadata();
+    callMd.set('x-call', 'r');
+    const reply = await new Promise<Message>((resolve, reject) =>
+      client.unary(Message.decode(reassemble(goSent)), callMd, (err, r) => (err ? reject(err) : resolve(r))),
+    );
+    assert.equal(Buffer.from(reply.payload).toString(), 'hello back');
+    assert.deepEqual(
+      sent.map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex')),
+      goSent.map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex')),
+      'the same frames, byte for byte',
+    );
+    call.end();
+    await waitFor(() => handler.openReverseTunnels === 0);
+    raw.close();
+    await stopServer(server);
+  });
+});

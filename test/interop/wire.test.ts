@@ -1,0 +1,144 @@
+// Wire details a Go peer depends on, checked on real tunnels with a tap: a
+// grpc-js client interceptor on the connection that carries the tunnel RPC
+// records every frame in both directions, in order.
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import { InterceptingCall, type Interceptor, type Metadata } from '@grpc/grpc-js';
+import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
+import type { EchoClient } from '../helpers/echo-service.js';
+import { forwardFixture, reverseFixture, stopAllServers } from '../helpers/servers.js';
+
+// A failed test skips its own cleanup; never let that hang the run.
+afterEach(stopAllServers);
+
+type Frame = ClientToServer | ServerToClient;
+interface Tapped {
+  /** Frames in the order this side sent or received them. */
+  timeline: Array<{ dir: 'out' | 'in'; frame: Frame }>;
+  /** Response headers of the tunnel RPC, and how many frames had arrived before them. */
+  headers?: { metadata: Metadata; framesBefore: number };
+}
+
+function tap(): { tapped: Tapped; interceptor: Interceptor } {
+  const tapped: Tapped = { timeline: [] };
+  const interceptor: Interceptor = (options, next) =>
+    new InterceptingCall(next(options), {
+      start: (metadata, _listener, start) =>
+        start(metadata, {
+          onReceiveMetadata: (md, nextMd) => {
+            const framesBefore = tapped.timeline.filter((e) => e.dir === 'in').length;
+            tapped.headers = { metadata: md, framesBefore };
+            nextMd(md);
+          },
+          onReceiveMessage: (message, nextMessage) => {
+            tapped.timeline.push({ dir: 'in', frame: message as Frame });
+            nextMessage(message);
+          },
+        }),
+      sendMessage: (message, nextSend) => {
+        tapped.timeline.push({ dir: 'out', frame: message as Frame });
+        nextSend(message);
+      },
+    });
+  return { tapped, interceptor };
+}
+
+/** Every call kind, with message sizes around the chunk size and past the window. */
+async function workload(echo: EchoClient): Promise<void> {
+  for (const size of [0, 1, 16384, 16385, 200_000]) {
+    const r = await unary(echo, Buffer.alloc(size, 3));
+    assert.equal(r.error, null);
+  }
+  assert.equal((await clientStream(echo, [Buffer.alloc(70_000), Buffer.alloc(5)])).error, null);
+  assert.equal((await collect(serverStream(echo, 10, 30_000))).messages.length, 10);
+  const bidi = echo.bidi();
+  const done = collect(bidi);
+  for (let i = 0; i < 5; i++) bidi.write(Buffer.alloc(40_000, i));
+  bidi.end();
+  assert.equal((await done).messages.length, 5);
+}
+
+const dataBytes = (f: Frame): number => {
+  switch (f.frame?.$case) {
+    case 'requestMessage':
+    case 'responseMessage':
+      return f.frame.value.data.length;
+    case 'moreRequestData':
+    case 'moreResponseData':
+      return f.frame.value.length;
+    default:
+      return 0;
+  }
+};
+
+/** Checks chunk sizes, window-update bounds and stream ids of a tapped tunnel. */
+function checkInvariants(t: Tapped, openerDir: 'out' | 'in'): void {
+  const received = new Map<number, number>();
+  const credited = new Map<number, number>();
+  let lastId = 0;
+  for (const { dir, frame } of t.timeline) {
+    const n = dataBytes(frame);
+    assert.ok(n <= 16384, `a chunk of ${n} bytes`);
+    if (dir === 'in') received.set(frame.streamId, (received.get(frame.streamId) ?? 0) + n);
+    if (dir === 'out' && frame.frame?.$case === 'windowUpdate') {
+      const total = (credited.get(frame.streamId) ?? 0) + frame.frame.value;
+      credited.set(frame.streamId, total);
+      const got = received.get(frame.streamId) ?? 0;
+      assert.ok(total <= got, `stream ${frame.streamId}: credited ${total} of ${got} bytes received`);
+    }
+    if (dir === openerDir && frame.frame?.$case === 'newStream') {
+      assert.ok(frame.streamId > lastId, `stream id ${frame.streamId} after ${lastId}`);
+      if (lastId === 0) assert.equal(frame.streamId, 1, 'the first stream id is 1, as the Go client uses');
+      lastId = frame.streamId;
+    }
+  }
+  assert.equal(lastId, 8, 'each of the eight calls opened one stream');
+  assert.ok(credited.size > 0, 'window updates were sent');
+}
+
+describe('wire details, forward tunnel', () => {
+  for (const flowControl of [true, false]) {
+    it(`Settings first, negotiate header at once, ids, chunks and credit (handler flow control ${flowControl})`, async () => {
+      const { tapped, interceptor } = tap();
+      const f = await forwardFixture({ flowControl }, {}, { interceptors: [interceptor] });
+      await workload(f.echo);
+      assert.equal(tapped.headers?.metadata.get('grpctunnel-negotiate')[0], 'on');
+      assert.equal(tapped.headers?.framesBefore, 0, 'response headers come before any frame');
+      const first = tapped.timeline.find((e) => e.dir === 'in')?.frame;
+      assert.deepEqual(first, {
+        streamId: -1,
+        frame: {
+          $case: 'settings',
+          value: { supportedProtocolRevisions: flowControl ? [0, 1] : [0], initialWindowSize: 65536 },
+        },
+      });
+      if (flowControl) checkInvariants(tapped, 'out');
+      else {
+        assert.ok(!tapped.timeline.some((e) => e.frame.frame?.$case === 'windowUpdate'), 'revision zero: no updates');
+        const opened = tapped.timeline.filter((e) => e.frame.frame?.$case === 'newStream');
+        assert.ok(
+          opened.every((e) => e.frame.frame?.$case === 'newStream' && e.frame.frame.value.protocolRevision === 0),
+        );
+      }
+      await f.close();
+    });
+  }
+});
+
+describe('wire details, reverse tunnel', () => {
+  it('the reverse tunnel server sends Settings first; the handler opens ids from 1; chunks and credit', async () => {
+    const { tapped, interceptor } = tap();
+    const f = await reverseFixture({}, {}, {}, 1, { interceptors: [interceptor] });
+    await workload(f.echo);
+    assert.equal(tapped.headers?.metadata.get('grpctunnel-negotiate')[0], 'on');
+    assert.equal(tapped.headers?.framesBefore, 0);
+    const first = tapped.timeline.find((e) => e.dir === 'out')?.frame;
+    assert.deepEqual(first, {
+      streamId: -1,
+      frame: { $case: 'settings', value: { supportedProtocolRevisions: [0, 1], initialWindowSize: 65536 } },
+    });
+    checkInvariants(tapped, 'in');
+    await f.close();
+  });
+});
