@@ -89,8 +89,11 @@ function startServer(): Promise<{ child: ChildProcess; port: number }> {
 async function main(): Promise<void> {
   const { child, port } = await startServer();
   const address = `127.0.0.1:${port}`;
-  const direct = new BenchClient(address, credentials.createInsecure()) as AnyClient;
-  const tunnelConnection = new BenchClient(address, credentials.createInsecure());
+  // --h2-window N: grpc-js's HTTP/2 receive window on the client connections (both transports).
+  const h2Window = args.indexOf('--h2-window');
+  const channelOptions = h2Window >= 0 ? { 'grpc-node.flow_control_window': Number(args[h2Window + 1]) } : {};
+  const direct = new BenchClient(address, credentials.createInsecure(), channelOptions) as AnyClient;
+  const tunnelConnection = new BenchClient(address, credentials.createInsecure(), channelOptions);
   const numberFlag = (name: string) => {
     const at = args.indexOf(name);
     return at >= 0 ? Number(args[at + 1]) : undefined;
