@@ -68,9 +68,7 @@ export async function sendRPCs(client: TestServiceClient): Promise<void> {
 function unary(client: TestServiceClient): Started {
   let call!: Cancellable;
   const outcome = new Promise<void>((resolve, reject) => {
-    call = client.unary(UNARY, (err: ServiceError | null) =>
-      err ? reject(err) : resolve(),
-    );
+    call = client.unary(UNARY, (err: ServiceError | null) => (err ? reject(err) : resolve()));
   });
   return [call, outcome];
 }

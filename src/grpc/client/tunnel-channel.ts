@@ -7,6 +7,7 @@ import type { ClientToServer, ServerToClient, Metadata as WireMetadata } from '.
 import { watchConnectivity } from '../connectivity.js';
 import { clientAuthContext } from '../context.js';
 import type { AuthContext } from '../server/tunnel-info.js';
+import { gateWrites } from '../write-gate.js';
 import { type ParentCall, TunnelCall } from './tunnel-call.js';
 
 /** Tuning shared by both ends of a tunnel. */
@@ -39,9 +40,8 @@ export interface TunnelChannelInfo {
 
 /** The tunnel RPC as a tunnel client sees it: ClientToServer frames out, ServerToClient frames in. */
 export interface ClientFrameStream {
-  write(frame: ClientToServer): boolean;
+  write(frame: ClientToServer, callback: () => void): boolean;
   on(event: 'data', listener: (frame: ServerToClient) => void): unknown;
-  on(event: 'drain', listener: () => void): unknown;
 }
 
 type ChannelzRef = ReturnType<ChannelInterface['getChannelzRef']>;
@@ -88,7 +88,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     this.callAuthContext = clientAuthContext(info.authContext ?? {}, this);
     this.channelzRef = { kind: 'channel', id: ++channelIds, name: `tunnel:${info.target}` } as ChannelzRef;
     this.engine = new TunnelClientEngine({
-      write: (frame: ClientToServer) => frames.write(frame),
+      write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
       flowControl: options.flowControl ?? true,
       ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
@@ -101,7 +101,6 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
       },
     });
     frames.on('data', (frame: ServerToClient) => this.engine.handleFrame(frame));
-    frames.on('drain', () => this.engine.drained());
     this.engine.start();
   }
 

@@ -4,6 +4,7 @@ import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import type { TunnelOptions } from '../client/tunnel-channel.js';
 import { serverAuthContext } from '../context.js';
+import { gateWrites } from '../write-gate.js';
 import { dispatch, intercept } from './dispatch.js';
 import type { ServiceRegistry } from './service-registry.js';
 import type { TunnelInfo } from './tunnel-info.js';
@@ -19,9 +20,8 @@ export interface TunnelServerOptions extends TunnelOptions {
 
 /** The tunnel RPC as a tunnel server sees it: ServerToClient frames out, ClientToServer frames in. */
 export interface ServerFrameStream {
-  write(frame: ServerToClient): boolean;
+  write(frame: ServerToClient, callback: () => void): boolean;
   on(event: 'data', listener: (frame: ClientToServer) => void): unknown;
-  on(event: 'drain', listener: () => void): unknown;
 }
 
 type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
@@ -48,7 +48,7 @@ export class TunnelServerSession {
     const interceptors = options.interceptors ?? [];
     const authContext = serverAuthContext(tunnel);
     this.engine = new TunnelServerEngine({
-      write: (frame) => frames.write(frame),
+      write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
       flowControl: options.flowControl ?? true,
       ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
@@ -74,7 +74,6 @@ export class TunnelServerSession {
       },
     });
     frames.on('data', (frame: ClientToServer) => this.engine.handleFrame(frame));
-    frames.on('drain', () => this.engine.drained());
     this.engine.start();
   }
 
