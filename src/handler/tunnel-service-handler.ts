@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import {
   experimental,
+  type handleBidiStreamingCall,
   logVerbosity,
   Metadata,
   type Server,
@@ -93,6 +94,16 @@ export class TunnelServiceHandler extends EventEmitter {
   /** Makes a service callable through forward tunnels (same arguments as grpc-js `Server.addService`). */
   addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
     this.registry.addService(service, implementation);
+  }
+
+  /**
+   * Serves every method no added service provides, with one handler that
+   * gets a bidi-streaming call on raw message bytes: what a transparent
+   * proxy needs (the gateway/agent command line uses it). Pass undefined to
+   * answer unknown methods with UNIMPLEMENTED again.
+   */
+  setUnknownMethodHandler(handler: handleBidiStreamingCall<Buffer, Buffer> | undefined): void {
+    this.registry.setUnknownMethodHandler(handler);
   }
 
   /** Stops serving a service through tunnels. */

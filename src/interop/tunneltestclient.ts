@@ -3,9 +3,9 @@
 // `node tunneltestclient.js -server-port 26354 [-no-flow-control] -tunnel-type forward|reverse|both`
 import { randomBytes } from 'node:crypto';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { parseFlags } from '../cli/flags.js';
 import { openTunnel, ReverseTunnelServer } from '../index.js';
 import { countingClient, countingServer } from './counting.js';
-import { parseFlags } from './flags.js';
 import { TestServiceClient, TestServiceService } from './gen/grpchantesting/test.js';
 import { TunnelTestServiceClient } from './gen/tunneltest/tunneltest.js';
 import { fatal, log } from './log.js';

@@ -5,6 +5,7 @@ import {
   type Client,
   type ClientDuplexStream,
   experimental,
+  type handleBidiStreamingCall,
   logVerbosity,
   Metadata,
   type ServerInterceptingCallInterface,
@@ -153,6 +154,16 @@ export class ReverseTunnelServer extends EventEmitter {
   /** Makes a service callable by the network server (same arguments as grpc-js `Server.addService`). */
   addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
     this.registry.addService(service, implementation);
+  }
+
+  /**
+   * Serves every method no added service provides, with one handler that
+   * gets a bidi-streaming call on raw message bytes: what a transparent
+   * proxy needs (the gateway/agent command line uses it). Pass undefined to
+   * answer unknown methods with UNIMPLEMENTED again.
+   */
+  setUnknownMethodHandler(handler: handleBidiStreamingCall<Buffer, Buffer> | undefined): void {
+    this.registry.setUnknownMethodHandler(handler);
   }
 
   /** Stops serving a service. */

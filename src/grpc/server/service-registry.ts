@@ -1,5 +1,6 @@
 import type {
   deserialize as Deserialize,
+  handleBidiStreamingCall,
   MethodDefinition,
   serialize as Serialize,
   ServiceDefinition,
@@ -32,6 +33,7 @@ function kindOf(definition: MethodDefinition<unknown, unknown>): MethodKind {
  */
 export class ServiceRegistry {
   private readonly methods = new Map<string, RegisteredMethod>();
+  private fallback: handleBidiStreamingCall<Buffer, Buffer> | undefined;
 
   /** Registers every method of a service; throws if the service has none or a path is taken. */
   addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
@@ -71,8 +73,37 @@ export class ServiceRegistry {
     for (const definition of Object.values(service)) this.methods.delete(definition.path);
   }
 
-  /** The method registered at `path`, if any. */
+  /**
+   * Serves every path that no service registered: as a bidi-streaming call on
+   * raw message bytes (gRPC frames all four kinds alike, so a proxy need not
+   * know which one it carries). Undefined turns it off again.
+   */
+  setUnknownMethodHandler(handler: handleBidiStreamingCall<Buffer, Buffer> | undefined): void {
+    this.fallback = handler;
+  }
+
+  /** The method registered at `path`, or the unknown-method handler, if any. */
   lookup(path: string): RegisteredMethod | undefined {
-    return this.methods.get(path);
+    const method = this.methods.get(path);
+    if (method || !this.fallback) return method;
+    const definition: MethodDefinition<Buffer, Buffer> = {
+      path,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: bytes,
+      requestDeserialize: bytes,
+      responseSerialize: bytes,
+      responseDeserialize: bytes,
+    };
+    return {
+      path,
+      kind: 'bidi',
+      definition: definition as MethodDefinition<unknown, unknown>,
+      handler: this.fallback as UntypedHandleCall,
+      serialize: bytes as Serialize<unknown>,
+      deserialize: bytes as Deserialize<unknown>,
+    };
   }
 }
+
+const bytes = (b: Buffer): Buffer => b;

@@ -1,0 +1,71 @@
+// The gateway's admin port: /metrics (Prometheus), /healthz, and / (a small
+// status page of agents, tunnels and recent errors).
+import http from 'node:http';
+import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
+import type { RecentError } from './gateway.js';
+import { listenHttp2 } from './net.js';
+
+export interface AdminServer {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+interface AdminSources {
+  metrics(): Promise<string>;
+  contentType: string;
+  status(): { agents: ReverseTunnel[]; recent: RecentError[] };
+}
+
+const escapeHtml = (s: string) =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+
+function page(status: ReturnType<AdminSources['status']>): string {
+  const byAgent = new Map<string, ReverseTunnel[]>();
+  for (const t of status.agents) byAgent.set(String(t.key), [...(byAgent.get(String(t.key)) ?? []), t]);
+  const agentRows = [...byAgent]
+    .map(
+      ([id, tunnels]) =>
+        `<tr><td>${escapeHtml(id)}</td><td>${tunnels.length}</td><td>${tunnels.reduce((n, t) => n + t.channel.activeCalls, 0)}</td>` +
+        `<td>${escapeHtml([...new Set(tunnels.map((t) => t.info.peer))].join(', '))}</td>` +
+        `<td>${escapeHtml(tunnels[0]?.openedAt.toISOString() ?? '')}</td></tr>`,
+    )
+    .join('');
+  const errorRows = status.recent
+    .map((e) => `<tr><td>${escapeHtml(e.at.toISOString())}</td><td>${escapeHtml(e.what)}</td></tr>`)
+    .join('');
+  return `<!doctype html><html><head><meta charset="utf-8"><title>grpctunnel gateway</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style>
+</head><body><h1>grpctunnel gateway</h1>
+<h2>Agents</h2><table><tr><th>id</th><th>tunnels</th><th>active calls</th><th>from</th><th>since</th></tr>${agentRows || '<tr><td colspan="5">none connected</td></tr>'}</table>
+<h2>Recent errors</h2><table><tr><th>when</th><th>what</th></tr>${errorRows || '<tr><td colspan="2">none</td></tr>'}</table>
+<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p></body></html>`;
+}
+
+export async function startAdmin(address: string, sources: AdminSources): Promise<AdminServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405).end();
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/metrics') {
+      sources.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': sources.contentType }).end(body),
+        () => res.writeHead(500).end(),
+      );
+    } else if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page(sources.status()));
+    } else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+  });
+  const bound = await listenHttp2(server, address);
+  return {
+    address: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,25 @@
+// One-line logs with a level filter, for the gateway and the agent.
+
+/** Log levels, most verbose first. */
+export const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type Level = (typeof LEVELS)[number];
+
+/** Writes log lines at or above a level. */
+export interface Logger {
+  debug(message: string): void;
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** A logger that writes `time level message` lines to `write` (stderr by default). */
+export function createLogger(level: Level, write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+  const min = LEVELS.indexOf(level);
+  const at = (l: Level) => (message: string) => {
+    if (LEVELS.indexOf(l) >= min) write(`${new Date().toISOString()} ${l.toUpperCase().padEnd(5)} ${message}\n`);
+  };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** A logger that drops everything (library use, tests). */
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };

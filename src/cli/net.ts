@@ -1,0 +1,37 @@
+// Binding servers to host:port strings, with errors a person can act on.
+import type http2 from 'node:http2';
+import type { Server, ServerCredentials } from '@grpc/grpc-js';
+
+/** Splits "host:port" ("[::1]:80" too); throws a one-line error when malformed. */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  if (!m || Number(m[2]) > 65535) throw new Error(`"${address}" is not a host:port address`);
+  return { host: m[1] as string, port: Number(m[2]) };
+}
+
+/** Binds a grpc-js server; resolves to the address it listens on (port 0 becomes the real port). */
+export function bindGrpc(server: Server, address: string, credentials: ServerCredentials): Promise<string> {
+  const { host } = splitHostPort(address);
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, credentials, (err, port) =>
+      err ? reject(new Error(`cannot listen on ${address}: ${err.message}`)) : resolve(`${host}:${port}`),
+    ),
+  );
+}
+
+/** Starts an HTTP/2 (or HTTP/1, for admin) server listening; resolves to its address. */
+export function listenHttp2(
+  server: http2.Http2Server | http2.Http2SecureServer | import('node:http').Server,
+  address: string,
+): Promise<string> {
+  const { host, port } = splitHostPort(address);
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(new Error(`cannot listen on ${address}: ${err.message}`));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.removeListener('error', onError);
+      const bound = server.address();
+      resolve(`${host}:${typeof bound === 'object' && bound ? bound.port : port}`);
+    });
+  });
+}

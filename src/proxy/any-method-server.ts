@@ -1,0 +1,245 @@
+// A gRPC endpoint on node:http2 that accepts every method path and hands
+// each call, as raw message bytes, to a grpc-js channel chosen per call.
+// grpc-js's Server serves registered paths only and has no catch-all, and a
+// gateway must carry methods it has never seen; gRPC's HTTP/2 mapping is
+// small (length-prefixed messages, headers, trailers), so we speak it here.
+
+import type http2 from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import {
+  type ChannelInterface,
+  Client,
+  type ClientDuplexStream,
+  credentials,
+  Metadata,
+  status as Status,
+  type StatusObject,
+} from '@grpc/grpc-js';
+import { decodeTimeout } from '../engine/deadline.js';
+
+const bytes = (b: Buffer): Buffer => b;
+const HOP_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'te', 'content-type', 'user-agent'];
+
+/** Where a call goes: a channel, or the status to refuse it with. */
+export type Route =
+  | { channel: ChannelInterface; metadata?: Metadata /** Passed to onFinish (e.g. the agent). */; label?: string }
+  | { refuse: StatusObject };
+
+/** Options of {@link serveAnyMethod}. */
+export interface AnyMethodOptions {
+  /** Picks the channel for a call from its path and request metadata. */
+  route(path: string, metadata: Metadata): Route;
+  /** Called once per call with its outcome and duration (for logs and metrics). */
+  onFinish?(path: string, status: StatusObject, ms: number, bytesIn: number, bytesOut: number, label?: string): void;
+  /** Largest request message accepted, in bytes. Default 4 MiB. */
+  maxMessageSize?: number;
+}
+
+/** gRPC's grpc-message encoding: percent-encode what is not printable ASCII. */
+function encodeGrpcMessage(message: string): string {
+  return Buffer.from(message, 'utf8').reduce((out, b) => {
+    return (
+      out +
+      (b >= 0x20 && b <= 0x7e && b !== 0x25
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)
+    );
+  }, '');
+}
+
+/** Splits a byte stream into length-prefixed gRPC messages. */
+class MessageReader {
+  private buffered: Buffer[] = [];
+  private length = 0;
+  constructor(
+    private readonly limit: number,
+    private readonly onMessage: (message: Buffer) => void,
+  ) {}
+
+  /** Adds bytes; returns an error status if the framing is unacceptable. */
+  push(chunk: Buffer): StatusObject | undefined {
+    this.buffered.push(chunk);
+    this.length += chunk.length;
+    for (;;) {
+      if (this.length < 5) return undefined;
+      const head =
+        this.buffered.length === 1 ? (this.buffered[0] as Buffer) : Buffer.concat(this.buffered, this.length);
+      this.buffered = [head];
+      const compressed = head[0] !== 0;
+      const size = head.readUInt32BE(1);
+      if (compressed) return status(Status.UNIMPLEMENTED, 'compressed messages are not supported by this gateway');
+      if (size > this.limit) {
+        return status(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${size} vs. ${this.limit})`);
+      }
+      if (this.length < 5 + size) return undefined;
+      this.onMessage(head.subarray(5, 5 + size));
+      const rest = head.subarray(5 + size);
+      this.buffered = rest.length > 0 ? [rest] : [];
+      this.length = rest.length;
+    }
+  }
+
+  get partial(): boolean {
+    return this.length > 0;
+  }
+}
+
+function status(code: Status, details: string): StatusObject {
+  return { code, details, metadata: new Metadata() };
+}
+
+const clients = new WeakMap<ChannelInterface, Client>();
+function clientFor(channel: ChannelInterface): Client {
+  let client = clients.get(channel);
+  if (!client) {
+    client = new Client('proxy', credentials.createInsecure(), { channelOverride: channel });
+    clients.set(channel, client);
+  }
+  return client;
+}
+
+/**
+ * Answers every gRPC call on `server` (an `http2.createServer()` or
+ * `createSecureServer()` server) by forwarding it to the channel `route`
+ * picks.
+ */
+export function serveAnyMethod(server: http2.Http2Server | http2.Http2SecureServer, options: AnyMethodOptions): void {
+  const limit = options.maxMessageSize ?? 4 * 1024 * 1024;
+  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    handleCall(stream, headers, options, limit);
+  });
+}
+
+function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, options: AnyMethodOptions, limit: number) {
+  const started = Date.now();
+  const path = String(headers[':path'] ?? '');
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let headersSent = false;
+  let done = false;
+  let label: string | undefined;
+  stream.on('error', () => {});
+
+  const finish = (result: StatusObject) => {
+    if (done) return;
+    done = true;
+    options.onFinish?.(path, result, Date.now() - started, bytesIn, bytesOut, label);
+    if (stream.destroyed || stream.closed) return;
+    const trailers: http2.OutgoingHttpHeaders = {
+      ...result.metadata.toHttp2Headers(),
+      'grpc-status': String(result.code),
+      'grpc-message': encodeGrpcMessage(result.details),
+    };
+    if (!headersSent) {
+      // Trailers-only response: status in the one and only HEADERS frame.
+      headersSent = true;
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true });
+      return;
+    }
+    stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+    stream.end();
+  };
+
+  if (headers[':method'] !== 'POST' || !String(headers['content-type'] ?? '').startsWith('application/grpc')) {
+    done = true;
+    stream.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: true });
+    return;
+  }
+  const encoding = headers['grpc-encoding'];
+  if (encoding !== undefined && encoding !== 'identity') {
+    finish(status(Status.UNIMPLEMENTED, `message encoding "${encoding}" is not supported by this gateway`));
+    return;
+  }
+  let metadata: Metadata;
+  try {
+    const copy: IncomingHttpHeaders = { ...headers };
+    for (const key of Object.keys(copy)) if (key.startsWith(':') || HOP_HEADERS.includes(key)) delete copy[key];
+    metadata = Metadata.fromHttp2Headers(copy);
+  } catch {
+    finish(status(Status.INTERNAL, 'malformed request metadata'));
+    return;
+  }
+  const timeout = headers['grpc-timeout'];
+  const ms = typeof timeout === 'string' ? decodeTimeout(timeout) : undefined;
+  const route = options.route(path, metadata);
+  if ('refuse' in route) {
+    finish(route.refuse);
+    stream.resume();
+    return;
+  }
+  label = route.label;
+  const upstream: ClientDuplexStream<Buffer, Buffer> = clientFor(route.channel).makeBidiStreamRequest(
+    path,
+    bytes,
+    bytes,
+    route.metadata ?? metadata,
+    ms === undefined ? {} : { deadline: Date.now() + ms },
+  );
+  const sendHeaders = (md: Metadata) => {
+    if (headersSent || stream.destroyed) return;
+    headersSent = true;
+    stream.respond(
+      { ':status': 200, 'content-type': 'application/grpc', ...md.toHttp2Headers() },
+      { waitForTrailers: true },
+    );
+  };
+  upstream.on('metadata', sendHeaders);
+  upstream.on('data', (message: Buffer) => {
+    sendHeaders(new Metadata());
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(message.length, 1);
+    bytesOut += message.length;
+    stream.write(prefix);
+    if (!stream.write(message)) {
+      upstream.pause();
+      stream.once('drain', () => upstream.resume());
+    }
+  });
+  upstream.on('error', () => {});
+  // grpc-js reports the status as soon as it arrives, while messages may
+  // still wait in the stream's buffer (we pause it for back-pressure): an OK
+  // status is forwarded only after the last message.
+  let ended = false;
+  let okStatus: StatusObject | undefined;
+  upstream.on('end', () => {
+    ended = true;
+    if (okStatus) finish(okStatus);
+  });
+  upstream.on('status', (result: StatusObject) => {
+    if (result.code !== Status.OK || ended) finish(result);
+    else okStatus = result;
+  });
+
+  const reader = new MessageReader(limit, (message) => {
+    bytesIn += message.length;
+    if (!upstream.write(message)) {
+      stream.pause();
+      upstream.once('drain', () => stream.resume());
+    }
+  });
+  stream.on('data', (chunk: Buffer) => {
+    const failure = reader.push(chunk);
+    if (failure) {
+      upstream.cancel();
+      finish(failure);
+    }
+  });
+  stream.on('end', () => {
+    if (reader.partial) {
+      upstream.cancel();
+      finish(status(Status.INTERNAL, 'the request ended in the middle of a message'));
+      return;
+    }
+    upstream.end();
+  });
+  // The caller went away (cancel, deadline on its side, or a lost connection).
+  stream.on('close', () => {
+    if (!done) {
+      upstream.cancel();
+      done = true;
+      const cancelled = status(Status.CANCELLED, 'the caller cancelled');
+      options.onFinish?.(path, cancelled, Date.now() - started, bytesIn, bytesOut, label);
+    }
+  });
+}

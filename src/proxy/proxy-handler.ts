@@ -1,0 +1,105 @@
+import {
+  type ChannelInterface,
+  type Client,
+  type ClientDuplexStream,
+  Metadata,
+  type ServerDuplexStream,
+  type ServiceError,
+  type StatusObject,
+} from '@grpc/grpc-js';
+import { asClient } from '../grpc/client/as-client.js';
+
+const bytes = (b: Buffer): Buffer => b;
+
+/** Request headers that belong to one hop and are not forwarded. */
+const HOP_HEADERS = new Set([
+  'grpc-timeout',
+  'grpc-encoding',
+  'grpc-accept-encoding',
+  'content-type',
+  'te',
+  'user-agent',
+]);
+
+/** Options of {@link createProxyHandler}. */
+export interface ProxyHandlerOptions {
+  /** Changes the metadata forwarded to the target (e.g. drop routing headers). */
+  rewriteMetadata?: (metadata: Metadata) => Metadata;
+  /** Called once per proxied call with its outcome (for logs and metrics). */
+  onFinish?: (path: string, status: StatusObject) => void;
+}
+
+/**
+ * A handler for `setUnknownMethodHandler` that forwards every call, of any
+ * kind, to `target` (a grpc-js client or channel) as raw message bytes:
+ * metadata, response headers, messages, trailers, status with details,
+ * deadline and cancellation pass through in both directions, with flow
+ * control end to end (each side reads only as fast as the other writes).
+ */
+export function createProxyHandler(target: Client | ChannelInterface, options: ProxyHandlerOptions = {}) {
+  const client = asClient(target);
+  return (call: ServerDuplexStream<Buffer, Buffer>): void => {
+    const path = call.getPath();
+    let metadata = new Metadata();
+    for (const [key, values] of Object.entries(call.metadata.toJSON())) {
+      if (HOP_HEADERS.has(key)) continue;
+      for (const v of values as Array<string | Buffer>) metadata.add(key, v);
+    }
+    if (options.rewriteMetadata) metadata = options.rewriteMetadata(metadata);
+    const deadline = call.getDeadline();
+    const upstream: ClientDuplexStream<Buffer, Buffer> = client.makeBidiStreamRequest(path, bytes, bytes, metadata, {
+      deadline,
+    });
+    let finished = false;
+    upstream.on('metadata', (headers: Metadata) => call.sendMetadata(headers));
+    // Requests: the caller's messages go up as fast as the target takes them.
+    call.on('data', (message: Buffer) => {
+      if (!upstream.write(message)) {
+        call.pause();
+        upstream.once('drain', () => call.resume());
+      }
+    });
+    call.on('end', () => upstream.end());
+    // Responses: the target's messages come down as fast as the caller reads.
+    upstream.on('data', (message: Buffer) => {
+      if (!call.write(message)) {
+        upstream.pause();
+        call.once('drain', () => upstream.resume());
+      }
+    });
+    upstream.on('error', () => {});
+    const finish = (status: StatusObject) => {
+      if (finished) return;
+      finished = true;
+      options.onFinish?.(path, status);
+      if (status.code === 0) call.end(status.metadata);
+      else {
+        const error = {
+          code: status.code,
+          details: status.details,
+          metadata: status.metadata,
+        } as Partial<ServiceError>;
+        call.emit('error', error);
+      }
+    };
+    // grpc-js reports the status as soon as it arrives, while messages may
+    // still wait in the stream's buffer (paused for back-pressure): OK is
+    // passed on only after the last message.
+    let ended = false;
+    let ok: StatusObject | undefined;
+    upstream.on('end', () => {
+      ended = true;
+      if (ok) finish(ok);
+    });
+    upstream.on('status', (status: StatusObject) => {
+      if (status.code !== 0 || ended) finish(status);
+      else ok = status;
+    });
+    call.on('cancelled', () => {
+      if (finished) return;
+      finished = true;
+      upstream.cancel();
+      options.onFinish?.(path, { code: 1, details: 'Cancelled', metadata: new Metadata() });
+    });
+  };
+}
