@@ -20,6 +20,7 @@ export {
 export { TunnelServiceHandler, type TunnelServiceHandlerOptions } from './handler/tunnel-service-handler.js';
 export type { ReverseTunnel } from './pool/reverse-tunnel.js';
 export { TunnelPool, type WaitForReadyOptions } from './pool/tunnel-pool.js';
+export { createProxyHandler, type ProxyHandlerOptions } from './proxy/proxy-handler.js';
 export type { BackoffOptions } from './reverse/backoff.js';
 export {
   type KeepOpenOptions,

@@ -27,11 +27,13 @@ describe('examples', () => {
   }
 });
 
-it('the npm start demo makes every kind of call through both tunnel kinds and exits', async () => {
+it('the npm start demo makes every kind of call through the gateway and a tunnel, and exits with --once', async () => {
   const demo = fileURLToPath(new URL('../src/cli/demo.js', import.meta.url));
-  const { stdout } = await run(process.execPath, [demo], { timeout: 30_000 });
-  for (const line of ['unary', 'client streaming', 'server streaming', 'bidi streaming', 'server -> agent']) {
-    assert.match(stdout, new RegExp(`^${line} `, 'm'));
+  const { stdout } = await run(process.execPath, [demo, '--once'], { timeout: 30_000 });
+  for (const line of ['unary', 'client streaming', 'server streaming', 'bidi streaming']) {
+    assert.equal(stdout.match(new RegExp(`^${line} `, 'gm'))?.length, 2, `${line}: via the gateway and the tunnel`);
   }
-  assert.match(stdout, /reverse tunnel +ended cleanly/);
+  assert.match(stdout, /^agent +"laptop" connected with 2 tunnels$/m);
+  assert.match(stdout, /^gateway metrics +4 calls forwarded OK/m);
+  assert.match(stdout, /^done +everything stopped$/m);
 });

@@ -65,9 +65,10 @@ export function startAgent(options: AgentOptions): Agent {
     connected++;
     logger.info(`agent ${options.id}: tunnel to ${options.gateway} open (${connected} of ${options.tunnels})`);
   });
+  let stopping = false;
   server.on('disconnected', (result: ServeResult) => {
     connected--;
-    logger.warn(
+    (stopping && !result.error ? logger.info : logger.warn)(
       `agent ${options.id}: tunnel to ${options.gateway} closed${result.error ? `: ${result.error.details}` : ''}`,
     );
   });
@@ -96,6 +97,7 @@ export function startAgent(options: AgentOptions): Agent {
   return {
     done,
     async stop(graceMs = 5000) {
+      stopping = true;
       const timer = setTimeout(() => server.stop(), graceMs);
       await server.gracefulStop();
       clearTimeout(timer);

@@ -1,47 +1,44 @@
-// npm start: a self-contained tour. One process starts a gRPC server with the
-// tunnel service, opens a forward tunnel to it, and makes one call of each
-// kind through the tunnel, printing what happened.
-import { credentials, Metadata, makeGenericClientConstructor, Server, ServerCredentials } from '@grpc/grpc-js';
-import { createTunnelClient, getTunnelInfo, openTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../index.js';
+// npm start: the gateway and agent on embedded defaults, in one process.
+// A sample gRPC service listens on loopback as if behind NAT; an agent dials
+// out to a gateway and exposes it; a plain grpc-js client calls the gateway
+// with one call of each kind. Then the gateway stays up, with its admin page,
+// until Ctrl-C (or exits at once with --once). Also shows a forward tunnel.
+import { credentials, makeGenericClientConstructor, Server, ServerCredentials } from '@grpc/grpc-js';
+import { openTunnel, TunnelServiceHandler } from '../index.js';
+import { startAgent } from './agent.js';
 import { type Note, NotesService, notesImplementation } from './demo-service.js';
+import { startGateway } from './gateway.js';
+import { createLogger } from './logger.js';
 
 const NotesClient = makeGenericClientConstructor(NotesService, 'Notes');
+type Notes = InstanceType<typeof NotesClient> & Record<string, any>;
 
 function log(step: string, detail: string): void {
   console.log(`${step.padEnd(22)} ${detail}`);
 }
 
-async function main(): Promise<void> {
-  const handler = new TunnelServiceHandler({ affinityKey: (t) => t.metadata.get('x-agent-id')[0] });
-  handler.addService(NotesService, notesImplementation);
-  const server = new Server();
-  handler.register(server);
+async function listen(server: Server): Promise<string> {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
-  log('server', `listening on 127.0.0.1:${port} with grpctunnel.v1.TunnelService`);
+  return `127.0.0.1:${port}`;
+}
 
-  const connection = new NotesClient(`127.0.0.1:${port}`, credentials.createInsecure());
-  const tunnel = await openTunnel(connection, { signal: AbortSignal.timeout(5000) });
-  log('forward tunnel', `open (protocol revision ${tunnel.protocolRevision})`);
-  const notes = createTunnelClient(NotesClient, tunnel) as InstanceType<typeof NotesClient> & Record<string, any>;
-
+/** One call of each kind through `notes`, printed. */
+async function everyKind(notes: Notes): Promise<void> {
   const unary = await new Promise<Note>((resolve, reject) =>
     notes.echo({ text: 'hello' }, (err: Error | null, reply: Note) => (err ? reject(err) : resolve(reply))),
   );
   log('unary', unary.text);
-
   const counted = await new Promise<Note>((resolve, reject) => {
     const call = notes.count((err: Error | null, reply: Note) => (err ? reject(err) : resolve(reply)));
     for (const text of ['a', 'b', 'c']) call.write({ text });
     call.end();
   });
   log('client streaming', counted.text);
-
   const repeated: string[] = [];
   for await (const note of notes.repeat({ text: 'tick', n: 3 }) as AsyncIterable<Note>) repeated.push(note.text);
   log('server streaming', repeated.join(', '));
-
   const chat = notes.chat();
   const replies: string[] = [];
   const chatDone = new Promise<void>((resolve, reject) => {
@@ -53,42 +50,88 @@ async function main(): Promise<void> {
   chat.end();
   await chatDone;
   log('bidi streaming', replies.join(', '));
+}
 
-  tunnel.close();
-  log('forward tunnel', 'closed');
+async function main(): Promise<void> {
+  const once = process.argv.includes('--once');
+  const quiet = createLogger('warn');
 
-  // Reverse: this side serves, the network server calls it back.
-  const agent = new ReverseTunnelServer(connection);
-  agent.addService(NotesService, {
-    ...notesImplementation,
-    echo: (call: { request: Note; getAuthContext(): unknown }, callback: (e: null, n: Note) => void) => {
-      const tunnel = getTunnelInfo(call);
-      callback(null, {
-        text: `agent got "${call.request.text}" through a ${tunnel?.kind} tunnel from ${tunnel?.peer}`,
-      });
-    },
+  // 1. A service that cannot be dialed from outside (here: just loopback).
+  const target = new Server();
+  target.addService(NotesService, notesImplementation);
+  const targetAddress = await listen(target);
+  log('sample service', `demo.Notes on ${targetAddress}`);
+
+  // 2. The gateway: agents on one port, callers on another, admin on a third.
+  const gateway = await startGateway({
+    listen: '127.0.0.1:0',
+    agents: '127.0.0.1:0',
+    admin: '127.0.0.1:0',
+    tokens: new Set(['demo-token']),
+    logger: quiet,
   });
-  const metadata = new Metadata();
-  metadata.set('x-agent-id', 'agent-1');
-  const served = agent.serve({ metadata });
-  const pool = handler.keyAsChannel('agent-1');
-  await pool.waitForReady({ timeout: 5000 });
-  log('reverse tunnel', `agent-1 connected (${handler.allReverseTunnels().length} reverse tunnel open)`);
-  const back = new NotesClient('agent-1', credentials.createInsecure(), { channelOverride: pool }) as InstanceType<
-    typeof NotesClient
-  > &
-    Record<string, any>;
-  const answer = await new Promise<Note>((resolve, reject) =>
-    back.echo({ text: 'hello agent' }, (err: Error | null, reply: Note) => (err ? reject(err) : resolve(reply))),
-  );
-  log('server -> agent', answer.text);
-  await agent.gracefulStop();
-  const result = await served;
-  log('reverse tunnel', `ended ${result.error ? `with ${result.error.message}` : 'cleanly'}`);
+  log('gateway', `callers on ${gateway.listenAddress}, agents on ${gateway.agentsAddress}`);
 
+  // 3. The agent dials out to the gateway and exposes the service.
+  const agent = startAgent({
+    gateway: gateway.agentsAddress,
+    target: targetAddress,
+    id: 'laptop',
+    token: 'demo-token',
+    tunnels: 2,
+    security: { insecure: true },
+    logger: quiet,
+  });
+  const laptop = gateway.handler.keyAsChannel('laptop');
+  const deadline = Date.now() + 5000;
+  while (laptop.size < 2 && Date.now() < deadline) {
+    await laptop.waitForReady({ timeout: 5000 });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  log('agent', `"laptop" connected with ${gateway.handler.keyAsChannel('laptop').size} tunnels`);
+
+  // 4. Any gRPC client calls the gateway as if it were the service.
+  console.log('--- through the gateway to the agent (no .proto needed on either) ---');
+  const viaGateway = new NotesClient(gateway.listenAddress, credentials.createInsecure()) as Notes;
+  await everyKind(viaGateway);
+  viaGateway.close();
+
+  // 5. The library underneath: a forward tunnel, one call of each kind.
+  console.log('--- the library: a forward tunnel ---');
+  const handler = new TunnelServiceHandler();
+  handler.addService(NotesService, notesImplementation);
+  const tunnelServer = new Server();
+  handler.register(tunnelServer);
+  const tunnelAddress = await listen(tunnelServer);
+  const connection = new NotesClient(tunnelAddress, credentials.createInsecure());
+  const tunnel = await openTunnel(connection, { signal: AbortSignal.timeout(5000) });
+  log('forward tunnel', `open to ${tunnelAddress} (protocol revision ${tunnel.protocolRevision})`);
+  await everyKind(new NotesClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as Notes);
+  tunnel.close();
   connection.close();
-  await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-  log('done', 'server stopped');
+  await new Promise<void>((resolve) => tunnelServer.tryShutdown(() => resolve()));
+
+  const metrics = await (await fetch(`http://${gateway.adminAddress}/metrics`)).text();
+  const calls = [...metrics.matchAll(/^grpctunnel_gateway_calls_total\{.*code="OK"\} (\d+)$/gm)].reduce(
+    (n, m) => n + Number(m[1]),
+    0,
+  );
+  log('gateway metrics', `${calls} calls forwarded OK (see /metrics)`);
+
+  const stop = async () => {
+    await agent.stop();
+    await gateway.close();
+    await new Promise<void>((resolve) => target.tryShutdown(() => resolve()));
+  };
+  if (once) {
+    await stop();
+    log('done', 'everything stopped');
+    return;
+  }
+  log('admin', `http://${gateway.adminAddress}/  (Ctrl-C to stop)`);
+  log('try it', `the agent stays connected; call ${gateway.listenAddress} with any gRPC client`);
+  process.once('SIGINT', () => void stop().then(() => process.exit(0)));
+  process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
 }
 
 main().catch((err: unknown) => {
