@@ -1,10 +1,14 @@
 // The command-line gateway and agent, end to end with real processes: a
 // target gRPC server, agents, a gateway and a plain grpc-js client.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
 import { callKindTests } from '../helpers/call-kinds.js';
 import { unary } from '../helpers/calls.js';
+import { makePki } from '../helpers/certs.js';
 import { type CliProcess, freePort, killAll, runCli } from '../helpers/cli.js';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { startServer, stopServer } from '../helpers/servers.js';
@@ -77,7 +81,7 @@ describe('gateway and agent: one agent, every call kind', () => {
     t = await target();
     gw = await gateway();
     a = await agent(gw.agents, t, 'a1');
-    await a.waitFor(/open \(2 of 2\)/);
+    await agentReady(gw.admin, 'a1', 2);
     echo = new EchoClient(gw.listen, credentials.createInsecure());
   });
   after(async () => {
@@ -136,8 +140,8 @@ describe('gateway and agent: routing, pools, failures', () => {
     const gw = await gateway();
     const a1 = await agent(gw.agents, t1, 'one');
     const a2 = await agent(gw.agents, t2, 'two');
-    await a1.waitFor(/open \(2 of 2\)/);
-    await a2.waitFor(/open \(2 of 2\)/);
+    await agentReady(gw.admin, 'one', 2);
+    await agentReady(gw.admin, 'two', 2);
     const echo = new EchoClient(gw.listen, credentials.createInsecure());
 
     const ambiguous = await unary(echo, Buffer.from('x'));
@@ -153,7 +157,7 @@ describe('gateway and agent: routing, pools, failures', () => {
 
     // A second agent with id "one", in front of the other target: a pool.
     const a1b = await agent(gw.agents, t2, 'one');
-    await a1b.waitFor(/open \(2 of 2\)/);
+    await agentReady(gw.admin, 'one', 4);
     delete t2.seen.lastMetadata;
     for (let i = 0; i < 8; i++) assert.equal((await unary(echo, Buffer.from('p'), toAgent('one'))).error, null);
     assert.ok(t1.seen.lastMetadata && t2.seen.lastMetadata, 'both agents with id "one" took calls');
@@ -168,7 +172,7 @@ describe('gateway and agent: routing, pools, failures', () => {
     const t = await target();
     const gw = await gateway();
     let a = await agent(gw.agents, t, 'edge');
-    await a.waitFor(/open \(2 of 2\)/);
+    await agentReady(gw.admin, 'edge', 2);
     const echo = new EchoClient(gw.listen, credentials.createInsecure());
     const slow = new Metadata();
     slow.set('x-delay-ms', '10000');
@@ -183,7 +187,7 @@ describe('gateway and agent: routing, pools, failures', () => {
     assert.equal((await unary(echo, Buffer.from('x'))).error?.code, status.UNAVAILABLE);
 
     a = await agent(gw.agents, t, 'edge');
-    await a.waitFor(/open \(2 of 2\)/);
+    await agentReady(gw.admin, 'edge', 2);
     assert.equal((await unary(echo, Buffer.from('back'))).value?.toString(), 'back');
     echo.close();
     await a.stop();
@@ -218,16 +222,58 @@ describe('gateway and agent: routing, pools, failures', () => {
     const port = await freePort();
     let gw = await gateway([], port);
     const a = await agent(gw.agents, t, 'edge');
-    await a.waitFor(/open \(2 of 2\)/);
+    await agentReady(gw.admin, 'edge', 2);
     assert.equal(await gw.p.stop(), 0);
     gw = await gateway([], port);
-    await gw.p.waitFor(/agent edge connected .*\(2 tunnels\)/, 15_000);
+    await agentReady(gw.admin, 'edge', 2);
     const echo = new EchoClient(gw.listen, credentials.createInsecure());
     assert.equal((await unary(echo, Buffer.from('again'))).value?.toString(), 'again');
     echo.close();
     await a.stop();
     await gw.p.stop();
     await stopServer(t.server);
+  });
+
+  it('serves both ports over TLS; agents verify the gateway with --ca', async () => {
+    const pki = makePki([]);
+    const dir = mkdtempSync(join(tmpdir(), 'grpctunnel-tls-'));
+    try {
+      writeFileSync(join(dir, 'gw.crt'), pki.server.cert);
+      writeFileSync(join(dir, 'gw.key'), pki.server.key);
+      writeFileSync(join(dir, 'ca.crt'), pki.ca);
+      const t = await target();
+      const gw = await gateway(['--tls-cert', join(dir, 'gw.crt'), '--tls-key', join(dir, 'gw.key')]);
+      const a = runCli([
+        'agent',
+        '--gateway',
+        gw.agents,
+        '--target',
+        t.address,
+        '--id',
+        'tls',
+        '--token',
+        'secret',
+        '--ca',
+        join(dir, 'ca.crt'),
+        '--tunnels',
+        '1',
+      ]);
+      await agentReady(gw.admin, 'tls', 1);
+      const echo = new EchoClient(gw.listen, credentials.createSsl(pki.ca));
+      assert.equal((await unary(echo, Buffer.from('secure'))).value?.toString(), 'secure');
+      const plain = new EchoClient(gw.listen, credentials.createInsecure());
+      assert.equal(
+        (await unary(plain, Buffer.from('x'), new Metadata(), { deadline: Date.now() + 2000 })).error?.code,
+        status.UNAVAILABLE,
+      );
+      echo.close();
+      plain.close();
+      await a.stop();
+      await gw.p.stop();
+      await stopServer(t.server);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('explains bad flags in one line, with exit code 2, and prints help', async () => {
@@ -247,6 +293,16 @@ describe('gateway and agent: routing, pools, failures', () => {
     await busy.p.stop();
   });
 });
+
+/** Waits until the gateway's status page shows `tunnels` tunnels of agent `id` (it counts only ready ones). */
+async function agentReady(admin: string, id: string, tunnels: number): Promise<void> {
+  const row = `<td>${id}</td><td>${tunnels}</td>`;
+  for (let i = 0; i < 500; i++) {
+    if ((await (await fetch(`http://${admin}/`)).text()).includes(row)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`agent ${id} never had ${tunnels} tunnels at the gateway`);
+}
 
 async function scrape(admin: string): Promise<string> {
   return (await fetch(`http://${admin}/metrics`)).text();
