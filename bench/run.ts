@@ -1,158 +1,192 @@
-// npm run bench [-- --quick] [--json FILE] [--window N] [--update-threshold N]: the same work direct over
-// grpc-js and through a forward tunnel, in one run, with the ratios. The
-// server runs in its own process.
+// npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...]
+//                [--window N] [--update-threshold N] [--h2-window N]
+// Runs every scenario directly over grpc-js and through forward and reverse
+// tunnels, in one run, against a service in another process, and prints each
+// tunnel figure as a ratio to direct measured in the same run.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { type Client, credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
-import { openTunnel } from '../src/index.js';
-import { BenchService } from './service.js';
+import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
+import { openTunnel, TunnelServiceHandler } from '../src/index.js';
+import { ratioChart } from './chart.js';
+import { type AnyClient, BenchClient } from './clients.js';
+import { fanInLoad, type Measured, pingPongLoad, streamLoad, unaryLoad } from './loads.js';
 
 const args = process.argv.slice(2);
+const flag = (name: string) => {
+  const at = args.indexOf(name);
+  return at >= 0 ? args[at + 1] : undefined;
+};
 const quick = args.includes('--quick');
-const jsonAt = args.indexOf('--json');
-const jsonFile = jsonAt >= 0 ? args[jsonAt + 1] : undefined;
-const seconds = quick ? 2 : 5;
+const seconds = quick ? 2 : 10;
+const only = flag('--only')?.split(',');
 
-const BenchClient = makeGenericClientConstructor(BenchService, 'Bench');
-type AnyClient = Client & Record<string, any>;
-
-interface Run {
+/** One row of the results (fields that do not apply are absent). */
+interface Run extends Measured {
   scenario: string;
   transport: string;
-  qps?: number;
-  p50_ms?: number;
-  p99_ms?: number;
-  mbps?: number;
   ratio_to_direct?: number;
+  [extra: string]: unknown;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
-}
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
-async function unaryLoad(
-  client: AnyClient,
-  concurrency: number,
-  payload: Buffer,
-): Promise<Omit<Run, 'scenario' | 'transport'>> {
-  const latencies: number[] = [];
-  const end = Date.now() + seconds * 1000;
-  const worker = async () => {
-    while (Date.now() < end) {
-      const t0 = process.hrtime.bigint();
-      await new Promise<void>((resolve, reject) =>
-        client.unary(payload, (err: ServiceError | null) => (err ? reject(err) : resolve())),
-      );
-      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    }
-  };
-  const start = Date.now();
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsed = (Date.now() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { qps: latencies.length / elapsed, p50_ms: percentile(latencies, 0.5), p99_ms: percentile(latencies, 0.99) };
-}
-
-async function streamLoad(client: AnyClient, size: number): Promise<Omit<Run, 'scenario' | 'transport'>> {
-  const request = Buffer.alloc(4);
-  request.writeUInt32BE(size, 0);
-  const call = client.stream(request);
-  let bytes = 0;
-  let started = 0;
-  call.on('error', () => {});
-  await new Promise<void>((resolve) => {
-    call.on('data', (m: Buffer) => {
-      if (started === 0) started = Date.now();
-      bytes += m.length;
-      if (Date.now() - started >= seconds * 1000) {
-        call.cancel();
-        resolve();
+function spawnNode(
+  file: string,
+  argv: string[],
+  nodeArgs: string[] = [],
+): { child: ChildProcess; firstLine: Promise<string> } {
+  const child = spawn(process.execPath, [...nodeArgs, here(file), ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const firstLine = new Promise<string>((resolve, reject) => {
+    let out = '';
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) {
+        child.stdout?.off('data', onData);
+        resolve(out.slice(0, nl).trim());
       }
-    });
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
   });
-  const elapsed = (Date.now() - started) / 1000;
-  return { mbps: bytes / elapsed / 1e6 };
+  return { child, firstLine };
 }
 
-function startServer(): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./server.js', import.meta.url))], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    child.stdout?.once('data', (d: Buffer) => resolve({ child, port: Number(d.toString().trim()) }));
-    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
-  });
-}
+const numberFlag = (name: string) => (flag(name) === undefined ? undefined : Number(flag(name)));
 
 async function main(): Promise<void> {
-  const { child, port } = await startServer();
-  const address = `127.0.0.1:${port}`;
-  // --h2-window N: grpc-js's HTTP/2 receive window on the client connections (both transports).
-  const h2Window = args.indexOf('--h2-window');
-  const channelOptions = h2Window >= 0 ? { 'grpc-node.flow_control_window': Number(args[h2Window + 1]) } : {};
+  // The caller side hosts a tunnel handler too, for the reverse transport:
+  // the service process dials it and serves through a reverse tunnel.
+  const handler = new TunnelServiceHandler();
+  const callerServer = new Server();
+  handler.register(callerServer);
+  const callerPort = await new Promise<number>((resolve, reject) =>
+    callerServer.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  const service = spawnNode('./server.js', ['--reverse', `127.0.0.1:${callerPort}`]);
+  const address = `127.0.0.1:${await service.firstLine}`;
+
+  const h2Window = numberFlag('--h2-window');
+  const channelOptions = h2Window !== undefined ? { 'grpc-node.flow_control_window': h2Window } : {};
   const direct = new BenchClient(address, credentials.createInsecure(), channelOptions) as AnyClient;
   const tunnelConnection = new BenchClient(address, credentials.createInsecure(), channelOptions);
-  const numberFlag = (name: string) => {
-    const at = args.indexOf(name);
-    return at >= 0 ? Number(args[at + 1]) : undefined;
-  };
   const initialWindowSize = numberFlag('--window');
   const windowUpdateThreshold = numberFlag('--update-threshold');
   const tunnel = await openTunnel(tunnelConnection, {
     ...(initialWindowSize !== undefined ? { initialWindowSize } : {}),
     ...(windowUpdateThreshold !== undefined ? { windowUpdateThreshold } : {}),
   });
-  const forward = new BenchClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as AnyClient;
+  await handler.asChannel().waitForReady({ timeout: 10_000 });
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],
-    ['forward', forward],
+    ['forward', new BenchClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as AnyClient],
+    [
+      'reverse',
+      new BenchClient('pool', credentials.createInsecure(), { channelOverride: handler.asChannel() }) as AnyClient,
+    ],
   ];
+
   const small = Buffer.alloc(100, 1);
-  const scenarios: Array<[string, (c: AnyClient) => Promise<Omit<Run, 'scenario' | 'transport'>>, keyof Run]> = [
-    ['unary-c1', (c) => unaryLoad(c, 1, small), 'qps'],
-    ['unary-c64', (c) => unaryLoad(c, 64, small), 'qps'],
-    ['stream-1mib', (c) => streamLoad(c, 1 << 20), 'mbps'],
+  const large = Buffer.alloc(64 * 1024, 2);
+  const fanMessages = quick ? 10 : 100;
+  const scenarios: Array<{ name: string; metric: 'qps' | 'mbps'; load: (c: AnyClient) => Promise<Measured> }> = [
+    { name: 'unary-c1', metric: 'qps', load: (c) => unaryLoad(c, seconds, 1, small) },
+    { name: 'unary-c64', metric: 'qps', load: (c) => unaryLoad(c, seconds, 64, small) },
+    { name: 'unary-64k-c16', metric: 'qps', load: (c) => unaryLoad(c, seconds, 16, large) },
+    { name: 'stream-1mib', metric: 'mbps', load: (c) => streamLoad(c, seconds, 1 << 20) },
+    { name: 'pingpong-1k', metric: 'qps', load: (c) => pingPongLoad(c, seconds, 1024) },
+    { name: 'fanin-1000', metric: 'mbps', load: (c) => fanInLoad(c, 1000, fanMessages, 16 * 1024) },
   ];
+
   const runs: Run[] = [];
-  for (const [scenario, load, metric] of scenarios) {
-    // Warm up both paths so JIT and connection setup do not count.
-    for (const [, client] of transports) await unaryLoad(client, 4, small).catch(() => undefined);
-    let directValue = 0;
+  console.log(
+    `${'scenario'.padEnd(15)}${'transport'.padEnd(10)}${'result'.padEnd(16)}${'p50 / p99 (ms)'.padEnd(28)}ratio to direct`,
+  );
+  for (const { name, metric, load } of scenarios) {
+    if (only && !only.includes(name)) continue;
+    let base = 0;
     for (const [transport, client] of transports) {
+      // Warm up each path so JIT and connection setup do not count.
+      await unaryLoad(client, 0.2, 4, small);
       const result = await load(client);
-      const value = result[metric as keyof typeof result] as number;
-      if (transport === 'direct') directValue = value;
-      const run: Run = { scenario, transport, ...result };
-      if (transport !== 'direct') run.ratio_to_direct = value / directValue;
+      const value = result[metric] ?? 0;
+      if (transport === 'direct') base = value;
+      const run: Run = { scenario: name, transport, ...result };
+      if (metric === 'mbps' && name !== 'unary-64k-c16') delete run.qps;
+      if (transport !== 'direct') run.ratio_to_direct = value / base;
       runs.push(run);
-      const fmt = (n: number | undefined, d = 1) => (n === undefined ? '' : n.toFixed(d));
-      console.log(
-        `${scenario.padEnd(12)} ${transport.padEnd(8)} ${metric === 'qps' ? `${fmt(result.qps, 0)} qps` : `${fmt(result.mbps)} MB/s`}`.padEnd(
-          40,
-        ) +
-          (result.p50_ms !== undefined
-            ? ` p50 ${fmt(result.p50_ms, 2)} ms p99 ${fmt(result.p99_ms, 2)} ms`
-            : ''
-          ).padEnd(34) +
-          (run.ratio_to_direct !== undefined ? ` ${run.ratio_to_direct.toFixed(2)}x direct` : ''),
-      );
+      print(run, metric);
     }
   }
   tunnel.close();
   tunnelConnection.close();
   direct.close();
-  child.kill('SIGTERM');
-  if (jsonFile) {
-    const meta = {
-      node: process.version,
-      cpus: cpus().length,
-      date: new Date().toISOString(),
-      seconds_per_run: seconds,
-    };
-    writeFileSync(jsonFile, `${JSON.stringify({ runs, meta }, null, 2)}\n`);
-  }
+  service.child.kill('SIGTERM');
+  callerServer.forceShutdown();
+
+  if (!only || only.includes('reverse-10k')) runs.push(await reverseScale(quick ? 2000 : 10_000));
+
+  const meta = {
+    node: process.version,
+    cpus: cpus().length,
+    cpu_model: cpus()[0]?.model ?? '',
+    memory_gib: Math.round(totalmem() / 2 ** 30),
+    date: new Date().toISOString(),
+    seconds_per_run: seconds,
+    quick,
+  };
+  const jsonFile = flag('--json');
+  if (jsonFile) writeFileSync(jsonFile, `${JSON.stringify({ runs, meta }, null, 2)}\n`);
+  const svgFile = flag('--svg');
+  if (svgFile) writeFileSync(svgFile, ratioChart(runs, meta.date));
+}
+
+function print(run: Run, metric: 'qps' | 'mbps'): void {
+  const value = metric === 'qps' ? `${(run.qps ?? 0).toFixed(0)} qps` : `${(run.mbps ?? 0).toFixed(1)} MB/s`;
+  const lat =
+    run.p50_ms !== undefined
+      ? `${run.p50_ms.toFixed(2)} / ${(run.p99_ms ?? 0).toFixed(2)}`
+      : run.slowest_ms !== undefined
+        ? `slowest ${run.slowest_ms.toFixed(0)}, median ${(run.median_ms ?? 0).toFixed(0)}`
+        : '';
+  const ratio = run.ratio_to_direct !== undefined ? `${run.ratio_to_direct.toFixed(2)}x` : '';
+  console.log(`${run.scenario.padEnd(15)}${run.transport.padEnd(10)}${value.padEnd(16)}${lat.padEnd(28)}${ratio}`);
+}
+
+/** Scenario 6: N idle reverse tunnels held by one handler process. */
+async function reverseScale(n: number): Promise<Run> {
+  const holder = spawnNode('./holder.js', [String(n)], ['--expose-gc']);
+  const port = await holder.firstLine;
+  const started = Date.now();
+  const dialer = spawn(process.execPath, [here('./dialer.js'), `127.0.0.1:${port}`, String(n)], { stdio: 'inherit' });
+  const line = await new Promise<string>((resolve) => {
+    let out = '';
+    holder.child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.trim());
+    });
+  });
+  dialer.kill('SIGTERM');
+  const r = JSON.parse(line) as Record<string, number>;
+  const run: Run = {
+    scenario: `reverse-${n >= 10_000 ? '10k' : n}`,
+    transport: 'reverse',
+    tunnels: r.tunnels,
+    establish_ms: (r.all_open_at ?? 0) - started,
+    rss_per_tunnel_kib: r.rss_per_tunnel_kib,
+    heap_per_tunnel_kib: r.heap_per_tunnel_kib,
+    call_each_ms: r.call_each_ms,
+    failures: r.failures,
+  };
+  console.log(
+    `${run.scenario.padEnd(15)}${'reverse'.padEnd(10)}${`${r.tunnels} tunnels`.padEnd(16)}` +
+      `open in ${run.establish_ms} ms, ${(r.rss_per_tunnel_kib ?? 0).toFixed(1)} KiB RSS + ` +
+      `${(r.heap_per_tunnel_kib ?? 0).toFixed(1)} KiB heap each, one call on each in ${r.call_each_ms} ms` +
+      `${r.failures ? `, ${r.failures} failed` : ''}`,
+  );
+  return run;
 }
 
 main().catch((err: unknown) => {

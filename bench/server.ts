@@ -1,7 +1,10 @@
 // The benchmark's server process: the bench service served directly and
-// through the tunnel handler, on one port. Prints the port, then runs until killed.
-import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { TunnelServiceHandler } from '../src/index.js';
+// through the tunnel handler, on one port; with `--reverse ADDRESS` it also
+// dials ADDRESS and serves the same service through a reverse tunnel.
+// Prints the port, then runs until SIGTERM.
+import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
+import { ReverseTunnelServer, TunnelServiceHandler } from '../src/index.js';
+import { BenchClient } from './clients.js';
 import { BenchService, benchImplementation } from './service.js';
 
 const handler = new TunnelServiceHandler();
@@ -13,6 +16,15 @@ server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, port) 
   if (err) throw err;
   process.stdout.write(`${port}\n`);
 });
+
+const at = process.argv.indexOf('--reverse');
+if (at >= 0) {
+  const connection = new BenchClient(process.argv[at + 1] as string, credentials.createInsecure());
+  const reverse = new ReverseTunnelServer(connection);
+  reverse.addService(BenchService, benchImplementation);
+  void reverse.keepOpen({ backoff: { initialDelayMs: 50, maxDelayMs: 500 } });
+}
+
 process.on('SIGTERM', () => {
   server.forceShutdown();
   process.exit(0);

@@ -1,13 +1,19 @@
 // The benchmark's service: raw bytes, so encoding costs nothing and the
 // figures measure transport alone.
-import type { handleServerStreamingCall, handleUnaryCall, ServiceDefinition } from '@grpc/grpc-js';
+import type {
+  handleBidiStreamingCall,
+  handleClientStreamingCall,
+  handleServerStreamingCall,
+  handleUnaryCall,
+  ServiceDefinition,
+} from '@grpc/grpc-js';
 
 const identity = (b: Buffer) => b;
 
-function method(name: string, responseStream: boolean) {
+function method(name: string, requestStream: boolean, responseStream: boolean) {
   return {
     path: `/bench.Bench/${name}`,
-    requestStream: false,
+    requestStream,
     responseStream,
     requestSerialize: identity,
     requestDeserialize: identity,
@@ -18,8 +24,10 @@ function method(name: string, responseStream: boolean) {
 }
 
 export const BenchService = {
-  unary: method('Unary', false),
-  stream: method('Stream', true),
+  unary: method('Unary', false, false),
+  stream: method('Stream', false, true),
+  pingPong: method('PingPong', true, true),
+  upload: method('Upload', true, false),
 } satisfies ServiceDefinition;
 
 const unary: handleUnaryCall<Buffer, Buffer> = (call, callback) => callback(null, call.request);
@@ -40,4 +48,25 @@ const stream: handleServerStreamingCall<Buffer, Buffer> = (call) => {
   pump();
 };
 
-export const benchImplementation = { unary, stream };
+/** Answers each message with the same bytes. */
+const pingPong: handleBidiStreamingCall<Buffer, Buffer> = (call) => {
+  call.on('data', (m: Buffer) => call.write(m));
+  call.on('end', () => call.end());
+  call.on('error', () => {});
+};
+
+/** Reads everything and answers with the byte count (u32). */
+const upload: handleClientStreamingCall<Buffer, Buffer> = (call, callback) => {
+  let bytes = 0;
+  call.on('data', (m: Buffer) => {
+    bytes += m.length;
+  });
+  call.on('end', () => {
+    const reply = Buffer.alloc(4);
+    reply.writeUInt32BE(bytes >>> 0, 0);
+    callback(null, reply);
+  });
+  call.on('error', () => {});
+};
+
+export const benchImplementation = { unary, stream, pingPong, upload };
