@@ -14,7 +14,7 @@ import {
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
-import { TunnelChannel, type TunnelOptions } from '../grpc/client/tunnel-channel.js';
+import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { ServiceRegistry } from '../grpc/server/service-registry.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
@@ -50,17 +50,6 @@ type ReverseRpc = ServerDuplexStream<ServerToClient, ClientToServer>;
 
 function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): void {
   call.emit('error', { code, details } as Partial<ServerErrorResponse>);
-}
-
-/** The tunnel-relevant part of handler options, for the channels of reverse tunnels. */
-function tunnelOptions(options: TunnelServiceHandlerOptions): TunnelOptions {
-  const { flowControl, initialWindowSize, maxReceiveMessageSize, windowUpdateThreshold } = options;
-  return {
-    ...(flowControl !== undefined && { flowControl }),
-    ...(initialWindowSize !== undefined && { initialWindowSize }),
-    ...(maxReceiveMessageSize !== undefined && { maxReceiveMessageSize }),
-    ...(windowUpdateThreshold !== undefined && { windowUpdateThreshold }),
-  };
 }
 
 /**
@@ -247,7 +236,7 @@ export class TunnelServiceHandler extends EventEmitter {
     const channel = new TunnelChannel(
       call,
       negotiated,
-      tunnelOptions(this.options),
+      tunnelTuning(this.options),
       { target: `reverse:${info.peer}`, peer: info.peer, authContext: info.authContext },
       (error) => {
         if (ended) return;

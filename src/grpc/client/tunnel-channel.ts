@@ -28,6 +28,21 @@ export interface TunnelOptions {
   windowUpdateThreshold?: number;
 }
 
+/**
+ * The tunnel settings the user gave, without the ones left unset (the
+ * engines apply their defaults to those). Also used to pass a handler's
+ * settings on to the channels of its reverse tunnels.
+ */
+export function tunnelTuning(options: TunnelOptions): TunnelOptions & { flowControl: boolean } {
+  const { initialWindowSize, maxReceiveMessageSize, windowUpdateThreshold } = options;
+  return {
+    flowControl: options.flowControl ?? true,
+    ...(initialWindowSize !== undefined && { initialWindowSize }),
+    ...(maxReceiveMessageSize !== undefined && { maxReceiveMessageSize }),
+    ...(windowUpdateThreshold !== undefined && { windowUpdateThreshold }),
+  };
+}
+
 /** Describes the tunnel RPC a tunnel channel runs on. */
 export interface TunnelChannelInfo {
   /** The grpc-js target of the connection carrying the tunnel. */
@@ -90,10 +105,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     this.engine = new TunnelClientEngine({
       write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
-      flowControl: options.flowControl ?? true,
-      ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
-      ...(options.maxReceiveMessageSize !== undefined && { maxReceiveMessageSize: options.maxReceiveMessageSize }),
-      ...(options.windowUpdateThreshold !== undefined && { windowUpdateThreshold: options.windowUpdateThreshold }),
+      ...tunnelTuning(options),
       onReady: () => onReady(this),
       onProtocolError: (status) => this.shutDown(new Error(status.message), status),
       onIdle: () => {

@@ -2,7 +2,7 @@ import type { ServerInterceptingCallInterface, ServerInterceptor } from '@grpc/g
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
-import type { TunnelOptions } from '../client/tunnel-channel.js';
+import { type TunnelOptions, tunnelTuning } from '../client/tunnel-channel.js';
 import { serverAuthContext } from '../context.js';
 import { gateWrites } from '../write-gate.js';
 import { dispatch, intercept } from './dispatch.js';
@@ -50,10 +50,7 @@ export class TunnelServerSession {
     this.engine = new TunnelServerEngine({
       write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
-      flowControl: options.flowControl ?? true,
-      ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
-      ...(options.maxReceiveMessageSize !== undefined && { maxReceiveMessageSize: options.maxReceiveMessageSize }),
-      ...(options.windowUpdateThreshold !== undefined && { windowUpdateThreshold: options.windowUpdateThreshold }),
+      ...tunnelTuning(options),
       ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
       onStream: (stream: TunnelServerStream) => {
         const method = registry.lookup(stream.method);
