@@ -1,12 +1,14 @@
 // Binding servers to host:port strings, with errors a person can act on.
 import type http2 from 'node:http2';
 import type { Server, ServerCredentials } from '@grpc/grpc-js';
+import { connectionInfoFromPeer } from '../grpc/server/tunnel-info.js';
 
 /** Splits "host:port" ("[::1]:80" too); throws a one-line error when malformed. */
 export function splitHostPort(address: string): { host: string; port: number } {
-  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
-  if (!m || Number(m[2]) > 65535) throw new Error(`"${address}" is not a host:port address`);
-  return { host: m[1] as string, port: Number(m[2]) };
+  const { remoteAddress: host, remotePort: port } = connectionInfoFromPeer(address);
+  if (host === undefined || port === undefined || port > 65535)
+    throw new Error(`"${address}" is not a host:port address`);
+  return { host, port };
 }
 
 /** Binds a grpc-js server; resolves to the address it listens on (port 0 becomes the real port). */

@@ -15,6 +15,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { thrownStatus } from '../grpc/errors.js';
 import { ServiceRegistry } from '../grpc/server/service-registry.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
@@ -309,16 +310,8 @@ function tunnelInfo(kind: 'forward' | 'reverse', call: ForwardRpc | ReverseRpc):
 
 /** The status to refuse a tunnel with when the affinity-key function threw. */
 function refusalOf(err: unknown): { code: Status; details: string } {
-  const candidate = err as { code?: unknown; details?: unknown } | null;
-  if (
-    candidate &&
-    typeof candidate.code === 'number' &&
-    candidate.code > 0 &&
-    candidate.code <= 16 &&
-    typeof candidate.details === 'string'
-  ) {
-    return { code: candidate.code, details: candidate.details };
-  }
+  const thrown = thrownStatus(err);
+  if (thrown?.details !== undefined) return { code: thrown.code, details: thrown.details };
   experimental.log(logVerbosity.ERROR, `grpctunnel: the affinity-key function threw: ${err}`);
   return { code: Status.INTERNAL, details: 'failed to accept the reverse tunnel' };
 }

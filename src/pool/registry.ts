@@ -36,9 +36,9 @@ export class ReverseTunnelRegistry {
   private readonly all = new Group();
   private readonly byKey = new Map<unknown, Group>();
 
-  /** Every open tunnel, in the order they opened. */
-  snapshot(): ReverseTunnel[] {
-    return [...this.all.tunnels];
+  /** The open tunnels of a pool (every tunnel by default), in the order they opened. */
+  snapshot(selector: PoolSelector = { all: true }): ReverseTunnel[] {
+    return [...(this.group(selector)?.tunnels ?? [])];
   }
 
   /** Number of open tunnels. */

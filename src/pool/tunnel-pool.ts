@@ -54,8 +54,7 @@ export class TunnelPool implements ChannelInterface, TunnelSource {
 
   /** The pool's tunnels at this moment. */
   tunnels(): ReverseTunnel[] {
-    const all = this.registry.snapshot();
-    return this.selector.all ? all : all.filter((t) => t.key === (this.selector as { key: unknown }).key);
+    return this.registry.snapshot(this.selector);
   }
 
   /**

@@ -8,17 +8,15 @@ import type http2 from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import {
   type ChannelInterface,
-  Client,
+  type Client,
   type ClientDuplexStream,
-  credentials,
   Metadata,
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
 import { decodeTimeout } from '../engine/deadline.js';
-
-const bytes = (b: Buffer): Buffer => b;
-const HOP_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'te', 'content-type', 'user-agent'];
+import { asClient } from '../grpc/client/as-client.js';
+import { HOP_HEADERS, onFinalStatus, rawBytes, relay } from './upstream.js';
 
 /** Where a call goes: a channel, or the status to refuse it with. */
 export type Route =
@@ -92,7 +90,7 @@ const clients = new WeakMap<ChannelInterface, Client>();
 function clientFor(channel: ChannelInterface): Client {
   let client = clients.get(channel);
   if (!client) {
-    client = new Client('proxy', credentials.createInsecure(), { channelOverride: channel });
+    client = asClient(channel);
     clients.set(channel, client);
   }
   return client;
@@ -153,7 +151,7 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
   let metadata: Metadata;
   try {
     const copy: IncomingHttpHeaders = { ...headers };
-    for (const key of Object.keys(copy)) if (key.startsWith(':') || HOP_HEADERS.includes(key)) delete copy[key];
+    for (const key of Object.keys(copy)) if (key.startsWith(':') || HOP_HEADERS.has(key)) delete copy[key];
     metadata = Metadata.fromHttp2Headers(copy);
   } catch {
     finish(status(Status.INTERNAL, 'malformed request metadata'));
@@ -170,8 +168,8 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
   label = route.label;
   const upstream: ClientDuplexStream<Buffer, Buffer> = clientFor(route.channel).makeBidiStreamRequest(
     path,
-    bytes,
-    bytes,
+    rawBytes,
+    rawBytes,
     route.metadata ?? metadata,
     ms === undefined ? {} : { deadline: Date.now() + ms },
   );
@@ -191,32 +189,13 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
     prefix.writeUInt32BE(message.length, 1);
     bytesOut += message.length;
     stream.write(prefix);
-    if (!stream.write(message)) {
-      upstream.pause();
-      stream.once('drain', () => upstream.resume());
-    }
+    relay(message, stream, upstream);
   });
-  upstream.on('error', () => {});
-  // grpc-js reports the status as soon as it arrives, while messages may
-  // still wait in the stream's buffer (we pause it for back-pressure): an OK
-  // status is forwarded only after the last message.
-  let ended = false;
-  let okStatus: StatusObject | undefined;
-  upstream.on('end', () => {
-    ended = true;
-    if (okStatus) finish(okStatus);
-  });
-  upstream.on('status', (result: StatusObject) => {
-    if (result.code !== Status.OK || ended) finish(result);
-    else okStatus = result;
-  });
+  onFinalStatus(upstream, finish);
 
   const reader = new MessageReader(limit, (message) => {
     bytesIn += message.length;
-    if (!upstream.write(message)) {
-      stream.pause();
-      upstream.once('drain', () => stream.resume());
-    }
+    relay(message, upstream, stream);
   });
   stream.on('data', (chunk: Buffer) => {
     const failure = reader.push(chunk);

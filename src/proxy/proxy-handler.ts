@@ -8,18 +8,7 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import { asClient } from '../grpc/client/as-client.js';
-
-const bytes = (b: Buffer): Buffer => b;
-
-/** Request headers that belong to one hop and are not forwarded. */
-const HOP_HEADERS = new Set([
-  'grpc-timeout',
-  'grpc-encoding',
-  'grpc-accept-encoding',
-  'content-type',
-  'te',
-  'user-agent',
-]);
+import { HOP_HEADERS, onFinalStatus, rawBytes, relay } from './upstream.js';
 
 /** Options of {@link createProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -47,27 +36,22 @@ export function createProxyHandler(target: Client | ChannelInterface, options: P
     }
     if (options.rewriteMetadata) metadata = options.rewriteMetadata(metadata);
     const deadline = call.getDeadline();
-    const upstream: ClientDuplexStream<Buffer, Buffer> = client.makeBidiStreamRequest(path, bytes, bytes, metadata, {
-      deadline,
-    });
+    const upstream: ClientDuplexStream<Buffer, Buffer> = client.makeBidiStreamRequest(
+      path,
+      rawBytes,
+      rawBytes,
+      metadata,
+      {
+        deadline,
+      },
+    );
     let finished = false;
     upstream.on('metadata', (headers: Metadata) => call.sendMetadata(headers));
     // Requests: the caller's messages go up as fast as the target takes them.
-    call.on('data', (message: Buffer) => {
-      if (!upstream.write(message)) {
-        call.pause();
-        upstream.once('drain', () => call.resume());
-      }
-    });
+    call.on('data', (message: Buffer) => relay(message, upstream, call));
     call.on('end', () => upstream.end());
     // Responses: the target's messages come down as fast as the caller reads.
-    upstream.on('data', (message: Buffer) => {
-      if (!call.write(message)) {
-        upstream.pause();
-        call.once('drain', () => upstream.resume());
-      }
-    });
-    upstream.on('error', () => {});
+    upstream.on('data', (message: Buffer) => relay(message, call, upstream));
     const finish = (status: StatusObject) => {
       if (finished) return;
       finished = true;
@@ -82,19 +66,7 @@ export function createProxyHandler(target: Client | ChannelInterface, options: P
         call.emit('error', error);
       }
     };
-    // grpc-js reports the status as soon as it arrives, while messages may
-    // still wait in the stream's buffer (paused for back-pressure): OK is
-    // passed on only after the last message.
-    let ended = false;
-    let ok: StatusObject | undefined;
-    upstream.on('end', () => {
-      ended = true;
-      if (ok) finish(ok);
-    });
-    upstream.on('status', (status: StatusObject) => {
-      if (status.code !== 0 || ended) finish(status);
-      else ok = status;
-    });
+    onFinalStatus(upstream, finish);
     call.on('cancelled', () => {
       if (finished) return;
       finished = true;

@@ -19,7 +19,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { asClient } from '../grpc/client/as-client.js';
-import { abortError, statusError } from '../grpc/errors.js';
+import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import { ServiceRegistry } from '../grpc/server/service-registry.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
@@ -370,15 +370,13 @@ export class ReverseTunnelServer extends EventEmitter {
 }
 
 function authenticationError(err: unknown): ServiceError {
-  const candidate = err as { code?: unknown; details?: unknown; message?: unknown } | null;
-  if (candidate && typeof candidate.code === 'number' && candidate.code > 0 && candidate.code <= 16) {
-    const details =
-      typeof candidate.details === 'string'
-        ? candidate.details
-        : typeof candidate.message === 'string'
-          ? candidate.message
-          : 'authentication failed';
-    return statusError(candidate.code, details);
+  const thrown = thrownStatus(err);
+  if (thrown) {
+    const message = (err as { message?: unknown }).message;
+    return statusError(
+      thrown.code,
+      thrown.details ?? (typeof message === 'string' ? message : 'authentication failed'),
+    );
   }
   const message = err instanceof Error ? err.message : String(err);
   return statusError(Status.UNAUTHENTICATED, `the network server failed authentication: ${message}`);
