@@ -1,5 +1,5 @@
 // npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...]
-//                [--window N] [--update-threshold N] [--h2-window N]
+//                [--window N] [--max-window N] [--update-threshold N] [--h2-window N]
 // Runs every scenario directly over grpc-js and through forward and reverse
 // tunnels, in one run, against a service in another process, and prints each
 // tunnel figure as a ratio to direct measured in the same run.
@@ -59,7 +59,17 @@ const numberFlag = (name: string) => (flag(name) === undefined ? undefined : Num
 async function main(): Promise<void> {
   // The caller side hosts a tunnel handler too, for the reverse transport:
   // the service process dials it and serves through a reverse tunnel.
-  const handler = new TunnelServiceHandler();
+  const initialWindowSize = numberFlag('--window');
+  const maxWindowSize = numberFlag('--max-window');
+  const windowUpdateThreshold = numberFlag('--update-threshold');
+  // Receive-side settings of this process: the forward tunnel's client and
+  // the handler that receives the reverse tunnels.
+  const receiveOptions = {
+    ...(initialWindowSize !== undefined ? { initialWindowSize } : {}),
+    ...(maxWindowSize !== undefined ? { maxWindowSize } : {}),
+    ...(windowUpdateThreshold !== undefined ? { windowUpdateThreshold } : {}),
+  };
+  const handler = new TunnelServiceHandler(receiveOptions);
   const callerServer = new Server();
   handler.register(callerServer);
   const callerPort = await new Promise<number>((resolve, reject) =>
@@ -72,12 +82,7 @@ async function main(): Promise<void> {
   const channelOptions = h2Window !== undefined ? { 'grpc-node.flow_control_window': h2Window } : {};
   const direct = new BenchClient(address, credentials.createInsecure(), channelOptions) as AnyClient;
   const tunnelConnection = new BenchClient(address, credentials.createInsecure(), channelOptions);
-  const initialWindowSize = numberFlag('--window');
-  const windowUpdateThreshold = numberFlag('--update-threshold');
-  const tunnel = await openTunnel(tunnelConnection, {
-    ...(initialWindowSize !== undefined ? { initialWindowSize } : {}),
-    ...(windowUpdateThreshold !== undefined ? { windowUpdateThreshold } : {}),
-  });
+  const tunnel = await openTunnel(tunnelConnection, receiveOptions);
   await handler.asChannel().waitForReady({ timeout: 10_000 });
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],

@@ -1,15 +1,14 @@
 import { Code } from './codes.js';
 import { MAX_CHUNK_SIZE } from './constants.js';
+import type { ReceiveWindows } from './receive-window.js';
 import { TunnelError } from './status.js';
 
 /** Receive-side settings of a stream. */
 export interface InboundOptions {
-  /** Receive window announced to the peer; Infinity turns flow control off. */
-  readonly window: number;
+  /** The tunnel's window sizing; undefined turns flow control off for this stream. */
+  readonly windows: ReceiveWindows | undefined;
   /** Largest message accepted, in bytes. */
   readonly maxMessageSize: number;
-  /** Consumed bytes gathered before one window_update is sent (batching). */
-  readonly updateThreshold: number;
   /** Sends window_update for this stream. */
   readonly sendWindowUpdate: (n: number) => void;
   /**
@@ -42,7 +41,8 @@ function toBuffer(part: Uint8Array): Buffer {
  * Credit is returned for a message's bytes when it is delivered, and for a
  * partly received message as soon as the reader waits on it, so a message
  * larger than the window still flows while the window bounds what sits
- * unread.
+ * unread. While the reader keeps up, the window grows (see
+ * {@link ReceiveWindows}).
  */
 export class InboundStream {
   private readonly queue: Assembly[] = [];
@@ -51,10 +51,20 @@ export class InboundStream {
   private pendingCredit = 0;
   /** Bytes the peer may still send before it must wait for an update. */
   private allowance: number;
+  /** The current window: what the peer may have unacknowledged at most. */
+  private window: number;
+  private threshold: number;
+  /** Bytes received and not yet credited back (read by nobody yet). */
+  private unread = 0;
+  /** Bytes consumed in a row while the reader kept up, since the window last grew. */
+  private keptUp = 0;
   private onEnd: (() => void) | undefined;
 
   constructor(private readonly options: InboundOptions) {
-    this.allowance = options.window;
+    const windows = options.windows;
+    this.window = windows ? windows.initial : Number.POSITIVE_INFINITY;
+    this.allowance = this.window;
+    this.threshold = windows ? windows.threshold(this.window) : 0;
   }
 
   /** A `*_message` frame: a new message of `size` bytes begins with `chunk`. */
@@ -104,6 +114,15 @@ export class InboundStream {
     this.deliverReady();
   }
 
+  /** The stream ended: its window growth goes back to the tunnel. */
+  release(): void {
+    const windows = this.options.windows;
+    if (windows && this.window > windows.initial) {
+      windows.release(this.window - windows.initial);
+      this.window = windows.initial;
+    }
+  }
+
   /** Whether complete or partial messages wait to be read. */
   get hasQueued(): boolean {
     return this.queue.length > 0;
@@ -121,6 +140,7 @@ export class InboundStream {
       throw new TunnelError(Code.RESOURCE_EXHAUSTED, 'flow control window exceeded');
     }
     this.allowance -= n;
+    this.unread += n;
     if (n > 0) message.parts.push(chunk);
     message.received += n;
   }
@@ -152,13 +172,25 @@ export class InboundStream {
   }
 
   private credit(n: number): void {
-    if (n === 0 || this.options.window === Number.POSITIVE_INFINITY) return;
+    const windows = this.options.windows;
+    if (n === 0 || !windows) return;
+    this.unread -= n;
     this.pendingCredit += n;
-    if (this.pendingCredit >= this.options.updateThreshold) {
-      const update = this.pendingCredit;
-      this.pendingCredit = 0;
-      this.allowance += update;
-      this.options.sendWindowUpdate(update);
+    // Keeping up: little is left unread behind what the reader just took.
+    this.keptUp = this.unread <= this.window / 2 ? this.keptUp + n : 0;
+    if (this.pendingCredit < this.threshold) return;
+    let update = this.pendingCredit;
+    this.pendingCredit = 0;
+    if (this.keptUp >= this.window && this.window < windows.max) {
+      // A whole window went by without the reader falling behind, so the
+      // window, not the reader, sets the pace: double it (within the budget).
+      const extra = windows.grow(Math.min(this.window, windows.max - this.window));
+      this.window += extra;
+      this.threshold = windows.threshold(this.window);
+      this.keptUp = 0;
+      update += extra;
     }
+    this.allowance += update;
+    this.options.sendWindowUpdate(update);
   }
 }

@@ -5,32 +5,24 @@ import {
   type ServerToClient,
 } from '../gen/grpctunnel/v1/tunnel.js';
 import { Code } from './codes.js';
-import {
-  DEFAULT_MAX_RECEIVE_MESSAGE_SIZE,
-  DEFAULT_WINDOW_SIZE,
-  MAX_CHUNK_SIZE,
-  TUNNEL_STREAM_ID,
-} from './constants.js';
+import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, TUNNEL_STREAM_ID } from './constants.js';
 import { clientDataFrames } from './frames.js';
 import { InboundStream } from './inbound.js';
 import { chooseRevision, type NegotiatedRevision, REVISION_ZERO } from './negotiation.js';
 import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
+import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
 import { localStatus, type StreamStatus, statusFromClose, TunnelError } from './status.js';
 
 /** Settings of the tunnel-client role. */
-export interface TunnelClientEngineOptions {
+export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
   /** Writes a frame on the tunnel; false asks to pause until {@link TunnelClientEngine.drained}. */
   readonly write: FrameWrite<ClientToServer>;
   /** True when both sides sent `grpctunnel-negotiate: on` (a Settings frame will come). */
   readonly negotiated: boolean;
   /** Whether this side runs revision one (flow control). Default true. */
   readonly flowControl?: boolean;
-  /** Receive window announced for each stream. Default 65536. */
-  readonly initialWindowSize?: number;
   /** Largest response message accepted. Default 4 MiB. */
   readonly maxReceiveMessageSize?: number;
-  /** Consumed bytes gathered into one window_update. Default 16384. */
-  readonly windowUpdateThreshold?: number;
   /** The tunnel is ready for streams (Settings received, or no negotiation). */
   readonly onReady: () => void;
   /** The peer broke the protocol; the tunnel must end with this status. */
@@ -62,15 +54,13 @@ export class TunnelClientStream {
     private readonly engine: TunnelClientEngine,
     readonly handlers: ClientStreamHandlers,
     sendWindow: number,
-    recvWindow: number,
+    windows: ReceiveWindows | undefined,
     maxMessageSize: number,
-    updateThreshold: number,
   ) {
     this.out = new OutboundStream(streamId, sendWindow);
     this.in = new InboundStream({
-      window: recvWindow,
+      windows,
       maxMessageSize,
-      updateThreshold,
       endNeedsRead: false,
       sendWindowUpdate: (n) => engine.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
       deliver: (message) => handlers.onMessage(message),
@@ -119,6 +109,7 @@ export class TunnelClientStream {
   markDone(): boolean {
     if (this.done) return false;
     this.done = true;
+    this.in.release();
     return true;
   }
 }
@@ -134,15 +125,13 @@ export class TunnelClientEngine {
   private negotiatedRevision: NegotiatedRevision | undefined;
   private failure: StreamStatus | undefined;
   private readonly flowControl: boolean;
-  private readonly recvWindow: number;
+  private readonly windows: ReceiveWindows;
   private readonly maxReceiveMessageSize: number;
-  private readonly updateThreshold: number;
 
   constructor(private readonly options: TunnelClientEngineOptions) {
     this.flowControl = options.flowControl ?? true;
-    this.recvWindow = options.initialWindowSize ?? DEFAULT_WINDOW_SIZE;
+    this.windows = new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
-    this.updateThreshold = Math.min(options.windowUpdateThreshold ?? MAX_CHUNK_SIZE, this.recvWindow);
     this.scheduler = new SendScheduler(options.write, clientDataFrames);
   }
 
@@ -172,15 +161,13 @@ export class TunnelClientEngine {
     }
     const streamId = this.nextStreamId++;
     const flow = rev.revision === ProtocolRevision.REVISION_ONE;
-    const recvWindow = flow ? this.recvWindow : Number.POSITIVE_INFINITY;
     const stream = new TunnelClientStream(
       streamId,
       this,
       handlers,
       rev.sendWindow,
-      recvWindow,
+      flow ? this.windows : undefined,
       this.maxReceiveMessageSize,
-      this.updateThreshold,
     );
     this.streams.set(streamId, stream);
     this.scheduler.sendFrame(
@@ -192,7 +179,7 @@ export class TunnelClientEngine {
           value: {
             methodName: method,
             requestHeaders: headers,
-            initialWindowSize: flow ? this.recvWindow : 0,
+            initialWindowSize: flow ? this.windows.initial : 0,
             protocolRevision: rev.revision,
           },
         },

@@ -5,29 +5,26 @@ import {
   type ServerToClient,
 } from '../gen/grpctunnel/v1/tunnel.js';
 import { Code } from './codes.js';
-import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE } from './constants.js';
+import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, DEFAULT_WINDOW_SIZE } from './constants.js';
 import { serverDataFrames } from './frames.js';
 import { InboundStream } from './inbound.js';
 import { isValidMethodName, settingsFrame } from './negotiation.js';
 import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
+import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
 import { closeFromStatus, localStatus, type StreamStatus, TunnelError } from './status.js';
 
 /** Settings of the tunnel-server role. */
-export interface TunnelServerEngineOptions {
+export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
   /** Writes a frame on the tunnel; false asks to pause until {@link TunnelServerEngine.drained}. */
   readonly write: FrameWrite<ServerToClient>;
   /** True when both sides sent `grpctunnel-negotiate: on`: Settings goes first. */
   readonly negotiated: boolean;
   /** Whether this side offers revision one (flow control). Default true. */
   readonly flowControl?: boolean;
-  /** Receive window of each stream, announced in Settings. Default 65536. */
-  readonly initialWindowSize?: number;
   /** Largest request message accepted. Default 4 MiB. */
   readonly maxReceiveMessageSize?: number;
   /** Streams open at once before new ones get RESOURCE_EXHAUSTED. Default unlimited. */
   readonly maxConcurrentStreams?: number;
-  /** Consumed bytes gathered into one window_update. Default 16384. */
-  readonly windowUpdateThreshold?: number;
   /** A stream passed the protocol checks; the layer above dispatches it (synchronously). */
   readonly onStream: (stream: TunnelServerStream) => void;
   /** The peer broke the protocol; the tunnel must end with this status. */
@@ -71,15 +68,13 @@ export class TunnelServerStream {
     readonly revision: ProtocolRevision,
     private readonly engine: TunnelServerEngine,
     sendWindow: number,
-    recvWindow: number,
+    windows: ReceiveWindows | undefined,
     maxMessageSize: number,
-    updateThreshold: number,
   ) {
     this.out = new OutboundStream(streamId, sendWindow);
     this.in = new InboundStream({
-      window: recvWindow,
+      windows,
       maxMessageSize,
-      updateThreshold,
       endNeedsRead: true,
       sendWindowUpdate: (n) => engine.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
       deliver: (message) => this.handlers.onMessage(message),
@@ -151,6 +146,7 @@ export class TunnelServerStream {
   /** @internal */
   markDone(): void {
     this.state = 'done';
+    this.in.release();
   }
 
   /** @internal */
@@ -170,24 +166,22 @@ export class TunnelServerEngine {
   private draining = false;
   private failure: StreamStatus | undefined;
   private readonly flowControl: boolean;
-  private readonly recvWindow: number;
+  private readonly windows: ReceiveWindows;
   private readonly maxReceiveMessageSize: number;
   private readonly maxConcurrentStreams: number;
-  private readonly updateThreshold: number;
 
   constructor(private readonly options: TunnelServerEngineOptions) {
     this.flowControl = (options.flowControl ?? true) && options.negotiated;
-    this.recvWindow = options.initialWindowSize ?? DEFAULT_WINDOW_SIZE;
+    this.windows = new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
-    this.updateThreshold = Math.min(options.windowUpdateThreshold ?? MAX_CHUNK_SIZE, this.recvWindow);
     this.scheduler = new SendScheduler(options.write, serverDataFrames);
   }
 
   /** Call once the tunnel RPC is established: sends Settings when negotiated. */
   start(): void {
     if (this.options.negotiated) {
-      this.scheduler.writeNow(settingsFrame(this.options.flowControl ?? true, this.recvWindow));
+      this.scheduler.writeNow(settingsFrame(this.options.flowControl ?? true, this.windows.initial));
     }
   }
 
@@ -318,9 +312,8 @@ export class TunnelServerEngine {
       revision,
       this,
       flow ? clientWindow || DEFAULT_WINDOW_SIZE : Number.POSITIVE_INFINITY,
-      flow ? this.recvWindow : Number.POSITIVE_INFINITY,
+      flow ? this.windows : undefined,
       this.maxReceiveMessageSize,
-      this.updateThreshold,
     );
     this.streams.set(id, stream);
     this.options.onStream(stream);

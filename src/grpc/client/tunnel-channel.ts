@@ -17,13 +17,25 @@ export interface TunnelOptions {
    * false the tunnel runs revision zero, as with a peer that does not negotiate.
    */
   flowControl?: boolean;
-  /** Receive window of each stream, in bytes. Default 65536. */
+  /** Receive window each stream starts with and announces, in bytes. Default 65536. */
   initialWindowSize?: number;
+  /**
+   * Largest receive window a stream grows to while its reader keeps up, in
+   * bytes. Default 2 MiB; set it to `initialWindowSize` to keep windows fixed.
+   */
+  maxWindowSize?: number;
+  /**
+   * Growth beyond the initial windows that the streams of one tunnel may hold
+   * together, in bytes: with stalled readers, a tunnel buffers at most the
+   * initial windows plus this. Default 16 MiB.
+   */
+  windowGrowthBudget?: number;
   /** Largest message accepted from the peer, in bytes. Default 4 MiB, as grpc-js. */
   maxReceiveMessageSize?: number;
   /**
-   * Consumed bytes gathered into one window_update frame. Default 16384. The
-   * Go reference sends one update per received chunk; larger values save frames.
+   * Smallest batch of consumed bytes returned in one window_update frame
+   * (grown windows use a quarter of the window). Default 16384. The Go
+   * reference sends one update per received chunk; larger values save frames.
    */
   windowUpdateThreshold?: number;
 }
@@ -34,10 +46,13 @@ export interface TunnelOptions {
  * settings on to the channels of its reverse tunnels.
  */
 export function tunnelTuning(options: TunnelOptions): TunnelOptions & { flowControl: boolean } {
-  const { initialWindowSize, maxReceiveMessageSize, windowUpdateThreshold } = options;
+  const { initialWindowSize, maxWindowSize, windowGrowthBudget, maxReceiveMessageSize, windowUpdateThreshold } =
+    options;
   return {
     flowControl: options.flowControl ?? true,
     ...(initialWindowSize !== undefined && { initialWindowSize }),
+    ...(maxWindowSize !== undefined && { maxWindowSize }),
+    ...(windowGrowthBudget !== undefined && { windowGrowthBudget }),
     ...(maxReceiveMessageSize !== undefined && { maxReceiveMessageSize }),
     ...(windowUpdateThreshold !== undefined && { windowUpdateThreshold }),
   };
