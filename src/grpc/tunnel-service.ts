@@ -1,5 +1,6 @@
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
+import { encodeMessageStart, encodeMoreData, fastStreamId } from './data-frame-encoding.js';
 
 /** Full path of the forward-tunnel method. */
 export const OPEN_TUNNEL_PATH = '/grpctunnel.v1.TunnelService/OpenTunnel';
@@ -10,12 +11,26 @@ function view(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Encodes a client-to-server frame (no copy of the encoder's output). */
-export const encodeClientToServer = (frame: ClientToServer): Buffer => view(ClientToServer.encode(frame).finish());
+/** Encodes a client-to-server frame; data frames take the one-copy path. */
+export function encodeClientToServer(frame: ClientToServer): Buffer {
+  const body = frame.frame;
+  if (body && fastStreamId(frame.streamId)) {
+    if (body.$case === 'moreRequestData') return encodeMoreData(frame.streamId, body.value);
+    if (body.$case === 'requestMessage') return encodeMessageStart(frame.streamId, body.value.size, body.value.data);
+  }
+  return view(ClientToServer.encode(frame).finish());
+}
 /** Decodes a client-to-server frame; data fields are views of `buf`. */
 export const decodeClientToServer = (buf: Buffer): ClientToServer => ClientToServer.decode(buf);
-/** Encodes a server-to-client frame (no copy of the encoder's output). */
-export const encodeServerToClient = (frame: ServerToClient): Buffer => view(ServerToClient.encode(frame).finish());
+/** Encodes a server-to-client frame; data frames take the one-copy path. */
+export function encodeServerToClient(frame: ServerToClient): Buffer {
+  const body = frame.frame;
+  if (body && fastStreamId(frame.streamId)) {
+    if (body.$case === 'moreResponseData') return encodeMoreData(frame.streamId, body.value);
+    if (body.$case === 'responseMessage') return encodeMessageStart(frame.streamId, body.value.size, body.value.data);
+  }
+  return view(ServerToClient.encode(frame).finish());
+}
 /** Decodes a server-to-client frame; data fields are views of `buf`. */
 export const decodeServerToClient = (buf: Buffer): ServerToClient => ServerToClient.decode(buf);
 
