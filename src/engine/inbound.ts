@@ -59,6 +59,7 @@ export class InboundStream {
   /** Bytes consumed in a row while the reader kept up, since the window last grew. */
   private keptUp = 0;
   private onEnd: (() => void) | undefined;
+  private peerEnded = false;
 
   constructor(private readonly options: InboundOptions) {
     const windows = options.windows;
@@ -111,7 +112,13 @@ export class InboundStream {
       throw new TunnelError(Code.INVALID_ARGUMENT, 'the stream ended in the middle of a message');
     }
     this.onEnd = onEnd;
+    this.peerEnded = true;
     this.deliverReady();
+  }
+
+  /** Whether the peer said it sends nothing more (a window is no use to it now). */
+  get ended(): boolean {
+    return this.peerEnded;
   }
 
   /** The stream ended: its window growth goes back to the tunnel. */

@@ -12,6 +12,7 @@ import { chooseRevision, type NegotiatedRevision, REVISION_ZERO } from './negoti
 import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
 import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
 import { localStatus, type StreamStatus, statusFromClose, TunnelError } from './status.js';
+import { WindowUpdateBatch } from './window-updates.js';
 
 /** Settings of the tunnel-client role. */
 export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
@@ -62,7 +63,7 @@ export class TunnelClientStream {
       windows,
       maxMessageSize,
       endNeedsRead: false,
-      sendWindowUpdate: (n) => engine.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
+      sendWindowUpdate: (n) => engine.windowUpdates.add(streamId, n),
       deliver: (message) => handlers.onMessage(message),
     });
   }
@@ -120,6 +121,7 @@ export class TunnelClientStream {
  */
 export class TunnelClientEngine {
   /** @internal */ readonly scheduler: SendScheduler<ClientToServer>;
+  /** @internal */ readonly windowUpdates: WindowUpdateBatch;
   private readonly streams = new Map<number, TunnelClientStream>();
   private nextStreamId = 1;
   private negotiatedRevision: NegotiatedRevision | undefined;
@@ -133,6 +135,13 @@ export class TunnelClientEngine {
     this.windows = new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
     this.scheduler = new SendScheduler(options.write, clientDataFrames);
+    this.windowUpdates = new WindowUpdateBatch(
+      (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
+      (streamId) => {
+        const stream = this.streams.get(streamId);
+        return stream !== undefined && !stream.in.ended;
+      },
+    );
   }
 
   /** Call once the tunnel RPC is established; completes negotiation when there is none. */

@@ -12,6 +12,7 @@ import { isValidMethodName, settingsFrame } from './negotiation.js';
 import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
 import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
 import { closeFromStatus, localStatus, type StreamStatus, TunnelError } from './status.js';
+import { WindowUpdateBatch } from './window-updates.js';
 
 /** Settings of the tunnel-server role. */
 export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
@@ -76,7 +77,7 @@ export class TunnelServerStream {
       windows,
       maxMessageSize,
       endNeedsRead: true,
-      sendWindowUpdate: (n) => engine.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
+      sendWindowUpdate: (n) => engine.windowUpdates.add(streamId, n),
       deliver: (message) => this.handlers.onMessage(message),
     });
   }
@@ -161,6 +162,7 @@ export class TunnelServerStream {
  */
 export class TunnelServerEngine {
   /** @internal */ readonly scheduler: SendScheduler<ServerToClient>;
+  /** @internal */ readonly windowUpdates: WindowUpdateBatch;
   private readonly streams = new Map<number, TunnelServerStream>();
   private lastStreamId = -1;
   private draining = false;
@@ -176,6 +178,13 @@ export class TunnelServerEngine {
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
     this.scheduler = new SendScheduler(options.write, serverDataFrames);
+    this.windowUpdates = new WindowUpdateBatch(
+      (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
+      (streamId) => {
+        const stream = this.streams.get(streamId);
+        return stream?.accepting === true && !stream.in.ended;
+      },
+    );
   }
 
   /** Call once the tunnel RPC is established: sends Settings when negotiated. */
