@@ -60,6 +60,8 @@ export class InboundStream {
   private keptUp = 0;
   private onEnd: (() => void) | undefined;
   private peerEnded = false;
+  /** The stream is over: messages still queued are read, but no credit goes out. */
+  private released = false;
 
   constructor(private readonly options: InboundOptions) {
     const windows = options.windows;
@@ -124,10 +126,9 @@ export class InboundStream {
   /** The stream ended: its window growth goes back to the tunnel. */
   release(): void {
     const windows = this.options.windows;
-    if (windows && this.window > windows.initial) {
-      windows.release(this.window - windows.initial);
-      this.window = windows.initial;
-    }
+    if (this.released || !windows) return;
+    this.released = true;
+    windows.release(this.window - windows.initial);
   }
 
   /** Whether complete or partial messages wait to be read. */
@@ -180,7 +181,7 @@ export class InboundStream {
 
   private credit(n: number): void {
     const windows = this.options.windows;
-    if (n === 0 || !windows) return;
+    if (n === 0 || !windows || this.released) return;
     this.unread -= n;
     this.pendingCredit += n;
     // Keeping up: little is left unread behind what the reader just took.

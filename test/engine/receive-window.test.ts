@@ -126,3 +126,24 @@ describe('receive window growth', () => {
     for (const options of bad) assert.throws(() => new ReceiveWindows(options), RangeError);
   });
 });
+
+describe('receive window after the stream ends', () => {
+  it('hands growth back once, and neither grows nor credits while queued messages are read', () => {
+    const windows = new ReceiveWindows({ maxWindowSize: 1024 * KiB });
+    const s = stream(windows, { keepsUp: true });
+    s.send(4 * 1024 * KiB);
+    assert.ok(windows.available < 16 * 1024 * KiB, 'the stream grew');
+    // The end arrives with messages still queued: a reader that was not waiting.
+    const lagging = stream(windows, { keepsUp: false });
+    lagging.send(64 * KiB);
+    s.inbound.release();
+    lagging.inbound.release();
+    lagging.inbound.release();
+    assert.equal(windows.available, 16 * 1024 * KiB, 'all growth is back, counted once');
+    const updates = lagging.updates.length;
+    for (let i = 0; i < 4; i++) lagging.inbound.requestRead();
+    assert.equal(lagging.delivered, 64 * KiB, 'queued messages are still delivered');
+    assert.equal(lagging.updates.length, updates, 'no credit for a stream that is over');
+    assert.equal(windows.available, 16 * 1024 * KiB, 'and no growth taken after the end');
+  });
+});
