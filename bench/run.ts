@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...]
+// npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...] [--rounds N]
 //                [--window N] [--max-window N] [--update-threshold N] [--h2-window N]
 // Runs every scenario directly over grpc-js and through forward and reverse
 // tunnels, in one run, against a service in another process, and prints each
@@ -21,6 +21,9 @@ const flag = (name: string) => {
 const quick = args.includes('--quick');
 const seconds = quick ? 2 : 10;
 const only = flag('--only')?.split(',');
+// Timed scenarios run in interleaved rounds (direct, forward, reverse, direct,
+// ...), so that a shared machine's drift during a run hits every transport alike.
+const rounds = Number(flag('--rounds') ?? (quick ? 1 : 5));
 
 /** One row of the results (fields that do not apply are absent). */
 interface Run extends Measured {
@@ -96,26 +99,38 @@ async function main(): Promise<void> {
   const small = Buffer.alloc(100, 1);
   const large = Buffer.alloc(64 * 1024, 2);
   const fanMessages = quick ? 10 : 100;
-  const scenarios: Array<{ name: string; metric: 'qps' | 'mbps'; load: (c: AnyClient) => Promise<Measured> }> = [
-    { name: 'unary-c1', metric: 'qps', load: (c) => unaryLoad(c, seconds, 1, small) },
-    { name: 'unary-c64', metric: 'qps', load: (c) => unaryLoad(c, seconds, 64, small) },
-    { name: 'unary-64k-c16', metric: 'qps', load: (c) => unaryLoad(c, seconds, 16, large) },
-    { name: 'stream-1mib', metric: 'mbps', load: (c) => streamLoad(c, seconds, 1 << 20) },
-    { name: 'pingpong-1k', metric: 'qps', load: (c) => pingPongLoad(c, seconds, 1024) },
-    { name: 'fanin-1000', metric: 'mbps', load: (c) => fanInLoad(c, 1000, fanMessages, 16 * 1024) },
+  const slice = seconds / rounds;
+  const scenarios: Array<{
+    name: string;
+    metric: 'qps' | 'mbps';
+    timed: boolean;
+    load: (c: AnyClient) => Promise<Measured>;
+  }> = [
+    { name: 'unary-c1', metric: 'qps', timed: true, load: (c) => unaryLoad(c, slice, 1, small) },
+    { name: 'unary-c64', metric: 'qps', timed: true, load: (c) => unaryLoad(c, slice, 64, small) },
+    { name: 'unary-64k-c16', metric: 'qps', timed: true, load: (c) => unaryLoad(c, slice, 16, large) },
+    { name: 'stream-1mib', metric: 'mbps', timed: true, load: (c) => streamLoad(c, slice, 1 << 20) },
+    { name: 'pingpong-1k', metric: 'qps', timed: true, load: (c) => pingPongLoad(c, slice, 1024) },
+    { name: 'fanin-1000', metric: 'mbps', timed: false, load: (c) => fanInLoad(c, 1000, fanMessages, 16 * 1024) },
   ];
 
   const runs: Run[] = [];
   console.log(
     `${'scenario'.padEnd(15)}${'transport'.padEnd(10)}${'result'.padEnd(16)}${'p50 / p99 (ms)'.padEnd(28)}ratio to direct`,
   );
-  for (const { name, metric, load } of scenarios) {
+  for (const { name, metric, timed, load } of scenarios) {
     if (only && !only.includes(name)) continue;
+    const measured = new Map<string, Measured[]>(transports.map(([t]) => [t, []]));
+    for (let round = 0; round < (timed ? rounds : 1); round++) {
+      for (const [transport, client] of transports) {
+        // Warm up each path so JIT and connection setup do not count.
+        await unaryLoad(client, 0.2, 4, small);
+        measured.get(transport)?.push(await load(client));
+      }
+    }
     let base = 0;
-    for (const [transport, client] of transports) {
-      // Warm up each path so JIT and connection setup do not count.
-      await unaryLoad(client, 0.2, 4, small);
-      const result = await load(client);
+    for (const [transport] of transports) {
+      const result = meanOf(measured.get(transport) ?? []);
       const value = result[metric] ?? 0;
       if (transport === 'direct') base = value;
       const run: Run = { scenario: name, transport, ...result };
@@ -158,6 +173,16 @@ function print(run: Run, metric: 'qps' | 'mbps'): void {
         : '';
   const ratio = run.ratio_to_direct !== undefined ? `${run.ratio_to_direct.toFixed(2)}x` : '';
   console.log(`${run.scenario.padEnd(15)}${run.transport.padEnd(10)}${value.padEnd(16)}${lat.padEnd(28)}${ratio}`);
+}
+
+/** The mean of each figure over a transport's rounds (rounds last equally long). */
+function meanOf(results: Measured[]): Measured {
+  const mean: Measured = {};
+  for (const key of ['qps', 'p50_ms', 'p99_ms', 'mbps', 'slowest_ms', 'median_ms'] as const) {
+    const values = results.map((r) => r[key]).filter((v): v is number => v !== undefined);
+    if (values.length > 0) mean[key] = values.reduce((a, b) => a + b, 0) / values.length;
+  }
+  return mean;
 }
 
 /** Scenario 6: N idle reverse tunnels held by one handler process. */
