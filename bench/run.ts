@@ -155,6 +155,7 @@ async function main(): Promise<void> {
     memory_gib: Math.round(totalmem() / 2 ** 30),
     date: new Date().toISOString(),
     seconds_per_run: seconds,
+    rounds,
     quick,
   };
   const jsonFile = flag('--json');
