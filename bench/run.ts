@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...] [--rounds N]
+// npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...] [--rounds N] [--no-warmup]
 //                [--window N] [--max-window N] [--update-threshold N] [--h2-window N]
 // Runs every scenario directly over grpc-js and through forward and reverse
 // tunnels, in one run, against a service in another process, and prints each
@@ -24,6 +24,7 @@ const only = flag('--only')?.split(',');
 // Timed scenarios run in interleaved rounds (direct, forward, reverse, direct,
 // ...), so that a shared machine's drift during a run hits every transport alike.
 const rounds = Number(flag('--rounds') ?? (quick ? 1 : 5));
+const warmUp = !args.includes('--no-warmup');
 
 /** One row of the results (fields that do not apply are absent). */
 interface Run extends Measured {
@@ -123,8 +124,9 @@ async function main(): Promise<void> {
     const measured = new Map<string, Measured[]>(transports.map(([t]) => [t, []]));
     for (let round = 0; round < (timed ? rounds : 1); round++) {
       for (const [transport, client] of transports) {
-        // Warm up each path so JIT and connection setup do not count.
-        await unaryLoad(client, 0.2, 4, small);
+        // Warm up each path so JIT and connection setup do not count
+        // (--no-warmup skips it; see BENCHMARKS.md for what it changes).
+        if (warmUp) await unaryLoad(client, 0.2, 4, small);
         measured.get(transport)?.push(await load(client));
       }
     }
