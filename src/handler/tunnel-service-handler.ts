@@ -14,7 +14,7 @@ import {
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
-import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { checkTunnelOptions, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { thrownStatus } from '../grpc/errors.js';
 import { ServiceRegistry } from '../grpc/server/service-registry.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -78,6 +78,7 @@ export class TunnelServiceHandler extends EventEmitter {
 
   constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
     super();
+    checkTunnelOptions(options);
     this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
   }
 

@@ -19,6 +19,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { asClient } from '../grpc/client/as-client.js';
+import { checkTunnelOptions } from '../grpc/client/tunnel-channel.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import { ServiceRegistry } from '../grpc/server/service-registry.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -148,6 +149,7 @@ export class ReverseTunnelServer extends EventEmitter {
     private readonly options: ReverseTunnelServerOptions = {},
   ) {
     super();
+    checkTunnelOptions(options);
     this.client = asClient(connection);
   }
 

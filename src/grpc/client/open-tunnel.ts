@@ -11,7 +11,7 @@ import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tun
 import { abortError, statusError } from '../errors.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
-import { TunnelChannel, type TunnelOptions } from './tunnel-channel.js';
+import { checkTunnelOptions, TunnelChannel, type TunnelOptions } from './tunnel-channel.js';
 
 /** Options of {@link openTunnel}. */
 export interface OpenTunnelOptions extends TunnelOptions {
@@ -41,6 +41,11 @@ export function openTunnel(
 ): Promise<TunnelChannel> {
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal));
+  try {
+    checkTunnelOptions(options);
+  } catch (err) {
+    return Promise.reject(err);
+  }
   const client = asClient(connection);
   const metadata = options.metadata?.clone() ?? new Metadata();
   metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
