@@ -49,9 +49,9 @@ function refusal(code: Status, details: string): StatusObject {
   return { code, details, metadata: new Metadata() };
 }
 
-/** The distinct agent ids with a ready tunnel. */
+/** The agent ids with a ready tunnel (per key, not per tunnel: this runs on every call without a route header). */
 function agentIds(handler: TunnelServiceHandler): string[] {
-  return [...new Set(handler.allReverseTunnels().map((t) => String(t.key)))];
+  return handler.reverseTunnelKeys().map(String);
 }
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {

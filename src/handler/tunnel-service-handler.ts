@@ -148,6 +148,14 @@ export class TunnelServiceHandler extends EventEmitter {
   }
 
   /**
+   * The affinity keys that have ready reverse tunnels (each once), without
+   * walking every tunnel: for example the agents a gateway can route to.
+   */
+  reverseTunnelKeys(): unknown[] {
+    return this.reverse.keys();
+  }
+
+  /**
    * Starts a graceful shutdown. New tunnels of either kind are refused with
    * UNAVAILABLE. Forward tunnels refuse new calls with UNAVAILABLE, let
    * running calls finish, then end. Reverse tunnels leave their pools at once

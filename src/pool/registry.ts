@@ -78,6 +78,13 @@ export class ReverseTunnelRegistry {
     return this.group(selector)?.pick();
   }
 
+  /** The affinity keys that have open tunnels, in the order their first tunnel opened. */
+  keys(): unknown[] {
+    const keys: unknown[] = [];
+    for (const [key, group] of this.byKey) if (group.tunnels.length > 0) keys.push(key);
+    return keys;
+  }
+
   /** Number of tunnels in a pool. */
   count(selector: PoolSelector): number {
     return this.group(selector)?.tunnels.length ?? 0;

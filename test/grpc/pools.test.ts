@@ -67,6 +67,7 @@ describe('reverse tunnel pools', () => {
     }
     assert.equal(f.handler.keyAsChannel('a').size, 3);
     assert.equal(f.handler.asChannel().size, 5);
+    assert.deepEqual(f.handler.reverseTunnelKeys().sort(), ['a', 'b'], 'each key once, however many tunnels');
     const none = await unaryVia(
       new EchoClient('c', credentials.createInsecure(), { channelOverride: f.handler.keyAsChannel('c') }),
     );
@@ -95,6 +96,7 @@ describe('reverse tunnel pools', () => {
     assert.deepEqual(events, ['open ', 'open x', 'close ', 'close x']);
     assert.equal(f.handler.openReverseTunnels, 0);
     assert.equal(f.handler.allReverseTunnels().length, 0);
+    assert.deepEqual(f.handler.reverseTunnelKeys(), []);
     assert.equal(f.handler.asChannel().ready(), false);
   });
 
