@@ -1,6 +1,6 @@
 import { DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE } from './constants.js';
 
-/** Receive-window settings of one tunnel (either role). */
+/** Receive-window settings (either role). */
 export interface ReceiveWindowOptions {
   /** Window each stream starts with and announces. Default 65536. */
   readonly initialWindowSize?: number | undefined;
@@ -8,7 +8,7 @@ export interface ReceiveWindowOptions {
   readonly maxWindowSize?: number | undefined;
   /** Smallest batch of consumed bytes returned in one window_update. Default 16384. */
   readonly windowUpdateThreshold?: number | undefined;
-  /** Growth beyond the initial windows that all streams of the tunnel may hold at once. Default 16 MiB. */
+  /** Growth beyond the initial windows that all streams sharing this budget may hold at once. Default 16 MiB. */
   readonly windowGrowthBudget?: number | undefined;
 }
 
@@ -18,7 +18,8 @@ export const DEFAULT_MAX_WINDOW_SIZE = 2 * 1024 * 1024;
 export const DEFAULT_WINDOW_GROWTH_BUDGET = 16 * 1024 * 1024;
 
 /**
- * The receive windows of one tunnel's streams.
+ * The receive windows of a set of streams: those of one tunnel, or of all
+ * the tunnels of a handler or reverse tunnel server, which share one.
  *
  * A stream starts with the announced window. A fixed 64 KiB window caps a
  * stream at 64 KiB per round trip of a window update through both event
@@ -26,8 +27,8 @@ export const DEFAULT_WINDOW_GROWTH_BUDGET = 16 * 1024 * 1024;
  * reader keeps up is therefore granted more (extra credit in its window
  * updates, which the protocol allows: a sender just adds it), doubling up to
  * {@link max}. What a stalled reader can make this side buffer is the sum of
- * the windows, so the growth of all streams together is capped by a budget
- * per tunnel, and a stream hands its growth back when it ends.
+ * the windows, so the growth of all streams together is capped by one
+ * budget, and a stream hands its growth back when it ends.
  */
 export class ReceiveWindows {
   /** The window every stream starts with. */

@@ -22,6 +22,8 @@ export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
   readonly negotiated: boolean;
   /** Whether this side runs revision one (flow control). Default true. */
   readonly flowControl?: boolean;
+  /** Window sizing shared with other tunnels (one growth budget for all); built from the options above when absent. */
+  readonly receiveWindows?: ReceiveWindows | undefined;
   /** Largest response message accepted. Default 4 MiB. */
   readonly maxReceiveMessageSize?: number;
   /** The tunnel is ready for streams (Settings received, or no negotiation). */
@@ -132,7 +134,7 @@ export class TunnelClientEngine {
 
   constructor(private readonly options: TunnelClientEngineOptions) {
     this.flowControl = options.flowControl ?? true;
-    this.windows = new ReceiveWindows(options);
+    this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
     this.scheduler = new SendScheduler(options.write, clientDataFrames);
     this.windowUpdates = new WindowUpdateBatch(

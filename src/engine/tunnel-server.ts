@@ -22,6 +22,8 @@ export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
   readonly negotiated: boolean;
   /** Whether this side offers revision one (flow control). Default true. */
   readonly flowControl?: boolean;
+  /** Window sizing shared with other tunnels (one growth budget for all); built from the options above when absent. */
+  readonly receiveWindows?: ReceiveWindows | undefined;
   /** Largest request message accepted. Default 4 MiB. */
   readonly maxReceiveMessageSize?: number;
   /** Streams open at once before new ones get RESOURCE_EXHAUSTED. Default unlimited. */
@@ -174,7 +176,7 @@ export class TunnelServerEngine {
 
   constructor(private readonly options: TunnelServerEngineOptions) {
     this.flowControl = (options.flowControl ?? true) && options.negotiated;
-    this.windows = new ReceiveWindows(options);
+    this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
     this.scheduler = new SendScheduler(options.write, serverDataFrames);

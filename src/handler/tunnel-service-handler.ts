@@ -12,9 +12,10 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
+import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
-import { checkTunnelOptions, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { thrownStatus } from '../grpc/errors.js';
 import { ServiceRegistry } from '../grpc/server/service-registry.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -74,11 +75,13 @@ export class TunnelServiceHandler extends EventEmitter {
   /** Reverse tunnels whose RPC is open, ready or not yet. */
   private readonly reverseChannels = new Set<TunnelChannel>();
   private readonly allPool: TunnelPool;
+  /** Receive windows of every tunnel of this handler: one growth budget for all. */
+  private readonly windows: ReceiveWindows;
   private draining = false;
 
   constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
     super();
-    checkTunnelOptions(options);
+    this.windows = new ReceiveWindows(tunnelTuning(options));
     this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
   }
 
@@ -196,6 +199,7 @@ export class TunnelServiceHandler extends EventEmitter {
         this.sessions.delete(session);
         endRpc(status.code, status.message);
       },
+      this.windows,
     );
     this.sessions.set(session, () => {
       this.sessions.delete(session);
@@ -265,6 +269,7 @@ export class TunnelServiceHandler extends EventEmitter {
         this.notify(() => this.options.onReverseTunnelOpen?.(tunnel as ReverseTunnel));
         this.emit('reverseTunnelOpen', tunnel);
       },
+      this.windows,
     );
     this.reverseChannels.add(channel);
     channel.once('close', (error: Error | undefined) => {

@@ -16,10 +16,11 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
+import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { asClient } from '../grpc/client/as-client.js';
-import { checkTunnelOptions } from '../grpc/client/tunnel-channel.js';
+import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import { ServiceRegistry } from '../grpc/server/service-registry.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -142,6 +143,8 @@ export class ReverseTunnelServer extends EventEmitter {
   private readonly client: Client;
   private readonly tunnels = new Set<OpenTunnel>();
   private readonly stopper = new AbortController();
+  /** Receive windows of every tunnel this server opens: one growth budget for all. */
+  private readonly windows: ReceiveWindows;
   private draining = false;
 
   constructor(
@@ -149,7 +152,7 @@ export class ReverseTunnelServer extends EventEmitter {
     private readonly options: ReverseTunnelServerOptions = {},
   ) {
     super();
-    checkTunnelOptions(options);
+    this.windows = new ReceiveWindows(tunnelTuning(options));
     this.client = asClient(connection);
   }
 
@@ -348,6 +351,7 @@ export class ReverseTunnelServer extends EventEmitter {
             failure = statusError(status.code, `reverse tunnel: ${status.message}`);
             tunnel.cancel(status.message);
           },
+          this.windows,
         );
         started = true;
         if (draining || this.draining) tunnel.session.drain(halfClose);

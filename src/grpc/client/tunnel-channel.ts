@@ -26,9 +26,10 @@ export interface TunnelOptions {
    */
   maxWindowSize?: number;
   /**
-   * Growth beyond the initial windows that the streams of one tunnel may hold
-   * together, in bytes: with stalled readers, a tunnel buffers at most the
-   * initial windows plus this. Default 16 MiB.
+   * Growth beyond the initial windows that streams may hold together, in
+   * bytes: with stalled readers, they buffer at most their initial windows
+   * plus this. Shared by all tunnels of a `TunnelServiceHandler` or of a
+   * `ReverseTunnelServer`; per tunnel for `openTunnel`. Default 16 MiB.
    */
   windowGrowthBudget?: number;
   /** Largest message accepted from the peer, in bytes. Default 4 MiB, as grpc-js. */
@@ -120,6 +121,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     private readonly info: TunnelChannelInfo,
     private readonly endRpc: (error: Error | undefined) => void,
     onReady: (channel: TunnelChannel) => void,
+    windows?: ReceiveWindows,
   ) {
     super();
     this.closed = new Promise((resolve) => {
@@ -131,6 +133,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
       write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
       ...tunnelTuning(options),
+      receiveWindows: windows,
       onReady: () => onReady(this),
       onProtocolError: (status) => this.shutDown(new Error(status.message), status),
       onIdle: () => {

@@ -1,4 +1,5 @@
 import type { ServerInterceptingCallInterface, ServerInterceptor } from '@grpc/grpc-js';
+import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
@@ -44,6 +45,7 @@ export class TunnelServerSession {
     options: TunnelServerOptions,
     metricsRecorder: () => MetricsRecorder,
     onProtocolError: (status: StreamStatus) => void,
+    windows?: ReceiveWindows,
   ) {
     const interceptors = options.interceptors ?? [];
     const authContext = serverAuthContext(tunnel);
@@ -51,6 +53,7 @@ export class TunnelServerSession {
       write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
       ...tunnelTuning(options),
+      receiveWindows: windows,
       ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
       onStream: (stream: TunnelServerStream) => {
         const method = registry.lookup(stream.method);
