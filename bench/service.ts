@@ -7,21 +7,10 @@ import type {
   handleUnaryCall,
   ServiceDefinition,
 } from '@grpc/grpc-js';
+import { methodDefinition, rawBytesCodec } from '../src/cli/method-definition.js';
 
-const identity = (b: Buffer) => b;
-
-function method(name: string, requestStream: boolean, responseStream: boolean) {
-  return {
-    path: `/bench.Bench/${name}`,
-    requestStream,
-    responseStream,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-    originalName: name.charAt(0).toLowerCase() + name.slice(1),
-  };
-}
+const method = (name: string, requestStream: boolean, responseStream: boolean) =>
+  methodDefinition('bench.Bench', name, requestStream, responseStream, rawBytesCodec);
 
 export const BenchService = {
   unary: method('Unary', false, false),

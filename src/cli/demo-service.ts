@@ -5,6 +5,7 @@ import type {
   handleUnaryCall,
   ServiceDefinition,
 } from '@grpc/grpc-js';
+import { type MessageCodec, methodDefinition } from './method-definition.js';
 
 /** The demo's message: JSON on the wire, so the demo needs no .proto. */
 export interface Note {
@@ -12,21 +13,13 @@ export interface Note {
   n?: number;
 }
 
-const encode = (value: Note): Buffer => Buffer.from(JSON.stringify(value));
-const decode = (bytes: Buffer): Note => JSON.parse(bytes.toString('utf8')) as Note;
+const json: MessageCodec<Note> = {
+  serialize: (value) => Buffer.from(JSON.stringify(value)),
+  deserialize: (bytes) => JSON.parse(bytes.toString('utf8')) as Note,
+};
 
-function method(name: string, requestStream: boolean, responseStream: boolean) {
-  return {
-    path: `/demo.Notes/${name}`,
-    requestStream,
-    responseStream,
-    requestSerialize: encode,
-    requestDeserialize: decode,
-    responseSerialize: encode,
-    responseDeserialize: decode,
-    originalName: name.charAt(0).toLowerCase() + name.slice(1),
-  };
-}
+const method = (name: string, requestStream: boolean, responseStream: boolean) =>
+  methodDefinition('demo.Notes', name, requestStream, responseStream, json);
 
 /** A small service with one method of each call kind. */
 export const NotesService = {

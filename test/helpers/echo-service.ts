@@ -14,22 +14,11 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
+import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
 import { getTunnelInfo, type TunnelInfo } from '../../src/index.js';
 
-const identity = (b: Buffer) => b;
-
-function method(name: string, requestStream: boolean, responseStream: boolean) {
-  return {
-    path: `/test.Echo/${name}`,
-    requestStream,
-    responseStream,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-    originalName: name.charAt(0).toLowerCase() + name.slice(1),
-  };
-}
+const method = (name: string, requestStream: boolean, responseStream: boolean) =>
+  methodDefinition('test.Echo', name, requestStream, responseStream, rawBytesCodec);
 
 export const EchoService = {
   unary: method('Unary', false, false),
