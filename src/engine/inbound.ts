@@ -49,8 +49,6 @@ export class InboundStream {
   private readerWaiting = false;
   private delivering = false;
   private pendingCredit = 0;
-  /** Bytes the peer may still send before it must wait for an update. */
-  private allowance: number;
   /** The current window: what the peer may have unacknowledged at most. */
   private window: number;
   private threshold: number;
@@ -66,7 +64,6 @@ export class InboundStream {
   constructor(private readonly options: InboundOptions) {
     const windows = options.windows;
     this.window = windows ? windows.initial : Number.POSITIVE_INFINITY;
-    this.allowance = this.window;
     this.threshold = windows ? windows.threshold(this.window) : 0;
   }
 
@@ -144,10 +141,11 @@ export class InboundStream {
     if (message.received + n > message.size) {
       throw new TunnelError(Code.INVALID_ARGUMENT, `message data exceeds its announced size of ${message.size} bytes`);
     }
-    if (n > this.allowance) {
+    // The peer may send what is left of the window once the bytes it sent
+    // and has not been credited for (unread, or read but not yet returned) are taken off.
+    if (n > this.window - this.unread - this.pendingCredit) {
       throw new TunnelError(Code.RESOURCE_EXHAUSTED, 'flow control window exceeded');
     }
-    this.allowance -= n;
     this.unread += n;
     if (n > 0) message.parts.push(chunk);
     message.received += n;
@@ -198,7 +196,6 @@ export class InboundStream {
       this.keptUp = 0;
       update += extra;
     }
-    this.allowance += update;
     this.options.sendWindowUpdate(update);
   }
 }
