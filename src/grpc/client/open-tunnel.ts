@@ -7,11 +7,12 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
+import { ReceiveWindows } from '../../engine/receive-window.js';
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import { abortError, statusError } from '../errors.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
-import { checkTunnelOptions, TunnelChannel, type TunnelOptions } from './tunnel-channel.js';
+import { TunnelChannel, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
 
 /** Options of {@link openTunnel}. */
 export interface OpenTunnelOptions extends TunnelOptions {
@@ -41,8 +42,10 @@ export function openTunnel(
 ): Promise<TunnelChannel> {
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal));
+  let windows: ReceiveWindows;
   try {
-    checkTunnelOptions(options);
+    // Checks the window settings before dialing (RangeError).
+    windows = new ReceiveWindows(tunnelTuning(options));
   } catch (err) {
     return Promise.reject(err);
   }
@@ -96,6 +99,7 @@ export function openTunnel(
           ready = true;
           resolve(opened);
         },
+        windows,
       );
     });
     rpc.on('error', (error: ServiceError) => {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { type ChannelInterface, connectivityState } from '@grpc/grpc-js';
 import { Code } from '../../engine/codes.js';
-import { ReceiveWindows } from '../../engine/receive-window.js';
+import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream } from '../../engine/tunnel-client.js';
 import type { ClientToServer, ServerToClient, Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
@@ -40,15 +40,6 @@ export interface TunnelOptions {
    * reference sends one update per received chunk; larger values save frames.
    */
   windowUpdateThreshold?: number;
-}
-
-/**
- * Throws a `RangeError` for window settings a tunnel cannot use, so that a
- * constructor or `openTunnel` reports them at once rather than when a
- * tunnel arrives.
- */
-export function checkTunnelOptions(options: TunnelOptions): void {
-  new ReceiveWindows(tunnelTuning(options));
 }
 
 /**
