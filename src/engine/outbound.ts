@@ -64,8 +64,8 @@ export class OutboundStream<F> {
     this.items.push(item);
   }
 
-  /** Writes the next frame of this stream; returns what the transport said. */
-  writeNext(write: FrameWrite<F>, frames: DataFrameBuilder<F>): boolean {
+  /** Writes the next frame of this stream (chunks of at most `maxChunk` bytes); returns what the transport said. */
+  writeNext(write: FrameWrite<F>, frames: DataFrameBuilder<F>, maxChunk: number): boolean {
     const item = this.items[this.head] as Item<F>;
     if (isFrame(item)) {
       this.shift();
@@ -74,7 +74,7 @@ export class OutboundStream<F> {
       return ok;
     }
     const remaining = item.data.length - item.offset;
-    const n = Math.min(MAX_CHUNK_SIZE, remaining, this.window);
+    const n = Math.min(maxChunk, remaining, this.window);
     const chunk = item.data.subarray(item.offset, item.offset + n);
     const frame = item.started
       ? frames.moreData(this.streamId, chunk)
@@ -124,10 +124,19 @@ export class SendScheduler<F> {
   private pumping = false;
   private closed = false;
 
+  private readonly maxChunk: number;
+
+  /** `maxChunkSize`: the largest chunk to send, 1 to 16384 (the protocol's limit, and the default). */
   constructor(
     private readonly write: FrameWrite<F>,
     private readonly frames: DataFrameBuilder<F>,
-  ) {}
+    maxChunkSize: number = MAX_CHUNK_SIZE,
+  ) {
+    if (!Number.isInteger(maxChunkSize) || maxChunkSize < 1 || maxChunkSize > MAX_CHUNK_SIZE) {
+      throw new RangeError(`maxChunkSize must be an integer from 1 to ${MAX_CHUNK_SIZE}, got ${maxChunkSize}`);
+    }
+    this.maxChunk = maxChunkSize;
+  }
 
   /** Writes a frame at once, ahead of queued data (window updates, cancels, settings). */
   writeNow(frame: F): void {
@@ -183,7 +192,7 @@ export class SendScheduler<F> {
         this.head++;
         stream.scheduled = false;
         if (!stream.sendable()) continue;
-        if (!stream.writeNext(this.write, this.frames)) this.writable = false;
+        if (!stream.writeNext(this.write, this.frames, this.maxChunk)) this.writable = false;
         if (!stream.scheduled && stream.sendable()) {
           stream.scheduled = true;
           this.ring.push(stream);

@@ -22,6 +22,12 @@ export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
   readonly negotiated: boolean;
   /** Whether this side runs revision one (flow control). Default true. */
   readonly flowControl?: boolean;
+  /**
+   * Largest data chunk this side sends, 1 to 16384. Default 16384, the
+   * protocol's limit; a transport may want less so that a frame fits its own
+   * framing (the grpc-js adapters do).
+   */
+  readonly maxChunkSize?: number;
   /** Window sizing shared with other tunnels (one growth budget for all); built from the options above when absent. */
   readonly receiveWindows?: ReceiveWindows | undefined;
   /** Largest response message accepted. Default 4 MiB. */
@@ -136,7 +142,7 @@ export class TunnelClientEngine {
     this.flowControl = options.flowControl ?? true;
     this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
-    this.scheduler = new SendScheduler(options.write, clientDataFrames);
+    this.scheduler = new SendScheduler(options.write, clientDataFrames, options.maxChunkSize);
     this.windowUpdates = new WindowUpdateBatch(
       (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
       (streamId) => {

@@ -1,4 +1,5 @@
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import { MAX_CHUNK_SIZE } from '../engine/constants.js';
 import { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { encodeMessageStart, encodeMoreData, fastStreamId } from './data-frame-encoding.js';
 
@@ -6,6 +7,18 @@ import { encodeMessageStart, encodeMoreData, fastStreamId } from './data-frame-e
 export const OPEN_TUNNEL_PATH = '/grpctunnel.v1.TunnelService/OpenTunnel';
 /** Full path of the reverse-tunnel method. */
 export const OPEN_REVERSE_TUNNEL_PATH = '/grpctunnel.v1.TunnelService/OpenReverseTunnel';
+
+/**
+ * The data chunk size this library sends over grpc-js. A full 16 KiB chunk
+ * makes a gRPC message of 16,395 bytes (frame fields and the 5-byte gRPC
+ * prefix), one more than fits HTTP/2's default 16,384-byte DATA frame: every
+ * chunk then crossed the connection as a full DATA frame plus an 11-byte one,
+ * and the receiving grpc-js copied the two parts into a new buffer before
+ * decoding. 32 bytes less than the limit covers the largest frame overhead
+ * (a 10-byte stream id, a 5-byte message size, the length prefixes), so each
+ * frame is one DATA frame. Receivers accept any chunk up to 16384, Go's too.
+ */
+export const GRPC_CHUNK_SIZE = MAX_CHUNK_SIZE - 32;
 
 function view(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);

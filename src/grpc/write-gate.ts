@@ -4,7 +4,7 @@ export interface FrameSink<F> {
 }
 
 /** Frames in flight on the tunnel RPC before the scheduler holds the rest back. Measured: see BENCHMARKS.md. */
-export const DEFAULT_FRAMES_IN_FLIGHT = Number(process.env.FIF ?? 4);
+export const DEFAULT_FRAMES_IN_FLIGHT = 4;
 
 /**
  * Limits how many frames sit in grpc-js's buffers at once. grpc-js accepts

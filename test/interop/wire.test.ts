@@ -7,6 +7,7 @@ import { InterceptingCall, type Interceptor, type Metadata } from '@grpc/grpc-js
 import { DEFAULT_WINDOW_SIZE } from '../../src/engine/constants.js';
 import { DEFAULT_MAX_WINDOW_SIZE } from '../../src/engine/receive-window.js';
 import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import { encodeClientToServer, encodeServerToClient } from '../../src/grpc/tunnel-service.js';
 import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
 import type { EchoClient } from '../helpers/echo-service.js';
 import { forwardFixture, reverseFixture, stopAllServers } from '../helpers/servers.js';
@@ -74,6 +75,13 @@ const dataBytes = (f: Frame): number => {
   }
 };
 
+/** The bytes of a data frame as a gRPC message: the encoded frame and the 5-byte message prefix. */
+const grpcMessageSize = (f: Frame): number =>
+  5 +
+  (f.frame?.$case === 'requestMessage' || f.frame?.$case === 'moreRequestData'
+    ? encodeClientToServer(f as ClientToServer).length
+    : encodeServerToClient(f as ServerToClient).length);
+
 /** Checks chunk sizes, window-update bounds and stream ids of a tapped tunnel. */
 function checkInvariants(t: Tapped, openerDir: 'out' | 'in'): void {
   const received = new Map<number, number>();
@@ -82,6 +90,10 @@ function checkInvariants(t: Tapped, openerDir: 'out' | 'in'): void {
   for (const { dir, frame } of t.timeline) {
     const n = dataBytes(frame);
     assert.ok(n <= 16384, `a chunk of ${n} bytes`);
+    // Both ends here are ours: each data frame fits one default-sized HTTP/2
+    // DATA frame, so grpc-js neither splits it nor copies it back together.
+    if (n > 0)
+      assert.ok(grpcMessageSize(frame) <= 16384, `a ${n}-byte chunk makes a ${grpcMessageSize(frame)}-byte message`);
     if (dir === 'in') received.set(frame.streamId, (received.get(frame.streamId) ?? 0) + n);
     if (dir === 'out' && frame.frame?.$case === 'windowUpdate') {
       const total = (credited.get(frame.streamId) ?? 0) + frame.frame.value;

@@ -8,6 +8,7 @@ import type { ClientToServer, ServerToClient, Metadata as WireMetadata } from '.
 import { watchConnectivity } from '../connectivity.js';
 import { clientAuthContext } from '../context.js';
 import type { AuthContext } from '../server/tunnel-info.js';
+import { GRPC_CHUNK_SIZE } from '../tunnel-service.js';
 import { gateWrites } from '../write-gate.js';
 import { type ParentCall, TunnelCall } from './tunnel-call.js';
 
@@ -123,6 +124,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     this.engine = new TunnelClientEngine({
       write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
+      maxChunkSize: GRPC_CHUNK_SIZE,
       ...tunnelTuning(options),
       receiveWindows: windows,
       onReady: () => onReady(this),

@@ -5,6 +5,7 @@ import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import { type TunnelOptions, tunnelTuning } from '../client/tunnel-channel.js';
 import { serverAuthContext } from '../context.js';
+import { GRPC_CHUNK_SIZE } from '../tunnel-service.js';
 import { gateWrites } from '../write-gate.js';
 import { dispatch, intercept } from './dispatch.js';
 import type { ServiceRegistry } from './service-registry.js';
@@ -52,6 +53,7 @@ export class TunnelServerSession {
     this.engine = new TunnelServerEngine({
       write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
+      maxChunkSize: GRPC_CHUNK_SIZE,
       ...tunnelTuning(options),
       receiveWindows: windows,
       ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
