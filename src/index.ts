@@ -10,6 +10,7 @@ export { createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
 export { TunnelChannel, type TunnelChannelInfo, type TunnelOptions } from './grpc/client/tunnel-channel.js';
 export { getTunnelChannel, getTunnelInfo, type HasAuthContext } from './grpc/context.js';
+export type { ServiceHost } from './grpc/server/service-host.js';
 export type { AuthContext, TunnelInfo } from './grpc/server/tunnel-info.js';
 export type { TunnelServerOptions } from './grpc/server/tunnel-server-session.js';
 export {

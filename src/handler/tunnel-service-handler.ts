@@ -1,13 +1,10 @@
-import { EventEmitter } from 'node:events';
 import {
   experimental,
-  type handleBidiStreamingCall,
   logVerbosity,
   Metadata,
   type Server,
   type ServerDuplexStream,
   type ServerErrorResponse,
-  type ServiceDefinition,
   status as Status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
@@ -17,7 +14,7 @@ import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { thrownStatus } from '../grpc/errors.js';
-import { ServiceRegistry } from '../grpc/server/service-registry.js';
+import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
 import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
@@ -67,8 +64,7 @@ function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): v
  *
  * Events: `'reverseTunnelOpen'` (tunnel), `'reverseTunnelClose'` (tunnel, error?).
  */
-export class TunnelServiceHandler extends EventEmitter {
-  private readonly registry = new ServiceRegistry();
+export class TunnelServiceHandler extends ServiceHost {
   /** Forward tunnels, each with the function that ends its tunnel RPC with OK. */
   private readonly sessions = new Map<TunnelServerSession, () => void>();
   private readonly reverse = new ReverseTunnelRegistry();
@@ -83,26 +79,6 @@ export class TunnelServiceHandler extends EventEmitter {
     super();
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
-  }
-
-  /** Makes a service callable through forward tunnels (same arguments as grpc-js `Server.addService`). */
-  addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
-    this.registry.addService(service, implementation);
-  }
-
-  /**
-   * Serves every method no added service provides, with one handler that
-   * gets a bidi-streaming call on raw message bytes: what a transparent
-   * proxy needs (the gateway/agent command line uses it). Pass undefined to
-   * answer unknown methods with UNIMPLEMENTED again.
-   */
-  setUnknownMethodHandler(handler: handleBidiStreamingCall<Buffer, Buffer> | undefined): void {
-    this.registry.setUnknownMethodHandler(handler);
-  }
-
-  /** Stops serving a service through tunnels. */
-  removeService(service: ServiceDefinition): void {
-    this.registry.removeService(service);
   }
 
   /** The grpc-js implementation of TunnelService, for `server.addService(TunnelServiceDefinition, …)`. */

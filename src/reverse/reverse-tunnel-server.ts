@@ -1,19 +1,15 @@
-import { EventEmitter } from 'node:events';
 import {
   type CallOptions,
   type ChannelInterface,
   type Client,
   type ClientDuplexStream,
   experimental,
-  type handleBidiStreamingCall,
   logVerbosity,
   Metadata,
   type ServerInterceptingCallInterface,
-  type ServiceDefinition,
   type ServiceError,
   status as Status,
   type StatusObject,
-  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
@@ -22,7 +18,7 @@ import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel
 import { asClient } from '../grpc/client/as-client.js';
 import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
-import { ServiceRegistry } from '../grpc/server/service-registry.js';
+import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
 import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../grpc/tunnel-service.js';
@@ -138,8 +134,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * Events: `'connected'` (info: TunnelInfo), `'disconnected'` (result:
  * ServeResult, info: TunnelInfo), `'retrying'` (RetryEvent).
  */
-export class ReverseTunnelServer extends EventEmitter {
-  private readonly registry = new ServiceRegistry();
+export class ReverseTunnelServer extends ServiceHost {
   private readonly client: Client;
   private readonly tunnels = new Set<OpenTunnel>();
   private readonly stopper = new AbortController();
@@ -154,26 +149,6 @@ export class ReverseTunnelServer extends EventEmitter {
     super();
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.client = asClient(connection);
-  }
-
-  /** Makes a service callable by the network server (same arguments as grpc-js `Server.addService`). */
-  addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
-    this.registry.addService(service, implementation);
-  }
-
-  /**
-   * Serves every method no added service provides, with one handler that
-   * gets a bidi-streaming call on raw message bytes: what a transparent
-   * proxy needs (the gateway/agent command line uses it). Pass undefined to
-   * answer unknown methods with UNIMPLEMENTED again.
-   */
-  setUnknownMethodHandler(handler: handleBidiStreamingCall<Buffer, Buffer> | undefined): void {
-    this.registry.setUnknownMethodHandler(handler);
-  }
-
-  /** Stops serving a service. */
-  removeService(service: ServiceDefinition): void {
-    this.registry.removeService(service);
   }
 
   /** Tunnels currently open (negotiating or serving). */
