@@ -1,0 +1,80 @@
+// The folders of src/ are layers: each may import from its own folder and
+// the layers below it, never from above, so that the protocol engine stays
+// free of grpc-js and pools never reach into the handler that owns them.
+// (Import cycles are caught by Biome's noImportCycles rule.)
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
+
+/** Lower layers first; folders on one line do not import each other. */
+const LAYERS: string[][] = [
+  ['gen'],
+  ['engine'],
+  ['grpc'],
+  ['pool'],
+  ['handler', 'reverse', 'proxy'],
+  ['cli'],
+  ['interop'],
+];
+/** The programs built on the library may use its public API (src/index.ts) like any user. */
+const APPLICATIONS = new Set(['cli', 'interop']);
+const rank = new Map(LAYERS.flatMap((folders, i) => folders.map((f): [string, number] => [f, i])));
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .map((e) => `${e.parentPath}/${e.name}`.slice(SRC.length));
+}
+
+/** Every module specifier a file imports or re-exports, types included. */
+function imports(file: string): string[] {
+  const text = readFileSync(SRC + file, 'utf8');
+  return [...text.matchAll(/^(?:import|export)\b[^;]*?\bfrom\s+'([^']+)'/gms)].map((m) => m[1] as string);
+}
+
+/** The top folder of src/ a relative specifier in `file` lands in ('' for src/ itself). */
+function folderOf(file: string, specifier: string): string {
+  const target = new URL(specifier, `file:///src/${file}`).pathname.slice('/src/'.length);
+  return target.includes('/') ? (target.split('/')[0] as string) : '';
+}
+
+it('every src folder is a known layer', () => {
+  const folders = new Set(sources(SRC).map((f) => (f.includes('/') ? f.split('/')[0] : '')));
+  folders.delete('');
+  assert.deepEqual(
+    [...folders].filter((f) => !rank.has(f)),
+    [],
+  );
+});
+
+it('no layer imports from a layer above it or beside it', () => {
+  const violations: string[] = [];
+  for (const file of sources(SRC)) {
+    const from = file.includes('/') ? (file.split('/')[0] as string) : '';
+    if (from === '' || from === 'gen') continue; // index.ts sits on top; generated code imports only itself
+    for (const specifier of imports(file)) {
+      if (!specifier.startsWith('.')) continue;
+      const to = folderOf(file, specifier);
+      if (to === from) continue;
+      if (to === '' && APPLICATIONS.has(from)) continue;
+      if (to === '' || (rank.get(to) ?? Number.POSITIVE_INFINITY) >= (rank.get(from) as number)) {
+        violations.push(`${file} imports ${specifier}`);
+      }
+    }
+  }
+  assert.deepEqual(violations, []);
+});
+
+it('the protocol engine does not import grpc-js or Node', () => {
+  const engine = sources(`${SRC}engine/`);
+  assert.ok(engine.length > 5);
+  const foreign = engine.flatMap((file) =>
+    imports(file)
+      .filter((s) => !s.startsWith('.'))
+      .map((s) => `${file} imports ${s}`),
+  );
+  assert.deepEqual(foreign, []);
+});
