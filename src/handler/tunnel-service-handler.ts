@@ -14,6 +14,7 @@ import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { thrownStatus } from '../grpc/errors.js';
+import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
@@ -42,6 +43,17 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
    * `'reverseTunnelClose'` event). `error` says why, undefined when this side closed it.
    */
   onReverseTunnelClose?: (tunnel: ReverseTunnel, error: Error | undefined) => void;
+  /**
+   * HTTP/2 receive window, in bytes, of each connection that carries a
+   * tunnel RPC (the connection's window and each of its streams'). grpc-js's
+   * `Server` has no such option and keeps HTTP/2's 64 KiB default, which
+   * holds what a client sends through a tunnel (reverse tunnels' responses,
+   * forward tunnels' requests) to 64 KiB per round trip; streaming through a
+   * reverse tunnel runs about twice as fast at 1 MiB (BENCHMARKS.md). It
+   * bounds what one stream of such a connection can make this process
+   * buffer. 0 leaves grpc-js's windows alone. Default 1 MiB.
+   */
+  http2WindowSize?: number;
 }
 
 type ForwardRpc = ServerDuplexStream<ClientToServer, ServerToClient>;
@@ -74,10 +86,12 @@ export class TunnelServiceHandler extends ServiceHost {
   /** Receive windows of every tunnel of this handler: one growth budget for all. */
   private readonly windows: ReceiveWindows;
   private draining = false;
+  private readonly http2WindowSize: number;
 
   constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
     super();
     this.windows = new ReceiveWindows(tunnelTuning(options));
+    this.http2WindowSize = checkHttp2WindowSize(options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE);
     this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
   }
 
@@ -155,6 +169,7 @@ export class TunnelServiceHandler extends ServiceHost {
       refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
       return;
     }
+    raiseHttp2Window(call, this.http2WindowSize);
     sendNegotiationHeaders(call);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
@@ -218,6 +233,7 @@ export class TunnelServiceHandler extends ServiceHost {
       refuse(call, code, details);
       return;
     }
+    raiseHttp2Window(call, this.http2WindowSize);
     sendNegotiationHeaders(call);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;

@@ -1,0 +1,88 @@
+// grpc-js's Server keeps HTTP/2's default 65,535-byte flow-control windows
+// and has no option to change them (a grpc-js client has
+// 'grpc-node.flow_control_window'; grpc-go grows its windows by probing the
+// bandwidth-delay product). One HTTP/2 stream carries a whole tunnel, so that
+// window caps everything a client sends through the tunnel at 64 KiB per
+// round trip of a WINDOW_UPDATE through both event loops: a reverse tunnel's
+// responses, a forward tunnel's requests. This raises the windows of the
+// connections that carry tunnel RPCs, and nothing else.
+//
+// The session is reached through grpc-js's call objects, which is not public
+// API: every step is checked, and when the shape is not the expected one
+// (another grpc-js version) nothing happens and the tunnel works as before
+// at the default window. A test reads the windows back through channelz, so a
+// grpc-js upgrade that breaks this is noticed.
+
+/** What this module needs of a `node:http2` session. */
+interface WindowedSession {
+  readonly destroyed: boolean;
+  readonly closed: boolean;
+  setLocalWindowSize(size: number): void;
+  settings(settings: { initialWindowSize: number }): void;
+}
+
+/** Default {@link TunnelServiceHandlerOptions.http2WindowSize}: 1 MiB. */
+export const DEFAULT_HTTP2_WINDOW_SIZE = 1 << 20;
+/** HTTP/2's own initial window, which a raised window must not go below. */
+const HTTP2_DEFAULT_WINDOW = 65_535;
+/** Layers of server interceptors tolerated between the call and the stream. */
+const MAX_LAYERS = 64;
+
+const raised = new WeakSet<object>();
+
+function isSession(value: unknown): value is WindowedSession {
+  const s = value as Partial<WindowedSession> | null;
+  return (
+    typeof s === 'object' &&
+    s !== null &&
+    typeof s.setLocalWindowSize === 'function' &&
+    typeof s.settings === 'function' &&
+    typeof s.destroyed === 'boolean'
+  );
+}
+
+/** The HTTP/2 session under a grpc-js server call, if it can be found. */
+function sessionOf(call: object): WindowedSession | undefined {
+  // ServerDuplexStream.call -> (ServerInterceptingCall.nextCall)* -> BaseServerInterceptingCall.stream.session
+  let layer = (call as { call?: unknown }).call;
+  for (let depth = 0; depth < MAX_LAYERS && typeof layer === 'object' && layer !== null; depth++) {
+    const stream = (layer as { stream?: { session?: unknown } }).stream;
+    if (typeof stream === 'object' && stream !== null) return isSession(stream.session) ? stream.session : undefined;
+    layer = (layer as { nextCall?: unknown }).nextCall;
+  }
+  return undefined;
+}
+
+/** Checks a window size option: 0 (leave grpc-js's windows) or 65535 to 2^31-1. */
+export function checkHttp2WindowSize(size: number): number {
+  if (!Number.isInteger(size) || (size !== 0 && (size < HTTP2_DEFAULT_WINDOW || size > 0x7fffffff))) {
+    throw new RangeError(
+      `http2WindowSize must be 0 or an integer from ${HTTP2_DEFAULT_WINDOW} to ${0x7fffffff}, got ${size}`,
+    );
+  }
+  return size;
+}
+
+/**
+ * Raises the HTTP/2 receive windows (the connection's and each stream's) of
+ * the connection a tunnel RPC arrived on, once per connection. Returns
+ * whether the connection now has them (false when the session could not be
+ * reached or is closing).
+ */
+export function raiseHttp2Window(call: object, size: number): boolean {
+  if (size === 0) return false;
+  const session = sessionOf(call);
+  if (!session || session.destroyed || session.closed) return false;
+  if (raised.has(session)) return true;
+  try {
+    // The connection window is this side's alone; the initial stream window
+    // is a SETTINGS value, which by HTTP/2 also resizes streams already open
+    // (the tunnel RPC itself among them).
+    session.setLocalWindowSize(size);
+    session.settings({ initialWindowSize: size });
+  } catch {
+    return false; // the session ended meanwhile: nothing to tune
+  }
+  raised.add(session);
+  return true;
+}
