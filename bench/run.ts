@@ -1,5 +1,5 @@
 // npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...] [--rounds N] [--no-warmup]
-//                [--window N] [--max-window N] [--update-threshold N] [--h2-window N]
+//                [--window N] [--max-window N] [--update-threshold N] [--h2-window N] [--tunnel-channel-options]
 // Runs every scenario directly over grpc-js and through forward and reverse
 // tunnels, in one run, against a service in another process, and prints each
 // tunnel figure as a ratio to direct measured in the same run.
@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, TunnelServiceHandler } from '../src/index.js';
+import { openTunnel, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from '../src/index.js';
 import { ratioChart } from './chart.js';
 import { type AnyClient, BenchClient } from './clients.js';
 import { fanInLoad, type Measured, pingPongLoad, streamLoad, unaryLoad } from './loads.js';
@@ -79,13 +79,24 @@ async function main(): Promise<void> {
   const callerPort = await new Promise<number>((resolve, reject) =>
     callerServer.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
-  const service = spawnNode('./server.js', ['--reverse', `127.0.0.1:${callerPort}`]);
+  // TUNNEL_CHANNEL_OPTIONS on the connections that carry tunnels only (both
+  // ends' clients), as the README suggests; off by default so that direct and
+  // tunnels run on connections made alike.
+  const tunnelChannelOptions = args.includes('--tunnel-channel-options');
+  const service = spawnNode('./server.js', [
+    '--reverse',
+    `127.0.0.1:${callerPort}`,
+    ...(tunnelChannelOptions ? ['--tunnel-channel-options'] : []),
+  ]);
   const address = `127.0.0.1:${await service.firstLine}`;
 
   const h2Window = numberFlag('--h2-window');
   const channelOptions = h2Window !== undefined ? { 'grpc-node.flow_control_window': h2Window } : {};
   const direct = new BenchClient(address, credentials.createInsecure(), channelOptions) as AnyClient;
-  const tunnelConnection = new BenchClient(address, credentials.createInsecure(), channelOptions);
+  const tunnelConnection = new BenchClient(address, credentials.createInsecure(), {
+    ...channelOptions,
+    ...(tunnelChannelOptions ? TUNNEL_CHANNEL_OPTIONS : {}),
+  });
   const tunnel = await openTunnel(tunnelConnection, receiveOptions);
   await handler.asChannel().waitForReady({ timeout: 10_000 });
   const transports: Array<[string, AnyClient]> = [
@@ -159,6 +170,9 @@ async function main(): Promise<void> {
     seconds_per_run: seconds,
     rounds,
     quick,
+    warm_up: warmUp,
+    tunnel_channel_options: tunnelChannelOptions,
+    ...(h2Window !== undefined && { h2_window: h2Window }),
   };
   const jsonFile = flag('--json');
   if (jsonFile) writeFileSync(jsonFile, `${JSON.stringify({ runs, meta }, null, 2)}\n`);

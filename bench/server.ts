@@ -3,7 +3,7 @@
 // dials ADDRESS and serves the same service through a reverse tunnel.
 // Prints the port, then runs until SIGTERM.
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { ReverseTunnelServer, TunnelServiceHandler } from '../src/index.js';
+import { ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from '../src/index.js';
 import { BenchClient } from './clients.js';
 import { BenchService, benchImplementation } from './service.js';
 
@@ -19,7 +19,8 @@ server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, port) 
 
 const at = process.argv.indexOf('--reverse');
 if (at >= 0) {
-  const connection = new BenchClient(process.argv[at + 1] as string, credentials.createInsecure());
+  const options = process.argv.includes('--tunnel-channel-options') ? TUNNEL_CHANNEL_OPTIONS : {};
+  const connection = new BenchClient(process.argv[at + 1] as string, credentials.createInsecure(), options);
   const reverse = new ReverseTunnelServer(connection);
   reverse.addService(BenchService, benchImplementation);
   void reverse.keepOpen({ backoff: { initialDelayMs: 50, maxDelayMs: 500 } });

@@ -6,6 +6,7 @@
  */
 
 export { DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE, NEGOTIATE_HEADER } from './engine/constants.js';
+export { TUNNEL_CHANNEL_OPTIONS } from './grpc/client/channel-options.js';
 export { createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
 export { TunnelChannel, type TunnelChannelInfo, type TunnelOptions } from './grpc/client/tunnel-channel.js';

@@ -1,6 +1,7 @@
 // The agent: keeps reverse tunnels open to a gateway and forwards every call
 // that arrives through them to a target gRPC server, as raw bytes.
 import { type ChannelCredentials, Client, credentials, Metadata, status as Status } from '@grpc/grpc-js';
+import { TUNNEL_CHANNEL_OPTIONS } from '../grpc/client/channel-options.js';
 import { createProxyHandler } from '../proxy/proxy-handler.js';
 import type { RetryEvent } from '../reverse/reverse-tunnel-server.js';
 import { ReverseTunnelServer, type ServeResult } from '../reverse/reverse-tunnel-server.js';
@@ -43,10 +44,12 @@ export function startAgent(options: AgentOptions): Agent {
     'insecure' in options.security ? credentials.createInsecure() : credentials.createSsl(options.security.ca ?? null);
   // grpc-js reconnects on its own schedule too; keep it no slower than ours.
   const gateway = new Client(options.gateway, gatewayCredentials, {
+    ...TUNNEL_CHANNEL_OPTIONS,
     'grpc.initial_reconnect_backoff_ms': options.backoff?.initialDelayMs ?? 1000,
     'grpc.max_reconnect_backoff_ms': options.backoff?.maxDelayMs ?? 30_000,
   });
-  const target = new Client(options.target, credentials.createInsecure());
+  // The target's responses travel on to the tunnel: let them stream as fast.
+  const target = new Client(options.target, credentials.createInsecure(), TUNNEL_CHANNEL_OPTIONS);
   const server = new ReverseTunnelServer(gateway);
   server.setUnknownMethodHandler(
     createProxyHandler(target, {
