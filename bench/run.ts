@@ -1,5 +1,6 @@
 // npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...] [--rounds N] [--no-warmup]
 //                [--window N] [--max-window N] [--update-threshold N] [--h2-window N] [--tunnel-channel-options]
+//                [--handler-h2-window N]
 // Runs every scenario directly over grpc-js and through forward and reverse
 // tunnels, in one run, against a service in another process, and prints each
 // tunnel figure as a ratio to direct measured in the same run.
@@ -73,7 +74,12 @@ async function main(): Promise<void> {
     ...(maxWindowSize !== undefined ? { maxWindowSize } : {}),
     ...(windowUpdateThreshold !== undefined ? { windowUpdateThreshold } : {}),
   };
-  const handler = new TunnelServiceHandler(receiveOptions);
+  // The handlers' own HTTP/2 windows (http2WindowSize), here and in the service process.
+  const handlerH2Window = numberFlag('--handler-h2-window');
+  const handler = new TunnelServiceHandler({
+    ...receiveOptions,
+    ...(handlerH2Window !== undefined && { http2WindowSize: handlerH2Window }),
+  });
   const callerServer = new Server();
   handler.register(callerServer);
   const callerPort = await new Promise<number>((resolve, reject) =>
@@ -87,12 +93,19 @@ async function main(): Promise<void> {
     '--reverse',
     `127.0.0.1:${callerPort}`,
     ...(tunnelChannelOptions ? ['--tunnel-channel-options'] : []),
+    ...(handlerH2Window !== undefined ? ['--handler-h2-window', String(handlerH2Window)] : []),
   ]);
   const address = `127.0.0.1:${await service.firstLine}`;
 
   const h2Window = numberFlag('--h2-window');
   const channelOptions = h2Window !== undefined ? { 'grpc-node.flow_control_window': h2Window } : {};
-  const direct = new BenchClient(address, credentials.createInsecure(), channelOptions) as AnyClient;
+  // Direct calls get a connection of their own: grpc-js would otherwise share
+  // the tunnel's (same target and options), whose HTTP/2 windows the
+  // service's tunnel handler raises, and direct would no longer be plain grpc-js.
+  const direct = new BenchClient(address, credentials.createInsecure(), {
+    ...channelOptions,
+    'grpc.use_local_subchannel_pool': 1,
+  }) as AnyClient;
   const tunnelConnection = new BenchClient(address, credentials.createInsecure(), {
     ...channelOptions,
     ...(tunnelChannelOptions ? TUNNEL_CHANNEL_OPTIONS : {}),
@@ -173,6 +186,7 @@ async function main(): Promise<void> {
     warm_up: warmUp,
     tunnel_channel_options: tunnelChannelOptions,
     ...(h2Window !== undefined && { h2_window: h2Window }),
+    ...(handlerH2Window !== undefined && { handler_h2_window: handlerH2Window }),
   };
   const jsonFile = flag('--json');
   if (jsonFile) writeFileSync(jsonFile, `${JSON.stringify({ runs, meta }, null, 2)}\n`);

@@ -7,7 +7,8 @@ import { ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } fro
 import { BenchClient } from './clients.js';
 import { BenchService, benchImplementation } from './service.js';
 
-const handler = new TunnelServiceHandler();
+const windowAt = process.argv.indexOf('--handler-h2-window');
+const handler = new TunnelServiceHandler(windowAt >= 0 ? { http2WindowSize: Number(process.argv[windowAt + 1]) } : {});
 handler.addService(BenchService, benchImplementation);
 const server = new Server();
 server.addService(BenchService, benchImplementation);
