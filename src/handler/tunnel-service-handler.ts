@@ -49,9 +49,10 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
    * `Server` has no such option and keeps HTTP/2's 64 KiB default, which
    * holds what a client sends through a tunnel (reverse tunnels' responses,
    * forward tunnels' requests) to 64 KiB per round trip; streaming through a
-   * reverse tunnel runs about twice as fast at 1 MiB (BENCHMARKS.md). It
-   * bounds what one stream of such a connection can make this process
-   * buffer. 0 leaves grpc-js's windows alone. Default 1 MiB.
+   * reverse tunnel runs about twice as fast at 1 MiB (BENCHMARKS.md). The
+   * setting is per connection, so other calls sharing it get the larger
+   * windows too; it bounds what one stream of such a connection can make
+   * this process buffer. 0 leaves grpc-js's windows alone. Default 1 MiB.
    */
   http2WindowSize?: number;
 }

@@ -129,7 +129,9 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * Serves gRPC services to a network server through reverse tunnels: this
  * side dials out (a grpc-js client of the server's TunnelService) and the
  * server calls the services added here, back through the tunnel. Useful
- * when this process cannot be dialed (behind NAT or a firewall).
+ * when this process cannot be dialed (behind NAT or a firewall). Create the
+ * connection with {@link TUNNEL_CHANNEL_OPTIONS} when large requests travel
+ * through the tunnel.
  *
  * Events: `'connected'` (info: TunnelInfo), `'disconnected'` (result:
  * ServeResult, info: TunnelInfo), `'retrying'` (RetryEvent).

@@ -30,7 +30,9 @@ export interface OpenTunnelOptions extends TunnelOptions {
  * done). `connection` is any grpc-js client (a generated TunnelService
  * client, or any other client on the same connection, whose interceptors
  * then apply to the tunnel RPC) or a grpc-js `Channel` (including another
- * tunnel's channel, for nested tunnels).
+ * tunnel's channel, for nested tunnels). Create that connection with
+ * {@link TUNNEL_CHANNEL_OPTIONS} when large responses travel through the
+ * tunnel: grpc-js's default HTTP/2 window halves their throughput.
  *
  * Rejects with a grpc-js `ServiceError` if the tunnel RPC fails before it is
  * ready (UNIMPLEMENTED when the server has no tunnel service), or with the
