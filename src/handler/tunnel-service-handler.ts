@@ -88,12 +88,23 @@ export class TunnelServiceHandler extends ServiceHost {
   private readonly windows: ReceiveWindows;
   private draining = false;
   private readonly http2WindowSize: number;
+  private warnedWindows = false;
 
   constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
     super();
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.http2WindowSize = checkHttp2WindowSize(options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE);
     this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
+  }
+
+  /** Raises the HTTP/2 windows of the tunnel RPC's connection; says once if this grpc-js does not allow it. */
+  private raiseWindows(call: ForwardRpc | ReverseRpc): void {
+    if (raiseHttp2Window(call, this.http2WindowSize) !== 'unsupported' || this.warnedWindows) return;
+    this.warnedWindows = true;
+    experimental.log(
+      logVerbosity.INFO,
+      'grpctunnel: cannot reach the HTTP/2 session of tunnel RPCs with this grpc-js; keeping its 64 KiB windows',
+    );
   }
 
   /** The grpc-js implementation of TunnelService, for `server.addService(TunnelServiceDefinition, …)`. */
@@ -170,7 +181,7 @@ export class TunnelServiceHandler extends ServiceHost {
       refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
       return;
     }
-    raiseHttp2Window(call, this.http2WindowSize);
+    this.raiseWindows(call);
     sendNegotiationHeaders(call);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
@@ -234,7 +245,7 @@ export class TunnelServiceHandler extends ServiceHost {
       refuse(call, code, details);
       return;
     }
-    raiseHttp2Window(call, this.http2WindowSize);
+    this.raiseWindows(call);
     sendNegotiationHeaders(call);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;

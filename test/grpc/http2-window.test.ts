@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { afterEach, describe, it } from 'node:test';
+import { raiseHttp2Window } from '../../src/grpc/server/http2-window.js';
 import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH, TunnelServiceHandler } from '../../src/index.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 
@@ -76,6 +77,13 @@ describe('HTTP/2 windows of tunnel connections', () => {
         await rpc.close();
       }
     }
+  });
+
+  it('leaves calls alone whose objects do not lead to an HTTP/2 session', () => {
+    assert.equal(raiseHttp2Window({}, MIB), 'unsupported');
+    assert.equal(raiseHttp2Window({ call: { nextCall: { stream: { session: {} } } } }, MIB), 'unsupported');
+    assert.equal(raiseHttp2Window({ call: { nextCall: { nextCall: null } } }, MIB), 'unsupported');
+    assert.equal(raiseHttp2Window({}, 0), 'off');
   });
 
   it('refuses window sizes HTTP/2 cannot use', () => {

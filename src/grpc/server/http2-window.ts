@@ -63,17 +63,21 @@ export function checkHttp2WindowSize(size: number): number {
   return size;
 }
 
+/** What {@link raiseHttp2Window} did. */
+export type Http2WindowResult = 'raised' | 'off' | 'closed' | 'unsupported';
+
 /**
  * Raises the HTTP/2 receive windows (the connection's and each stream's) of
- * the connection a tunnel RPC arrived on, once per connection. Returns
- * whether the connection now has them (false when the session could not be
- * reached or is closing).
+ * the connection a tunnel RPC arrived on, once per connection. 'unsupported'
+ * means grpc-js's call objects did not lead to a session (another grpc-js
+ * version); 'closed', that the connection is ending anyway.
  */
-export function raiseHttp2Window(call: object, size: number): boolean {
-  if (size === 0) return false;
+export function raiseHttp2Window(call: object, size: number): Http2WindowResult {
+  if (size === 0) return 'off';
   const session = sessionOf(call);
-  if (!session || session.destroyed || session.closed) return false;
-  if (raised.has(session)) return true;
+  if (!session) return 'unsupported';
+  if (session.destroyed || session.closed) return 'closed';
+  if (raised.has(session)) return 'raised';
   try {
     // The connection window is this side's alone; the initial stream window
     // is a SETTINGS value, which by HTTP/2 also resizes streams already open
@@ -81,8 +85,8 @@ export function raiseHttp2Window(call: object, size: number): boolean {
     session.setLocalWindowSize(size);
     session.settings({ initialWindowSize: size });
   } catch {
-    return false; // the session ended meanwhile: nothing to tune
+    return 'closed'; // the session ended meanwhile: nothing to tune
   }
   raised.add(session);
-  return true;
+  return 'raised';
 }
