@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { afterEach, describe, it } from 'node:test';
+import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 import { raiseHttp2Window } from '../../src/grpc/server/http2-window.js';
 import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH, TunnelServiceHandler } from '../../src/index.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
@@ -61,6 +62,20 @@ describe('HTTP/2 windows of tunnel connections', () => {
       }
     });
   }
+
+  it('reaches the connection under grpc-js server interceptors too', async () => {
+    const handler = new TunnelServiceHandler();
+    const passThrough: ServerInterceptor = (_method, call) => new ServerInterceptingCall(call);
+    const { address } = await startServer((server) => handler.register(server), {
+      serverOptions: { interceptors: [passThrough, passThrough] },
+    });
+    const rpc = await rawTunnelRpc(address, OPEN_REVERSE_TUNNEL_PATH);
+    try {
+      assert.equal(rpc.session.remoteSettings.initialWindowSize, MIB);
+    } finally {
+      await rpc.close();
+    }
+  });
 
   it('http2WindowSize sets the size, and 0 leaves grpc-js’s 64 KiB windows', async () => {
     for (const [size, expected] of [

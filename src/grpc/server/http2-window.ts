@@ -10,8 +10,8 @@
 // The session is reached through grpc-js's call objects, which is not public
 // API: every step is checked, and when the shape is not the expected one
 // (another grpc-js version) nothing happens and the tunnel works as before
-// at the default window. A test reads the windows back through channelz, so a
-// grpc-js upgrade that breaks this is noticed.
+// at the default window. A test reads the windows back as a raw HTTP/2 client
+// receives them, so a grpc-js upgrade that breaks this is noticed.
 
 /** What this module needs of a `node:http2` session. */
 interface WindowedSession {
