@@ -3,6 +3,7 @@
 // tunnel of the chosen agent.
 import http2 from 'node:http2';
 import { Metadata, Server, ServerCredentials, status as Status, type StatusObject } from '@grpc/grpc-js';
+import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/server/http2-window.js';
 import { TunnelServiceHandler } from '../handler/tunnel-service-handler.js';
 import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
 import { serveAnyMethod } from '../proxy/any-method-server.js';
@@ -105,9 +106,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     : ServerCredentials.createInsecure();
   const agentsAddress = await bindGrpc(grpcServer, options.agents, agentsCredentials);
 
+  // Callers' requests travel on through the tunnels: give them the same
+  // windows the handler gives the agents' connections (HTTP/2's 64 KiB
+  // default would hold uploads to 64 KiB per round trip).
+  const windows = { settings: { initialWindowSize: DEFAULT_HTTP2_WINDOW_SIZE } };
   const front = options.tls
-    ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key })
-    : http2.createServer();
+    ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, ...windows })
+    : http2.createServer(windows);
   serveAnyMethod(front, {
     route(_path, metadata) {
       const requested = metadata.get(AGENT_HEADER)[0]?.toString();
@@ -145,6 +150,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
   const sessions = new Set<http2.Http2Session>();
   front.on('session', (session) => {
+    session.setLocalWindowSize(DEFAULT_HTTP2_WINDOW_SIZE);
     sessions.add(session);
     session.on('close', () => sessions.delete(session));
   });

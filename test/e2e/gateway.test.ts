@@ -2,6 +2,7 @@
 // target gRPC server, agents, a gateway and a plain grpc-js client.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -102,6 +103,21 @@ describe('gateway and agent: one agent, every call kind', () => {
     assert.ok(t.seen.cancelled.includes('unary'), 'the target handler saw the cancellation');
     const deadline = Number(t.seen.lastDeadline);
     assert.ok(deadline > Date.now() - 5000 && deadline < Date.now() + 5000, 'the target saw the caller deadline');
+  });
+
+  it('offers callers 1 MiB HTTP/2 windows on its front port', async () => {
+    const session = http2.connect(`http://${gw.listen}`);
+    try {
+      const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+      assert.equal(settings.initialWindowSize, 1 << 20);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the connection's WINDOW_UPDATE follows
+      assert.ok(
+        (session.state.remoteWindowSize ?? 0) >= 1 << 19,
+        `connection window ${session.state.remoteWindowSize}`,
+      );
+    } finally {
+      session.close();
+    }
   });
 
   it('logs, and counts in /metrics, the calls it forwarded', async () => {
