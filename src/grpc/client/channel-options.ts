@@ -1,4 +1,5 @@
 import type { ChannelOptions } from '@grpc/grpc-js';
+import { DEFAULT_HTTP2_WINDOW_SIZE } from '../server/http2-window.js';
 
 /**
  * grpc-js channel options for a connection that carries tunnels: pass them
@@ -11,8 +12,9 @@ import type { ChannelOptions } from '@grpc/grpc-js';
  * A 1 MiB window roughly doubles streaming through a forward tunnel
  * (BENCHMARKS.md). It bounds what one stream of the connection can make
  * this process buffer. The server side needs nothing: the
- * {@link TunnelServiceHandler} raises its own windows (`http2WindowSize`).
+ * {@link TunnelServiceHandler} raises its own windows (`http2WindowSize`),
+ * by default to the same size.
  */
 export const TUNNEL_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
-  'grpc-node.flow_control_window': 1 << 20,
+  'grpc-node.flow_control_window': DEFAULT_HTTP2_WINDOW_SIZE,
 });
