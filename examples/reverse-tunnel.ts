@@ -1,14 +1,20 @@
 // A reverse tunnel: the process that serves (say, on a laptop behind NAT)
 // dials out to the network server, which then calls it back through the
 // tunnel with an ordinary generated client.
-import { credentials, Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
+import { credentials, Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
 import { GreeterClient, GreeterService } from './gen/example/greeter.js';
 import { greeterImplementation } from './greeter.js';
 
 // Network server: accepts reverse tunnels and pools them by an agent id.
+// A tunnel without one is refused (thrown statuses reach the agent), rather
+// than pooled under the key `undefined`.
 const handler = new TunnelServiceHandler({
-  affinityKey: (tunnel) => tunnel.metadata.get('x-agent-id')[0],
+  affinityKey: (tunnel) => {
+    const id = tunnel.metadata.get('x-agent-id')[0];
+    if (typeof id !== 'string' || id === '') throw { code: status.UNAUTHENTICATED, details: 'x-agent-id is required' };
+    return id;
+  },
   onReverseTunnelOpen: (tunnel) => console.log(`agent ${tunnel.key} connected`),
 });
 const server = new Server();
@@ -34,6 +40,10 @@ const reply = await new Promise<string>((resolve, reject) =>
   edge.sayHello({ name: 'from the network server', times: 0 }, (err, r) => (err ? reject(err) : resolve(r.message))),
 );
 console.log(reply); // hello, from the network server
+
+// An agent that does not say who it is gets the refusal, not a tunnel.
+const anonymous = await new ReverseTunnelServer(connection).serve();
+console.log(`anonymous agent: started=${anonymous.started}, code=${anonymous.error?.code}`);
 
 await agent.gracefulStop(); // running calls finish, then the tunnels end
 await running;

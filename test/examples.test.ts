@@ -12,7 +12,9 @@ const expected: Record<string, string> = {
   'forward-tunnel': 'hello, tunnel\nhello #1, tunnel\nhello #2, tunnel\ndone\n',
   'nice-grpc': 'hello, nice-grpc\nhello #1, nice-grpc\nhello #2, nice-grpc\ndone\n',
   'typed-helper': 'in-flight call: CANCELLED\ntunnel closed\ndone\n',
-  'reverse-tunnel': 'agent edge-1 connected\nagent edge-1 connected\nhello, from the network server\ndone\n',
+  'reverse-tunnel':
+    'agent edge-1 connected\nagent edge-1 connected\nhello, from the network server\n' +
+    'anonymous agent: started=false, code=16\ndone\n',
   auth:
     'forward call via a forward tunnel of alice\nrefused: unknown tunnel token\n' +
     'reverse call via a reverse tunnel of gateway-1\ndone\n',
