@@ -3,14 +3,13 @@
 // out to a gateway and exposes it; a plain grpc-js client calls the gateway
 // with one call of each kind. Then the gateway stays up, with its admin page,
 // until Ctrl-C (or exits at once with --once). Also shows a forward tunnel.
-import { credentials, makeGenericClientConstructor, Server, ServerCredentials } from '@grpc/grpc-js';
+import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { openTunnel, TunnelServiceHandler } from '../index.js';
 import { startAgent } from './agent.js';
-import { type Note, NotesService, notesImplementation } from './demo-service.js';
+import { addNotesService, type Note, NotesClient, NotesService, notesImplementation } from './demo-service.js';
 import { startGateway } from './gateway.js';
 import { createLogger } from './logger.js';
 
-const NotesClient = makeGenericClientConstructor(NotesService, 'Notes');
 type Notes = InstanceType<typeof NotesClient> & Record<string, any>;
 
 function log(step: string, detail: string): void {
@@ -58,9 +57,9 @@ async function main(): Promise<void> {
 
   // 1. A service that cannot be dialed from outside (here: just loopback).
   const target = new Server();
-  target.addService(NotesService, notesImplementation);
+  addNotesService(target);
   const targetAddress = await listen(target);
-  log('sample service', `demo.Notes on ${targetAddress}`);
+  log('sample service', `demo.Notes (with server reflection) on ${targetAddress}`);
 
   // 2. The gateway: agents on one port, callers on another, admin on a third.
   const gateway = await startGateway({
@@ -91,7 +90,7 @@ async function main(): Promise<void> {
   log('agent', `"laptop" connected with ${gateway.handler.keyAsChannel('laptop').size} tunnels`);
 
   // 4. Any gRPC client calls the gateway as if it were the service.
-  console.log('--- through the gateway to the agent (no .proto needed on either) ---');
+  console.log('--- through the gateway to the agent (neither needs the .proto) ---');
   const viaGateway = new NotesClient(gateway.listenAddress, credentials.createInsecure()) as Notes;
   await everyKind(viaGateway);
   viaGateway.close();
@@ -129,7 +128,11 @@ async function main(): Promise<void> {
     return;
   }
   log('admin', `http://${gateway.adminAddress}/  (Ctrl-C to stop)`);
-  log('try it', `the agent stays connected; call ${gateway.listenAddress} with any gRPC client`);
+  log('try it', 'the agent stays connected; any gRPC client can call the gateway, e.g. grpcurl (reflection):');
+  console.log(`  grpcurl -plaintext -H 'grpctunnel-agent: laptop' ${gateway.listenAddress} list`);
+  console.log(
+    `  grpcurl -plaintext -H 'grpctunnel-agent: laptop' -d '{"text": "hi"}' ${gateway.listenAddress} demo.Notes/Echo`,
+  );
   process.once('SIGINT', () => void stop().then(() => process.exit(0)));
   process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
 }
