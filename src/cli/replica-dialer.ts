@@ -1,0 +1,191 @@
+// The agent's side of several gateway replicas: dial the shared address on
+// fresh connections until every replica holds this agent's quota of tunnels,
+// and keep it so as replicas come and go.
+import { type Client, type Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
+import { statusError } from '../grpc/errors.js';
+import { Backoff, type BackoffOptions } from '../reverse/backoff.js';
+import type { ReverseTunnelServer, ReverseTunnelServerOptions, ServeResult } from '../reverse/reverse-tunnel-server.js';
+import { ReplicaLedger, readAdvert } from './replicas.js';
+
+/** What the dialer reports, for logs. */
+export interface ReplicaDialerEvents {
+  /** A tunnel opened on `replica`; `held` is the ledger afterwards. */
+  opened(replica: string, held: ReadonlyMap<string, number>, wanted: number): void;
+  /** A kept tunnel ended. */
+  closed(replica: string, result: ServeResult, held: ReadonlyMap<string, number>): void;
+  /** A connection reached a replica that already had its quota; dialing again after `delayMs`. */
+  full(replica: string, delayMs: number): void;
+  /** Dialing failed or a tunnel ended; trying again after `delayMs`. */
+  retrying(error: ServiceError | undefined, delayMs: number): void;
+}
+
+/** Options of {@link ReplicaDialer}. */
+export interface ReplicaDialerOptions {
+  /** Tunnels to hold on each replica. */
+  perReplica: number;
+  /** A new connection to the gateway's (balanced) address, never shared with another dial. */
+  connect(): Client;
+  /** The reverse tunnel server that serves calls on one connection, checking replicas with `authenticate`. */
+  createServer(
+    connection: Client,
+    authenticate: NonNullable<ReverseTunnelServerOptions['authenticate']>,
+  ): ReverseTunnelServer;
+  /** Request metadata of every tunnel RPC (agent id, token). */
+  metadata: Metadata;
+  /** Spacing of reconnection attempts. */
+  backoff: BackoffOptions;
+  /** Errors that end the agent instead of a retry (a refused token). */
+  isFatal(error: ServiceError): boolean;
+  events: ReplicaDialerEvents;
+}
+
+/** The status `authenticate` refuses a full replica's tunnel with (never sent to the gateway as a call status). */
+const FULL = Status.ALREADY_EXISTS;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Keeps `perReplica` reverse tunnels on every replica of a gateway. Each
+ * dial is a new connection (so the balancer may pick another replica); a
+ * tunnel that lands on a replica already holding its quota is closed before
+ * any call and dialed again, quickly at first, then backing off to the
+ * ordinary bound (a replica that is down makes the others look full).
+ */
+export class ReplicaDialer {
+  private readonly ledger: ReplicaLedger;
+  /** Aborted by stop(): cancels tunnels and calls. */
+  private readonly stopper = new AbortController();
+  /** Aborted by stop() and gracefulStop(): no more dialing, and waits end early. */
+  private readonly quiet = new AbortController();
+  private readonly servers = new Set<ReverseTunnelServer>();
+  private readonly loops = new Set<Promise<void>>();
+  private slots = 0;
+  private fatal: Error | undefined;
+  private settle!: (error: Error | undefined) => void;
+  /** Settles once the dialer has stopped: with the fatal error that stopped it, or undefined. */
+  readonly done: Promise<Error | undefined>;
+
+  constructor(private readonly options: ReplicaDialerOptions) {
+    this.ledger = new ReplicaLedger(options.perReplica);
+    this.done = new Promise((resolve) => {
+      this.settle = resolve;
+    });
+    this.grow();
+  }
+
+  /** Tunnels held per replica now. */
+  held(): Map<string, number> {
+    return this.ledger.snapshot();
+  }
+
+  /** Cancels every tunnel and call now. */
+  stop(): void {
+    this.quiet.abort();
+    this.stopper.abort();
+    for (const server of this.servers) server.stop();
+  }
+
+  /** Running calls finish, then the tunnels end; no more dialing. */
+  async gracefulStop(): Promise<void> {
+    this.quiet.abort();
+    await Promise.all([...this.servers].map((s) => s.gracefulStop()));
+    await this.done;
+  }
+
+  private get stopped(): boolean {
+    return this.quiet.signal.aborted;
+  }
+
+  /** Starts dial loops until there is one per wanted tunnel. */
+  private grow(): void {
+    while (!this.stopped && this.slots < this.ledger.wanted) {
+      this.slots++;
+      const loop = this.loop().finally(() => {
+        this.loops.delete(loop);
+        if (this.loops.size === 0) this.settle(this.fatal);
+      });
+      this.loops.add(loop);
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const backoff = new Backoff(this.options.backoff);
+    const fullBackoff = new Backoff({
+      initialDelayMs: 20,
+      multiplier: 2,
+      maxDelayMs: this.options.backoff.maxDelayMs ?? 30_000,
+      jitter: 0.5,
+    });
+    while (!this.stopped) {
+      const outcome = await this.dialOnce();
+      if (this.stopped) break;
+      if (
+        outcome.result.error &&
+        outcome.replica === undefined &&
+        !outcome.full &&
+        this.options.isFatal(outcome.result.error)
+      ) {
+        this.fatal = new Error(outcome.result.error.details);
+        this.stop();
+        break;
+      }
+      // Fewer tunnels are wanted now (fewer replicas advertised): let this loop go.
+      if (this.slots > this.ledger.wanted) break;
+      let delayMs: number;
+      if (outcome.full !== undefined) {
+        delayMs = fullBackoff.next();
+        this.options.events.full(outcome.full, delayMs);
+      } else {
+        if (outcome.replica !== undefined && outcome.upMs >= backoff.resetAfterMs) {
+          backoff.reset();
+          fullBackoff.reset();
+        }
+        delayMs = backoff.next();
+        this.options.events.retrying(outcome.result.error, delayMs);
+      }
+      await sleep(delayMs, this.quiet.signal);
+    }
+    this.slots--;
+  }
+
+  /** One connection, one tunnel: until it ends, or at once when it reached a full replica. */
+  private async dialOnce(): Promise<{ result: ServeResult; replica?: string; full?: string; upMs: number }> {
+    const connection = this.options.connect();
+    let replica: string | undefined;
+    let full: string | undefined;
+    const server = this.options.createServer(connection, (headers) => {
+      const advert = readAdvert(headers);
+      if (!this.ledger.admit(advert)) {
+        full = advert.id;
+        throw statusError(FULL, `replica ${advert.id} already holds this agent's tunnels`);
+      }
+      replica = advert.id;
+      this.options.events.opened(advert.id, this.ledger.snapshot(), this.ledger.wanted);
+      // The advert may have raised the count of replicas: dial for them too.
+      this.grow();
+      return { replica: advert.id };
+    });
+    this.servers.add(server);
+    const began = Date.now();
+    const result = await server.serve({ metadata: this.options.metadata, signal: this.stopper.signal });
+    const upMs = Date.now() - began;
+    this.servers.delete(server);
+    connection.close();
+    if (replica !== undefined) {
+      this.ledger.release(replica);
+      this.options.events.closed(replica, result, this.ledger.snapshot());
+    }
+    return { result, upMs, ...(replica !== undefined && { replica }), ...(full !== undefined && { full }) };
+  }
+}

@@ -1,0 +1,140 @@
+// An agent's dialer against three gateway replicas in one process. The
+// "balancer" is the dialer's connect(): each new connection goes to a
+// replica chosen by a fixed pseudo-random sequence, as a TCP balancer would
+// spread them. The multi-process version with HAProxy is in test/e2e.
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { afterEach, it } from 'node:test';
+import { Client, credentials, Metadata, type Server, status } from '@grpc/grpc-js';
+import { ReplicaDialer } from '../../src/cli/replica-dialer.js';
+import { advertiseReplica, readAdvert } from '../../src/cli/replicas.js';
+import { ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
+import { unary } from '../helpers/calls.js';
+import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
+
+afterEach(stopAllServers);
+
+interface Replica {
+  id: string;
+  handler: TunnelServiceHandler;
+  server: Server;
+  address: string;
+}
+
+async function replica(id: string, count: number, port = 0): Promise<Replica> {
+  const handler = new TunnelServiceHandler({
+    affinityKey: (t) => t.metadata.get('grpctunnel-agent')[0]?.toString(),
+  });
+  const { server, address } = await startServer((s) => handler.register(s), {
+    serverOptions: { interceptors: [advertiseReplica({ id, count })] },
+    port,
+  });
+  return { id, handler, server, address };
+}
+
+/** The dialer's own events, so waits can re-check when its ledger changes. */
+const dialerChanges = new EventEmitter();
+
+/** Resolves once `check()` holds, re-checking whenever a replica's or the dialer's tunnels change. */
+function until(replicas: Replica[], check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`timed out: ${what}`)), ms);
+    const onChange = () => {
+      if (check()) finish();
+    };
+    const finish = (error?: Error) => {
+      clearTimeout(timer);
+      dialerChanges.off('change', onChange);
+      for (const r of replicas) {
+        r.handler.off('reverseTunnelOpen', onChange);
+        r.handler.off('reverseTunnelClose', onChange);
+      }
+      if (error) reject(error);
+      else resolve();
+    };
+    dialerChanges.on('change', onChange);
+    for (const r of replicas) {
+      r.handler.on('reverseTunnelOpen', onChange);
+      r.handler.on('reverseTunnelClose', onChange);
+    }
+    onChange();
+  });
+}
+
+const tunnelsOf = (r: Replica) => r.handler.keyAsChannel('agent-1').size;
+
+it('reads adverts, and treats a gateway without one as a single replica', () => {
+  const md = new Metadata();
+  assert.deepEqual(readAdvert(md), { id: '', count: 1 });
+  md.set('grpctunnel-replica', 'r7');
+  md.set('grpctunnel-replicas', '3');
+  assert.deepEqual(readAdvert(md), { id: 'r7', count: 3 });
+  md.set('grpctunnel-replicas', 'lots');
+  assert.deepEqual(readAdvert(md), { id: 'r7', count: 1 });
+  md.set('grpctunnel-replicas', '100000');
+  assert.equal(readAdvert(md).count, 64, 'an advert cannot make an agent dial without bound');
+});
+
+it('holds its quota on every replica, from any replica calls reach it, and it returns to a replica that restarts', async () => {
+  let replicas = [await replica('r0', 3), await replica('r1', 3), await replica('r2', 3)];
+  // A fixed "random" spread of new connections over the replicas.
+  let seed = 7;
+  const pick = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return replicas[seed % 3] as Replica;
+  };
+  const metadata = new Metadata();
+  metadata.set('grpctunnel-agent', 'agent-1');
+  let fulls = 0;
+  const dialer = new ReplicaDialer({
+    perReplica: 2,
+    connect: () => new Client(pick().address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
+    createServer: (connection, authenticate) => {
+      const server = new ReverseTunnelServer(connection, { authenticate });
+      server.addService(EchoService, echoImplementation());
+      return server;
+    },
+    metadata,
+    backoff: { initialDelayMs: 20, maxDelayMs: 300 },
+    isFatal: (error) => error.code === status.UNAUTHENTICATED,
+    events: {
+      opened: () => dialerChanges.emit('change'),
+      closed: () => dialerChanges.emit('change'),
+      full: () => fulls++,
+      retrying() {},
+    },
+  });
+  try {
+    await until(replicas, () => replicas.every((r) => tunnelsOf(r) === 2), 'two tunnels on each replica');
+    assert.deepEqual([...dialer.held().entries()].sort(), [
+      ['r0', 2],
+      ['r1', 2],
+      ['r2', 2],
+    ]);
+    assert.ok(fulls > 0, 'some connections reached a full replica and were dialed again');
+    for (const r of replicas) {
+      const echo = new EchoClient('pool', credentials.createInsecure(), {
+        channelOverride: r.handler.keyAsChannel('agent-1'),
+      });
+      const reply = await unary(echo, Buffer.from(`via ${r.id}`));
+      assert.equal(reply.value?.toString(), `via ${r.id}`);
+    }
+
+    // Replica r1 goes away: its tunnels end; the other replicas keep theirs.
+    const port = Number((replicas[1] as Replica).address.split(':')[1]);
+    await stopServer((replicas[1] as Replica).server);
+    await until(replicas, () => dialer.held().get('r1') === undefined, 'r1 forgotten');
+    assert.equal(tunnelsOf(replicas[0] as Replica), 2);
+    assert.equal(tunnelsOf(replicas[2] as Replica), 2);
+
+    // It comes back on the same address: the agent fills it again.
+    const back = await replica('r1', 3, port);
+    replicas = [replicas[0] as Replica, back, replicas[2] as Replica];
+    await until(replicas, () => tunnelsOf(back) === 2, 'two tunnels on the restarted r1');
+    assert.equal(dialer.held().get('r1'), 2);
+  } finally {
+    await dialer.gracefulStop();
+  }
+  for (const r of replicas) assert.equal(tunnelsOf(r), 0);
+});
