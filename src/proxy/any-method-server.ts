@@ -16,6 +16,7 @@ import {
 } from '@grpc/grpc-js';
 import { decodeTimeout } from '../engine/deadline.js';
 import { asClient } from '../grpc/client/as-client.js';
+import { encodeGrpcMessage } from '../grpc/status.js';
 import { HOP_HEADERS, onFinalStatus, rawBytes, relay } from './upstream.js';
 
 /** Where a call goes: a channel, or the status to refuse it with. */
@@ -31,18 +32,6 @@ export interface AnyMethodOptions {
   onFinish?(path: string, status: StatusObject, ms: number, bytesIn: number, bytesOut: number, label?: string): void;
   /** Largest request message accepted, in bytes. Default 4 MiB. */
   maxMessageSize?: number;
-}
-
-/** gRPC's grpc-message encoding: percent-encode what is not printable ASCII. */
-function encodeGrpcMessage(message: string): string {
-  return Buffer.from(message, 'utf8').reduce((out, b) => {
-    return (
-      out +
-      (b >= 0x20 && b <= 0x7e && b !== 0x25
-        ? String.fromCharCode(b)
-        : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)
-    );
-  }, '');
 }
 
 /** Splits a byte stream into length-prefixed gRPC messages. */
