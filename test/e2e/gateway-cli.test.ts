@@ -55,7 +55,7 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await stopAllServers();
   });
 
-  it('exits 2 with a one-line message for each bad flag', async () => {
+  it('exits 2 with a one-line message for each bad flag', { timeout: 30_000 }, async () => {
     const gw = (...more: string[]) => ['gateway', '--listen', '127.0.0.1:0', '--agents', '127.0.0.1:0', ...more];
     const ag = (...more: string[]) => [
       'agent',
@@ -91,7 +91,9 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     }
   });
 
-  it('an agent pointed at the caller port exits 4 and says it is not a tunnel endpoint', async () => {
+  it('an agent pointed at the caller port exits 4 and says it is not a tunnel endpoint', {
+    timeout: 30_000,
+  }, async () => {
     const t = await echoTarget();
     const gw = await startGatewayCli();
     const a = startAgentCli(gw.listen, t.address, 'lost');
@@ -103,7 +105,9 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await stopServer(t.server);
   });
 
-  it('an agent pointed at a plain gRPC server exits 4 and says it is not a tunnel endpoint', async () => {
+  it('an agent pointed at a plain gRPC server exits 4 and says it is not a tunnel endpoint', {
+    timeout: 30_000,
+  }, async () => {
     const t = await echoTarget();
     const a = startAgentCli(t.address, t.address, 'lost');
     assert.equal(await a.exited, EXIT_NOT_A_TUNNEL_ENDPOINT, a.log());
@@ -111,7 +115,9 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await stopServer(t.server);
   });
 
-  it('answers HTTP/1.1 and non-gRPC requests on the caller port with a plain-text hint', async () => {
+  it('answers HTTP/1.1 and non-gRPC requests on the caller port with a plain-text hint', {
+    timeout: 30_000,
+  }, async () => {
     const t = await echoTarget();
     const gw = await startGatewayCli();
     const a = startAgentCli(gw.agents, t.address, 'h1', ['--tunnels', '1']);
@@ -176,7 +182,7 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await stopServer(t.server);
   });
 
-  it('answers HTTP/1.1 over TLS on the caller port with the hint', async () => {
+  it('answers HTTP/1.1 over TLS on the caller port with the hint', { timeout: 30_000 }, async () => {
     const pki = makePki([]);
     const dir = mkdtempSync(join(tmpdir(), 'grpctunnel-h1-'));
     try {
@@ -202,7 +208,9 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     }
   });
 
-  it('logs one line when an agent id gets its first tunnel and one when its last goes; tunnels at debug', async () => {
+  it('logs one line when an agent id gets its first tunnel and one when its last goes; tunnels at debug', {
+    timeout: 30_000,
+  }, async () => {
     const t = await echoTarget();
     const gw = await startGatewayCli(['--log-level', 'debug']);
     const a = startAgentCli(gw.agents, t.address, 'lg', ['--tunnels', '3']);
@@ -220,7 +228,7 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await stopServer(t.server);
   });
 
-  it('counts a call the caller cancelled exactly once, in /metrics and in the log', async () => {
+  it('counts a call the caller cancelled exactly once, in /metrics and in the log', { timeout: 30_000 }, async () => {
     const t = await echoTarget();
     const gw = await startGatewayCli();
     const a = startAgentCli(gw.agents, t.address, 'cc', ['--tunnels', '1']);
@@ -261,7 +269,7 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await stopServer(t.server);
   });
 
-  it('keeps /metrics bounded whatever methods and agent ids callers make up', async () => {
+  it('keeps /metrics bounded whatever methods and agent ids callers make up', { timeout: 30_000 }, async () => {
     const t = await echoTarget();
     const gw = await startGatewayCli();
     const a = startAgentCli(gw.agents, t.address, 'm1', ['--tunnels', '1']);
@@ -297,7 +305,7 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await stopServer(t.server);
   });
 
-  it('still exits 1 when its address is taken', async () => {
+  it('still exits 1 when its address is taken', { timeout: 30_000 }, async () => {
     const port = await freePort();
     const holder = net.createServer().listen(port, '127.0.0.1');
     await new Promise((r) => holder.once('listening', r));
