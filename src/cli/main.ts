@@ -30,7 +30,10 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
 
 Callers choose an agent with the request header "grpctunnel-agent: NAME"; without
 it, the call goes to the only agent connected. Without --token or --tokens-file
-any agent is accepted.`;
+any agent is accepted.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. address in use),
+2 bad flags or unreadable files.`;
 
 const AGENT_HELP = `grpctunnel agent: expose a gRPC server through a gateway, dialing out.
 
@@ -44,7 +47,11 @@ const AGENT_HELP = `grpctunnel agent: expose a gRPC server through a gateway, di
   --max-backoff MS       longest wait between reconnection attempts (default 30000)
   --log-level L          debug, info, warn or error (default info)
 
-Without --ca or --insecure the gateway connection uses TLS with the system's roots.`;
+Without --ca or --insecure the gateway connection uses TLS with the system's roots.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad flags or unreadable files,
+3 the gateway refused the token, 4 --gateway is not a tunnel endpoint (a plain
+gRPC server, or the gateway's --listen port). An unreachable gateway is retried.`;
 
 function fail(code: number, message: string): never {
   process.stderr.write(`grpctunnel: ${message}\n`);
