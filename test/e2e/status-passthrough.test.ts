@@ -35,6 +35,8 @@ interface Outcome {
   message: string;
   /** grpc-status-details-bin values, hex. */
   bins: string[];
+  /** Every trailer the caller sees (the service adds x-trailer-bin and x-trailer), -bin values as hex. */
+  trailers?: Record<string, string[]>;
 }
 
 const StatusService = { fail: methodDefinition('test.Status', 'Fail', false, false, rawBytesCodec) };
@@ -50,6 +52,8 @@ const fail: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
   const want = JSON.parse(call.request.toString('utf8')) as Outcome;
   const trailers = new Metadata();
   for (const hex of want.bins) trailers.add(KEY, Buffer.from(hex, 'hex'));
+  trailers.set('x-trailer', 'kept');
+  trailers.set('x-trailer-bin', Buffer.from([0, 1, 254, 255]));
   if (want.code === status.OK) callback(null, Buffer.from('ok'), trailers);
   else callback({ code: want.code, details: want.message, metadata: trailers } as Partial<ServiceError>);
 };
@@ -65,6 +69,16 @@ function observe(client: StatusClient, want: Outcome): Promise<Outcome> {
           code: seen.code,
           message: seen.details,
           bins: seen.metadata.get(KEY).map((v) => Buffer.from(v as Buffer).toString('hex')),
+          trailers: Object.fromEntries(
+            Object.entries(seen.metadata.toJSON())
+              // A direct trailers-only response merges the HTTP/2 response
+              // headers into the trailers; they belong to the hop.
+              .filter(([k]) => k !== 'content-type' && k !== 'date')
+              .map(([k, vs]) => [
+                k,
+                (vs as Array<string | Buffer>).map((v) => (typeof v === 'string' ? v : v.toString('hex'))),
+              ]),
+          ),
         });
       }
     };
