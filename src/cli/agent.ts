@@ -28,10 +28,22 @@ export interface AgentOptions {
   backoff?: { initialDelayMs?: number; maxDelayMs?: number };
 }
 
+/** Why an agent gave up: retrying could not help. */
+export class AgentFailure extends Error {
+  override readonly name = 'AgentFailure';
+  constructor(
+    /** `refused`: the gateway refused the token; `not-a-tunnel-endpoint`: the address does not serve reverse tunnels. */
+    readonly reason: 'refused' | 'not-a-tunnel-endpoint',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** A running agent. */
 export interface Agent {
-  /** Settles when the agent stops: undefined, or the error that made it give up (a refused token). */
-  readonly done: Promise<Error | undefined>;
+  /** Settles when the agent stops: undefined, or the failure that made it give up. */
+  readonly done: Promise<AgentFailure | undefined>;
   /** Stops: running calls finish for up to `graceMs`, then everything closes. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -62,7 +74,7 @@ export function startAgent(options: AgentOptions): Agent {
   metadata.set(AGENT_HEADER, options.id);
   if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
 
-  let fatal: Error | undefined;
+  let fatal: AgentFailure | undefined;
   let connected = 0;
   server.on('connected', () => {
     connected++;
@@ -78,7 +90,17 @@ export function startAgent(options: AgentOptions): Agent {
   server.on('retrying', (event: RetryEvent) => {
     const error = event.error;
     if (error?.code === Status.UNAUTHENTICATED) {
-      fatal = new Error(`the gateway refused the token: ${error.details}`);
+      fatal = new AgentFailure('refused', `the gateway refused the token: ${error.details}`);
+      server.stop();
+      return;
+    }
+    if (error?.code === Status.UNIMPLEMENTED) {
+      // A gRPC server without reverse tunnels (a plain service, the gateway's
+      // caller port): it will answer the same way forever.
+      fatal = new AgentFailure(
+        'not-a-tunnel-endpoint',
+        `${options.gateway} is not a grpctunnel agents port (it does not serve reverse tunnels: ${error.details}); point --gateway at the gateway's --agents address`,
+      );
       server.stop();
       return;
     }

@@ -6,10 +6,11 @@ import { Metadata, Server, ServerCredentials, status as Status, type StatusObjec
 import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/server/http2-window.js';
 import { TunnelServiceHandler } from '../handler/tunnel-service-handler.js';
 import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
-import { serveAnyMethod } from '../proxy/any-method-server.js';
+import { NOT_GRPC_TEXT, serveAnyMethod } from '../proxy/any-method-server.js';
+import { answerHttp1OverTls, sniffHttp1 } from '../proxy/http1-hint.js';
 import { type AdminServer, startAdmin } from './admin.js';
 import type { Logger } from './logger.js';
-import { codeName, createMetrics } from './metrics.js';
+import { BoundedLabels, codeName, createMetrics, OTHER_LABEL } from './metrics.js';
 import { bindGrpc, listenHttp2 } from './net.js';
 
 /** The request header that names the agent a call is for (and, on a tunnel, the agent's id). */
@@ -46,9 +47,27 @@ export interface RecentError {
   what: string;
 }
 
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
 function refusal(code: Status, details: string): StatusObject {
   return { code, details, metadata: new Metadata() };
 }
+
+/** The path of the RPC agents open their tunnels with. */
+const OPEN_REVERSE_TUNNEL = '/grpctunnel.v1.TunnelService/OpenReverseTunnel';
+
+/** Methods named in /metrics; calls to others count under {@link OTHER_LABEL}. */
+const MAX_METHOD_LABELS = 500;
+/** Agent ids named in /metrics (ids come from tunnels, which anyone may open without tokens). */
+const MAX_AGENT_LABELS = 200;
+
+/** Status codes that say nothing about whether a service has the method: callers and transports cause them. */
+const NOT_A_SERVICE_ANSWER: ReadonlySet<number> = new Set([
+  Status.UNIMPLEMENTED,
+  Status.CANCELLED,
+  Status.DEADLINE_EXCEEDED,
+  Status.UNAVAILABLE,
+]);
 
 /** The agent ids with a ready tunnel (per key, not per tunnel: this runs on every call without a route header). */
 function agentIds(handler: TunnelServiceHandler): string[] {
@@ -63,6 +82,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     recent.length = Math.min(recent.length, 20);
   };
 
+  const tunnelsOf = new Map<string, { open: number; most: number }>();
   const handler = new TunnelServiceHandler({
     affinityKey: (tunnel) => {
       const auth = tunnel.metadata.get('authorization')[0]?.toString() ?? '';
@@ -81,16 +101,28 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
       return id;
     },
+    // One info line when an agent id gets its first tunnel and one when its
+    // last goes; each tunnel at debug level.
     onReverseTunnelOpen: (t: ReverseTunnel) => {
       metrics.connects.inc({ result: 'accepted' });
-      const n = handler.keyAsChannel(t.key).size;
-      logger.info(`agent ${String(t.key)} connected from ${t.info.peer} (${n} tunnel${n === 1 ? '' : 's'})`);
+      const id = String(t.key);
+      const counts = tunnelsOf.get(id) ?? { open: 0, most: 0 };
+      tunnelsOf.set(id, counts);
+      counts.open++;
+      counts.most = Math.max(counts.most, counts.open);
+      logger.debug(`agent ${id}: tunnel from ${t.info.peer} open (${plural(counts.open, 'tunnel')})`);
+      if (counts.open === 1) logger.info(`agent ${id} connected from ${t.info.peer}`);
     },
     onReverseTunnelClose: (t: ReverseTunnel, error) => {
-      const n = handler.keyAsChannel(t.key).size;
-      logger.info(
-        `agent ${String(t.key)} disconnected from ${t.info.peer}${error ? `: ${error.message}` : ''} (${n} tunnel${n === 1 ? '' : 's'} left)`,
-      );
+      const id = String(t.key);
+      const counts = tunnelsOf.get(id);
+      if (!counts) return;
+      counts.open--;
+      const why = error ? `: ${error.message}` : '';
+      logger.debug(`agent ${id}: tunnel from ${t.info.peer} closed${why} (${plural(counts.open, 'tunnel')} left)`);
+      if (counts.open > 0) return;
+      tunnelsOf.delete(id);
+      logger.info(`agent ${id} disconnected${why} (it had ${plural(counts.most, 'tunnel')}; none left)`);
     },
   });
   const metrics = createMetrics({
@@ -113,8 +145,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const front = options.tls
     ? http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, ...windows })
     : http2.createServer(windows);
+  const methodLabels = new BoundedLabels(MAX_METHOD_LABELS);
+  const agentLabels = new BoundedLabels(MAX_AGENT_LABELS);
   serveAnyMethod(front, {
-    route(_path, metadata) {
+    route(path, metadata) {
+      if (path === OPEN_REVERSE_TUNNEL) {
+        // An agent pointed at this port: say so, in words its log can show.
+        return {
+          refuse: refusal(
+            Status.UNIMPLEMENTED,
+            "this is a grpctunnel gateway's caller port, not a tunnel endpoint: agents connect to its agents port",
+          ),
+        };
+      }
       const requested = metadata.get(AGENT_HEADER)[0]?.toString();
       metadata.remove(AGENT_HEADER);
       let agent = requested;
@@ -136,9 +179,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (!pool.ready()) return { refuse: refusal(Status.UNAVAILABLE, `no agent ${agent} connected`) };
       return { channel: pool, metadata, label: agent };
     },
-    onFinish(path, result, ms, bytesIn, bytesOut, agent) {
+    onFinish(path, result, ms, bytesIn, bytesOut, agent, answered) {
       const code = codeName(result.code);
-      metrics.calls.inc({ agent: agent ?? '', method: path, code });
+      // Callers choose paths freely: a path is named only once an agent's
+      // service answered it with a code only a service gives.
+      const served = agent !== undefined && answered === true && !NOT_A_SERVICE_ANSWER.has(result.code);
+      metrics.calls.inc({
+        agent: agent === undefined ? '' : agentLabels.label(agent, true),
+        method: methodLabels.label(path, served),
+        code,
+      });
       metrics.latency.observe({ code }, ms / 1000);
       metrics.bytes.inc({ direction: 'in' }, bytesIn);
       metrics.bytes.inc({ direction: 'out' }, bytesOut);
@@ -154,7 +204,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     sessions.add(session);
     session.on('close', () => sessions.delete(session));
   });
-  const listenAddress = await listenHttp2(front, options.listen);
+  const hint = `${NOT_GRPC_TEXT}This is the caller port of a grpctunnel gateway.\n`;
+  let sniffing: ReturnType<typeof sniffHttp1> | undefined;
+  if (options.tls) answerHttp1OverTls(front as http2.Http2SecureServer, hint);
+  else sniffing = sniffHttp1(front as http2.Http2Server, hint);
+  const listenAddress = await listenHttp2(sniffing?.listener ?? front, options.listen);
 
   let admin: AdminServer | undefined;
   if (options.admin) {
@@ -184,7 +238,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           });
         }),
         new Promise<void>((resolve) => {
-          front.close(() => resolve());
+          (sniffing?.listener ?? front).close(() => resolve());
+          sniffing?.dropPending();
           // Idle caller connections would keep the server open; close them.
           setImmediate(() => {
             for (const s of sessions) s.close();

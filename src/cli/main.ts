@@ -5,9 +5,10 @@ import { type Agent, startAgent } from './agent.js';
 import { parseFlags } from './flags.js';
 import { type Gateway, startGateway } from './gateway.js';
 import { createLogger, LEVELS, type Level } from './logger.js';
+import { splitHostPort } from './net.js';
 
 /** Exit codes (documented in the README). */
-const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3 } as const;
+const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notTunnelEndpoint: 4 } as const;
 
 const USAGE = `usage:
   grpctunnel gateway --listen HOST:PORT --agents HOST:PORT [--admin HOST:PORT]
@@ -29,7 +30,10 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
 
 Callers choose an agent with the request header "grpctunnel-agent: NAME"; without
 it, the call goes to the only agent connected. Without --token or --tokens-file
-any agent is accepted.`;
+any agent is accepted.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. address in use),
+2 bad flags or unreadable files.`;
 
 const AGENT_HELP = `grpctunnel agent: expose a gRPC server through a gateway, dialing out.
 
@@ -43,7 +47,11 @@ const AGENT_HELP = `grpctunnel agent: expose a gRPC server through a gateway, di
   --max-backoff MS       longest wait between reconnection attempts (default 30000)
   --log-level L          debug, info, warn or error (default info)
 
-Without --ca or --insecure the gateway connection uses TLS with the system's roots.`;
+Without --ca or --insecure the gateway connection uses TLS with the system's roots.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 2 bad flags or unreadable files,
+3 the gateway refused the token, 4 --gateway is not a tunnel endpoint (a plain
+gRPC server, or the gateway's --listen port). An unreachable gateway is retried.`;
 
 function fail(code: number, message: string): never {
   process.stderr.write(`grpctunnel: ${message}\n`);
@@ -62,6 +70,15 @@ function level(value: string): Level {
   if (!(LEVELS as readonly string[]).includes(value))
     fail(EXIT.usage, `--log-level must be one of ${LEVELS.join(', ')}`);
   return value as Level;
+}
+
+/** Checks a host:port flag before anything starts, so a typo is a usage error (exit 2). */
+function address(flag: string, value: string): void {
+  try {
+    splitHostPort(value);
+  } catch (err) {
+    fail(EXIT.usage, `--${flag}: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 function onSignals(stop: () => Promise<unknown>): void {
@@ -94,6 +111,10 @@ async function gateway(argv: string[]): Promise<void> {
     argv,
   );
   if (!f.listen || !f.agents) fail(EXIT.usage, 'gateway needs --listen and --agents (see --help)');
+  address('listen', f.listen);
+  address('agents', f.agents);
+  if (f.admin) address('admin', f.admin);
+  const logLevel = level(f['log-level']);
   if (Boolean(f['tls-cert']) !== Boolean(f['tls-key'])) fail(EXIT.usage, '--tls-cert and --tls-key go together');
   if (f.token && f['tokens-file']) fail(EXIT.usage, 'use --token or --tokens-file, not both');
   const tokens = new Set<string>();
@@ -114,7 +135,7 @@ async function gateway(argv: string[]): Promise<void> {
       ...(f.admin ? { admin: f.admin } : {}),
       tokens,
       ...(tls ? { tls } : {}),
-      logger: createLogger(level(f['log-level'])),
+      logger: createLogger(logLevel),
     });
   } catch (err) {
     fail(EXIT.failure, err instanceof Error ? err.message : String(err));
@@ -142,6 +163,8 @@ async function agent(argv: string[]): Promise<void> {
     argv,
   );
   if (!f.gateway || !f.target || !f.id) fail(EXIT.usage, 'agent needs --gateway, --target and --id (see --help)');
+  address('gateway', f.gateway);
+  address('target', f.target);
   if (f.ca && f.insecure) fail(EXIT.usage, 'use --ca or --insecure, not both');
   if (f.tunnels < 1 || f.tunnels > 100) fail(EXIT.usage, '--tunnels must be between 1 and 100');
   if (f['max-backoff'] < 10) fail(EXIT.usage, '--max-backoff must be at least 10 (ms)');
@@ -162,7 +185,7 @@ async function agent(argv: string[]): Promise<void> {
   }
   onSignals(() => running.stop());
   const error = await running.done;
-  if (error) fail(EXIT.refused, error.message);
+  if (error) fail(error.reason === 'refused' ? EXIT.refused : EXIT.notTunnelEndpoint, error.message);
 }
 
 async function main(): Promise<void> {

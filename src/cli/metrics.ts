@@ -73,3 +73,24 @@ export function createMetrics(sources: { agents: () => number; tunnels: () => nu
     }),
   };
 }
+
+/** The label value for everything a {@link BoundedLabels} does not name. */
+export const OTHER_LABEL = '(other)';
+
+/**
+ * Label values that callers (or agents) can choose, kept to a bounded set:
+ * each distinct value is a new series that lives as long as the process, so
+ * a value is used only once admitted, and at most `max` are ever admitted.
+ */
+export class BoundedLabels {
+  private readonly admitted = new Set<string>();
+  constructor(private readonly max: number) {}
+
+  /** The label for `value`: itself if admitted before, or now (when `admit` and there is room); else {@link OTHER_LABEL}. */
+  label(value: string, admit: boolean): string {
+    if (this.admitted.has(value)) return value;
+    if (!admit || this.admitted.size >= this.max) return OTHER_LABEL;
+    this.admitted.add(value);
+    return value;
+  }
+}

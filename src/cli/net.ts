@@ -1,5 +1,5 @@
 // Binding servers to host:port strings, with errors a person can act on.
-import type http2 from 'node:http2';
+import type net from 'node:net';
 import type { Server, ServerCredentials } from '@grpc/grpc-js';
 import { connectionInfoFromPeer } from '../grpc/server/tunnel-info.js';
 
@@ -21,11 +21,8 @@ export function bindGrpc(server: Server, address: string, credentials: ServerCre
   );
 }
 
-/** Starts an HTTP/2 (or HTTP/1, for admin) server listening; resolves to its address. */
-export function listenHttp2(
-  server: http2.Http2Server | http2.Http2SecureServer | import('node:http').Server,
-  address: string,
-): Promise<string> {
+/** Starts a server (HTTP/2, HTTP/1 for admin, or a plain TCP listener) listening; resolves to its address. */
+export function listenHttp2(server: net.Server, address: string): Promise<string> {
   const { host, port } = splitHostPort(address);
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(new Error(`cannot listen on ${address}: ${err.message}`));

@@ -16,6 +16,7 @@ import {
 } from '@grpc/grpc-js';
 import { decodeTimeout } from '../engine/deadline.js';
 import { asClient } from '../grpc/client/as-client.js';
+import { encodeGrpcMessage } from '../grpc/status.js';
 import { HOP_HEADERS, onFinalStatus, rawBytes, relay } from './upstream.js';
 
 /** Where a call goes: a channel, or the status to refuse it with. */
@@ -27,23 +28,28 @@ export type Route =
 export interface AnyMethodOptions {
   /** Picks the channel for a call from its path and request metadata. */
   route(path: string, metadata: Metadata): Route;
-  /** Called once per call with its outcome and duration (for logs and metrics). */
-  onFinish?(path: string, status: StatusObject, ms: number, bytesIn: number, bytesOut: number, label?: string): void;
+  /**
+   * Called exactly once per call with its outcome and duration (for logs and
+   * metrics). `answered` says whether the upstream service responded (sent
+   * headers or a message, or ended OK), as opposed to a call refused, failed
+   * on the way or cancelled before any answer.
+   */
+  onFinish?(
+    path: string,
+    status: StatusObject,
+    ms: number,
+    bytesIn: number,
+    bytesOut: number,
+    label?: string,
+    answered?: boolean,
+  ): void;
   /** Largest request message accepted, in bytes. Default 4 MiB. */
   maxMessageSize?: number;
 }
 
-/** gRPC's grpc-message encoding: percent-encode what is not printable ASCII. */
-function encodeGrpcMessage(message: string): string {
-  return Buffer.from(message, 'utf8').reduce((out, b) => {
-    return (
-      out +
-      (b >= 0x20 && b <= 0x7e && b !== 0x25
-        ? String.fromCharCode(b)
-        : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)
-    );
-  }, '');
-}
+/** What a non-gRPC HTTP/2 request (a browser, curl) gets: a note for the person. */
+export const NOT_GRPC_TEXT =
+  'This is a gRPC endpoint: call it with a gRPC client over HTTP/2 (content-type application/grpc).\n';
 
 /** Splits a byte stream into length-prefixed gRPC messages. */
 class MessageReader {
@@ -121,7 +127,8 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
   const finish = (result: StatusObject) => {
     if (done) return;
     done = true;
-    options.onFinish?.(path, result, Date.now() - started, bytesIn, bytesOut, label);
+    const answered = headersSent || result.code === Status.OK;
+    options.onFinish?.(path, result, Date.now() - started, bytesIn, bytesOut, label, answered);
     if (stream.destroyed || stream.closed) return;
     const trailers: http2.OutgoingHttpHeaders = {
       ...result.metadata.toHttp2Headers(),
@@ -140,7 +147,8 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
 
   if (headers[':method'] !== 'POST' || !String(headers['content-type'] ?? '').startsWith('application/grpc')) {
     done = true;
-    stream.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: true });
+    stream.respond({ ':status': 415, 'content-type': 'text/plain; charset=utf-8' });
+    stream.end(NOT_GRPC_TEXT);
     return;
   }
   const encoding = headers['grpc-encoding'];
@@ -200,25 +208,25 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
   stream.on('data', (chunk: Buffer) => {
     const failure = reader.push(chunk);
     if (failure) {
-      upstream.cancel();
+      // Report first: cancelling may deliver the upstream's CANCELLED at once.
       finish(failure);
+      upstream.cancel();
     }
   });
   stream.on('end', () => {
     if (reader.partial) {
-      upstream.cancel();
       finish(status(Status.INTERNAL, 'the request ended in the middle of a message'));
+      upstream.cancel();
       return;
     }
     upstream.end();
   });
   // The caller went away (cancel, deadline on its side, or a lost connection).
+  // The call is counted here, once, before the upstream's own CANCELLED
+  // (which may arrive during cancel()) finds it finished.
   stream.on('close', () => {
-    if (!done) {
-      upstream.cancel();
-      done = true;
-      const cancelled = status(Status.CANCELLED, 'the caller cancelled');
-      options.onFinish?.(path, cancelled, Date.now() - started, bytesIn, bytesOut, label);
-    }
+    if (done) return;
+    finish(status(Status.CANCELLED, 'the caller cancelled'));
+    upstream.cancel();
   });
 }

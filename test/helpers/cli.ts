@@ -90,3 +90,66 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** A gateway process and the addresses it logged. */
+export interface GatewayProcess {
+  p: CliProcess;
+  listen: string;
+  agents: string;
+  admin: string;
+}
+
+/** Starts `grpctunnel gateway` on free loopback ports (token "secret", admin on) and waits until it listens. */
+export async function startGatewayCli(extra: string[] = []): Promise<GatewayProcess> {
+  const p = runCli([
+    'gateway',
+    '--listen',
+    '127.0.0.1:0',
+    '--agents',
+    '127.0.0.1:0',
+    '--admin',
+    '127.0.0.1:0',
+    '--token',
+    'secret',
+    ...extra,
+  ]);
+  const m = await p.waitFor(/callers on (\S+), agents on (\S+), admin on http:\/\/(\S+)\//);
+  return { p, listen: m[1] as string, agents: (m[2] as string).replace(/,$/, ''), admin: m[3] as string };
+}
+
+/** Starts `grpctunnel agent` (token "secret", plaintext, fast reconnects) in front of `target`. */
+export function startAgentCli(gatewayAgents: string, target: string, id: string, extra: string[] = []): CliProcess {
+  return runCli([
+    'agent',
+    '--gateway',
+    gatewayAgents,
+    '--target',
+    target,
+    '--id',
+    id,
+    '--token',
+    'secret',
+    '--insecure',
+    '--max-backoff',
+    '200',
+    ...extra,
+  ]);
+}
+
+/**
+ * Waits until the gateway's status page shows `tunnels` ready tunnels of
+ * agent `id` (a bounded poll: the page is the only signal a test process has).
+ */
+export async function waitForAgent(admin: string, id: string, tunnels: number): Promise<void> {
+  const row = `<td>${id}</td><td>${tunnels}</td>`;
+  for (let i = 0; i < 500; i++) {
+    if ((await (await fetch(`http://${admin}/`)).text()).includes(row)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`agent ${id} never had ${tunnels} tunnels at the gateway`);
+}
+
+/** The gateway's /metrics text. */
+export async function scrapeMetrics(admin: string): Promise<string> {
+  return (await fetch(`http://${admin}/metrics`)).text();
+}
