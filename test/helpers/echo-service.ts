@@ -58,7 +58,10 @@ function requestedError(md: Metadata, trailers: Metadata): Partial<ServiceError>
   const t = trailers.clone();
   const details = md.get('x-status-details-bin')[0];
   if (details) t.set('grpc-status-details-bin', details as Buffer);
-  return { code: Number(code), details: String(md.get('x-status-message')[0] ?? 'failed'), metadata: t };
+  // x-status-message-bin carries messages a text header cannot (UTF-8, edge spaces).
+  const binary = md.get('x-status-message-bin')[0];
+  const message = binary ? binary.toString() : String(md.get('x-status-message')[0] ?? 'failed');
+  return { code: Number(code), details: message, metadata: t };
 }
 
 function delay(md: Metadata): number {
