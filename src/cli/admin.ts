@@ -13,7 +13,9 @@ export interface AdminServer {
 interface AdminSources {
   metrics(): Promise<string>;
   contentType: string;
-  status(): { agents: ReverseTunnel[]; recent: RecentError[] };
+  status(): { agents: ReverseTunnel[]; recent: RecentError[]; replica?: string };
+  /** Whether callers should be sent here (/healthz); /livez only says the process answers. */
+  ready?(): boolean;
 }
 
 const escapeHtml = (s: string) =>
@@ -35,7 +37,7 @@ function page(status: ReturnType<AdminSources['status']>): string {
     .join('');
   return `<!doctype html><html><head><meta charset="utf-8"><title>grpctunnel gateway</title>
 <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style>
-</head><body><h1>grpctunnel gateway</h1>
+</head><body><h1>grpctunnel gateway${status.replica ? ` ${escapeHtml(status.replica)}` : ''}</h1>
 <h2>Agents</h2><table><tr><th>id</th><th>tunnels</th><th>active calls</th><th>from</th><th>since</th></tr>${agentRows || '<tr><td colspan="5">none connected</td></tr>'}</table>
 <h2>Recent errors</h2><table><tr><th>when</th><th>what</th></tr>${errorRows || '<tr><td colspan="2">none</td></tr>'}</table>
 <p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p></body></html>`;
@@ -49,6 +51,9 @@ export async function startAdmin(address: string, sources: AdminSources): Promis
       return;
     }
     if (path === '/healthz') {
+      const ready = sources.ready?.() ?? true;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ok\n' : 'not ready\n');
+    } else if (path === '/livez') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/metrics') {
       sources.metrics().then(

@@ -3,12 +3,12 @@
 import { type ChannelCredentials, Client, credentials, Metadata, status as Status } from '@grpc/grpc-js';
 import { TUNNEL_CHANNEL_OPTIONS } from '../grpc/client/channel-options.js';
 import { createProxyHandler } from '../proxy/proxy-handler.js';
-import type { RetryEvent } from '../reverse/reverse-tunnel-server.js';
 import { ReverseTunnelServer, type ServeResult } from '../reverse/reverse-tunnel-server.js';
 import { AGENT_HEADER } from './gateway.js';
 import type { Logger } from './logger.js';
 import { codeName } from './metrics.js';
 import { splitHostPort } from './net.js';
+import { ReplicaDialer } from './replica-dialer.js';
 
 /** Options of {@link startAgent}. */
 export interface AgentOptions {
@@ -19,7 +19,7 @@ export interface AgentOptions {
   /** This agent's id: callers route to it with the grpctunnel-agent header. */
   id: string;
   token?: string;
-  /** Reverse tunnels to keep open. */
+  /** Reverse tunnels to keep open on each gateway replica (a single gateway is one replica). */
   tunnels: number;
   /** How to reach the gateway: plaintext, TLS with the system's roots, or TLS with this CA. */
   security: { insecure: true } | { ca?: Buffer };
@@ -54,77 +54,84 @@ export function startAgent(options: AgentOptions): Agent {
   splitHostPort(options.target);
   const gatewayCredentials: ChannelCredentials =
     'insecure' in options.security ? credentials.createInsecure() : credentials.createSsl(options.security.ca ?? null);
-  // grpc-js reconnects on its own schedule too; keep it no slower than ours.
-  const gateway = new Client(options.gateway, gatewayCredentials, {
-    ...TUNNEL_CHANNEL_OPTIONS,
-    'grpc.initial_reconnect_backoff_ms': options.backoff?.initialDelayMs ?? 1000,
-    'grpc.max_reconnect_backoff_ms': options.backoff?.maxDelayMs ?? 30_000,
-  });
+  const backoff = { initialDelayMs: 1000, maxDelayMs: 30_000, ...options.backoff };
   // The target's responses travel on to the tunnel: let them stream as fast.
   const target = new Client(options.target, credentials.createInsecure(), TUNNEL_CHANNEL_OPTIONS);
-  const server = new ReverseTunnelServer(gateway);
-  server.setUnknownMethodHandler(
-    createProxyHandler(target, {
-      onFinish: (path, status) => {
-        if (status.code !== Status.OK) logger.warn(`call ${path} failed: ${codeName(status.code)} ${status.details}`);
-      },
-    }),
-  );
+  const proxy = createProxyHandler(target, {
+    onFinish: (path, status) => {
+      if (status.code !== Status.OK) logger.warn(`call ${path} failed: ${codeName(status.code)} ${status.details}`);
+    },
+  });
   const metadata = new Metadata();
   metadata.set(AGENT_HEADER, options.id);
   if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
 
-  let fatal: AgentFailure | undefined;
-  let connected = 0;
-  server.on('connected', () => {
-    connected++;
-    logger.info(`agent ${options.id}: tunnel to ${options.gateway} open (${connected} of ${options.tunnels})`);
-  });
   let stopping = false;
-  server.on('disconnected', (result: ServeResult) => {
-    connected--;
-    (stopping && !result.error ? logger.info : logger.warn)(
-      `agent ${options.id}: tunnel to ${options.gateway} closed${result.error ? `: ${result.error.details}` : ''}`,
-    );
-  });
-  server.on('retrying', (event: RetryEvent) => {
-    const error = event.error;
-    if (error?.code === Status.UNAUTHENTICATED) {
-      fatal = new AgentFailure('refused', `the gateway refused the token: ${error.details}`);
-      server.stop();
-      return;
-    }
-    if (error?.code === Status.UNIMPLEMENTED) {
-      // A gRPC server without reverse tunnels (a plain service, the gateway's
-      // caller port): it will answer the same way forever.
-      fatal = new AgentFailure(
-        'not-a-tunnel-endpoint',
-        `${options.gateway} is not a grpctunnel agents port (it does not serve reverse tunnels: ${error.details}); point --gateway at the gateway's --agents address`,
-      );
-      server.stop();
-      return;
-    }
-    const why = error ? `${codeName(error.code)}: ${error.details}` : 'tunnel ended';
-    logger.warn(
-      `agent ${options.id}: cannot reach gateway ${options.gateway} (${why}); retrying in ${event.delayMs} ms`,
-    );
-  });
-  const kept = server.keepOpen({
-    tunnels: options.tunnels,
+  const where = (replica: string) => (replica ? `${options.gateway} (replica ${replica})` : options.gateway);
+  const summary = (held: ReadonlyMap<string, number>) => [...held.values()].reduce((n, k) => n + k, 0);
+  // Each tunnel on a connection of its own, so that behind a load balancer
+  // the agent reaches every gateway replica (it keeps --tunnels on each).
+  const dialer = new ReplicaDialer({
+    perReplica: options.tunnels,
+    connect: () =>
+      new Client(options.gateway, gatewayCredentials, {
+        ...TUNNEL_CHANNEL_OPTIONS,
+        'grpc.use_local_subchannel_pool': 1,
+        // grpc-js reconnects on its own schedule too; keep it no slower than ours.
+        'grpc.initial_reconnect_backoff_ms': backoff.initialDelayMs,
+        'grpc.max_reconnect_backoff_ms': backoff.maxDelayMs,
+      }),
+    createServer: (connection, authenticate) => {
+      const server = new ReverseTunnelServer(connection, { authenticate });
+      server.setUnknownMethodHandler(proxy);
+      return server;
+    },
     metadata,
-    backoff: { initialDelayMs: 1000, maxDelayMs: 30_000, ...options.backoff },
+    backoff,
+    fatal: (error) => {
+      if (error.code === Status.UNAUTHENTICATED || error.code === Status.PERMISSION_DENIED) {
+        return new AgentFailure('refused', `the gateway refused the token: ${error.details}`);
+      }
+      if (error.code === Status.UNIMPLEMENTED) {
+        // A gRPC server without reverse tunnels (a plain service, the gateway's
+        // caller port): it will answer the same way forever.
+        return new AgentFailure(
+          'not-a-tunnel-endpoint',
+          `${options.gateway} is not a grpctunnel agents port (it does not serve reverse tunnels: ${error.details}); point --gateway at the gateway's --agents address`,
+        );
+      }
+      return undefined;
+    },
+    events: {
+      opened: (replica, held, wanted) =>
+        logger.info(`agent ${options.id}: tunnel to ${where(replica)} open (${summary(held)} of ${wanted})`),
+      closed: (replica, result: ServeResult, held) =>
+        (stopping && !result.error ? logger.info : logger.warn)(
+          `agent ${options.id}: tunnel to ${where(replica)} closed${result.error ? `: ${result.error.details}` : ''} (${summary(held)} left)`,
+        ),
+      leaving: (replica) =>
+        logger.info(`agent ${options.id}: ${where(replica)} is going away; opening a tunnel elsewhere`),
+      full: (replica, delayMs) =>
+        logger.debug(
+          `agent ${options.id}: reached ${where(replica)} again, which has its tunnels; redialing in ${delayMs} ms`,
+        ),
+      retrying: (error, delayMs) => {
+        if (stopping) return;
+        const why = error ? `${codeName(error.code)}: ${error.details}` : 'tunnel ended';
+        logger.warn(`agent ${options.id}: cannot reach gateway ${options.gateway} (${why}); retrying in ${delayMs} ms`);
+      },
+    },
   });
-  const done = kept.then(() => {
-    gateway.close();
+  const done = dialer.done.then((failure) => {
     target.close();
-    return fatal;
+    return failure as AgentFailure | undefined;
   });
   return {
     done,
     async stop(graceMs = 5000) {
       stopping = true;
-      const timer = setTimeout(() => server.stop(), graceMs);
-      await server.gracefulStop();
+      const timer = setTimeout(() => dialer.stop(), graceMs);
+      await dialer.gracefulStop();
       clearTimeout(timer);
       await done;
     },

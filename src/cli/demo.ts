@@ -5,6 +5,7 @@
 // until Ctrl-C (or exits at once with --once). Also shows a forward tunnel.
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { openTunnel, TunnelServiceHandler } from '../index.js';
+import { AgentTokens } from './access.js';
 import { startAgent } from './agent.js';
 import { addNotesService, type Note, NotesClient, NotesService, notesImplementation } from './demo-service.js';
 import { startGateway } from './gateway.js';
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
     listen: '127.0.0.1:0',
     agents: '127.0.0.1:0',
     admin: '127.0.0.1:0',
-    tokens: new Set(['demo-token']),
+    access: { agentTokens: AgentTokens.anyId(['demo-token']) },
     logger: quiet,
   });
   log('gateway', `callers on ${gateway.listenAddress}, agents on ${gateway.agentsAddress}`);

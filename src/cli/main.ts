@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // grpctunnel: the command line. `grpctunnel gateway ...` and `grpctunnel agent ...`.
 import { readFileSync } from 'node:fs';
+import { AccessFileError, AccessPolicy, AgentTokens, CallerTokens } from './access.js';
 import { type Agent, startAgent } from './agent.js';
 import { parseFlags } from './flags.js';
-import { type Gateway, startGateway } from './gateway.js';
+import { type Gateway, type GatewayAccess, startGateway } from './gateway.js';
 import { createLogger, LEVELS, type Level } from './logger.js';
 import { splitHostPort } from './net.js';
 
@@ -12,7 +13,9 @@ const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notTunnelEndpoint: 4 } a
 
 const USAGE = `usage:
   grpctunnel gateway --listen HOST:PORT --agents HOST:PORT [--admin HOST:PORT]
-                     [--token T | --tokens-file F] [--tls-cert C --tls-key K] [--log-level info]
+                     [--token T | --tokens-file F] [--caller-tokens-file F] [--client-ca C]
+                     [--policy F] [--tls-cert C --tls-key K] [--replica-id ID --replicas N]
+                     [--log-level info]
   grpctunnel agent --gateway HOST:PORT --target HOST:PORT --id NAME [--token T]
                    [--tunnels 2] [--ca C | --insecure] [--max-backoff MS] [--log-level info]
 Run "grpctunnel gateway --help" or "grpctunnel agent --help" for details.`;
@@ -21,16 +24,30 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
 
   --listen HOST:PORT     where ordinary gRPC callers connect (required)
   --agents HOST:PORT     where agents open their tunnels (required)
-  --admin HOST:PORT      serve /metrics, /healthz and a status page at /
-  --token T              the token agents must present (authorization: Bearer T)
-  --tokens-file F        accepted tokens, one per line (# starts a comment)
+  --admin HOST:PORT      serve /metrics, /healthz (ready), /livez and a status page at /
+  --token T              a token agents may present (authorization: Bearer T), valid for any agent id
+  --tokens-file F        agent tokens, one per line: "TOKEN ID-PATTERN..." (* matches anything);
+                         a token may register only the ids it lists
+  --caller-tokens-file F caller tokens, one per line: "TOKEN CALLER-NAME"
+  --client-ca C          ask callers for client certificates signed by this CA (needs --tls-cert)
+  --policy F             who may call what: lines "allow CALLER AGENTS [/SERVICE/ or /SERVICE/METHOD ...]";
+                         anything not allowed is denied (re-read, with the token files, on SIGHUP)
+  --allow-unauthenticated-callers
+                         serve callers on a non-loopback --listen without caller authentication
+  --forward-caller-auth  forward the caller's authorization header to the target (dropped by default)
   --tls-cert C, --tls-key K
                          serve both gRPC ports over TLS with this certificate and key
+  --replica-id ID        this gateway's id among several replicas behind one address
+  --replicas N           how many replicas there are (agents keep tunnels to each; default 1)
+  --max-conns-per-peer N connections one remote address may hold on each gRPC port (default 256)
+  --idle-timeout MS      close connections that send nothing or hold no stream this long (default 300000)
+  --ready-after MS       /healthz says ready once an agent attached, or this long after start (default 10000)
   --log-level L          debug, info, warn or error (default info)
 
 Callers choose an agent with the request header "grpctunnel-agent: NAME"; without
 it, the call goes to the only agent connected. Without --token or --tokens-file
-any agent is accepted.
+any agent is accepted. Callers on a non-loopback --listen must authenticate
+(--caller-tokens-file and/or --client-ca) unless --allow-unauthenticated-callers.
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. address in use),
 2 bad flags or unreadable files.`;
@@ -104,8 +121,18 @@ async function gateway(argv: string[]): Promise<void> {
       admin: { kind: 'string', default: '', usage: 'admin address' },
       token: { kind: 'string', default: '', usage: 'agent token' },
       'tokens-file': { kind: 'string', default: '', usage: 'agent tokens file' },
+      'caller-tokens-file': { kind: 'string', default: '', usage: 'caller tokens file' },
+      'client-ca': { kind: 'string', default: '', usage: 'CA of caller certificates' },
+      policy: { kind: 'string', default: '', usage: 'policy file' },
+      'allow-unauthenticated-callers': { kind: 'bool', default: false, usage: 'no caller authentication' },
+      'forward-caller-auth': { kind: 'bool', default: false, usage: 'forward authorization' },
       'tls-cert': { kind: 'string', default: '', usage: 'TLS certificate' },
       'tls-key': { kind: 'string', default: '', usage: 'TLS key' },
+      'replica-id': { kind: 'string', default: '', usage: 'replica id' },
+      replicas: { kind: 'int', default: 1, usage: 'replica count' },
+      'max-conns-per-peer': { kind: 'int', default: 256, usage: 'connections per peer' },
+      'idle-timeout': { kind: 'int', default: 300_000, usage: 'idle timeout (ms)' },
+      'ready-after': { kind: 'int', default: 10_000, usage: 'readiness grace (ms)' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
     },
     argv,
@@ -116,30 +143,72 @@ async function gateway(argv: string[]): Promise<void> {
   if (f.admin) address('admin', f.admin);
   const logLevel = level(f['log-level']);
   if (Boolean(f['tls-cert']) !== Boolean(f['tls-key'])) fail(EXIT.usage, '--tls-cert and --tls-key go together');
+  if (f['client-ca'] && !f['tls-cert']) fail(EXIT.usage, '--client-ca needs --tls-cert and --tls-key');
   if (f.token && f['tokens-file']) fail(EXIT.usage, 'use --token or --tokens-file, not both');
-  const tokens = new Set<string>();
-  if (f.token) tokens.add(f.token);
-  if (f['tokens-file']) {
-    for (const line of read(f['tokens-file'], 'tokens file').toString('utf8').split('\n')) {
-      const token = line.replace(/#.*/, '').trim();
-      if (token) tokens.add(token);
-    }
-    if (tokens.size === 0) fail(EXIT.usage, `no tokens in ${f['tokens-file']}`);
+  if (f.replicas < 1 || f.replicas > 64) fail(EXIT.usage, '--replicas must be between 1 and 64');
+  if (f.replicas > 1 && !f['replica-id']) fail(EXIT.usage, '--replicas above 1 needs --replica-id');
+  if (f['max-conns-per-peer'] < 1) fail(EXIT.usage, '--max-conns-per-peer must be at least 1');
+  if (f['idle-timeout'] < 100) fail(EXIT.usage, '--idle-timeout must be at least 100 (ms)');
+  if (f['ready-after'] < 0) fail(EXIT.usage, '--ready-after must not be negative');
+  /** Reads the token files and the policy; throws AccessFileError or a read error. */
+  const loadAccess = (readText: (path: string, what: string) => string): GatewayAccess => ({
+    ...(f.token && { agentTokens: AgentTokens.anyId([f.token]) }),
+    ...(f['tokens-file'] && {
+      agentTokens: AgentTokens.parse(readText(f['tokens-file'], 'tokens file'), f['tokens-file']),
+    }),
+    ...(f['caller-tokens-file'] && {
+      callerTokens: CallerTokens.parse(
+        readText(f['caller-tokens-file'], 'caller tokens file'),
+        f['caller-tokens-file'],
+      ),
+    }),
+    ...(f.policy && { policy: AccessPolicy.parse(readText(f.policy, 'policy file'), f.policy) }),
+  });
+  let access: GatewayAccess;
+  try {
+    access = loadAccess((path, what) => read(path, what).toString('utf8'));
+  } catch (err) {
+    fail(EXIT.usage, err instanceof Error ? err.message : String(err));
   }
   const tls = f['tls-cert'] ? { cert: read(f['tls-cert'], 'certificate'), key: read(f['tls-key'], 'key') } : undefined;
+  const logger = createLogger(logLevel);
   let running: Gateway;
   try {
     running = await startGateway({
       listen: f.listen,
       agents: f.agents,
       ...(f.admin ? { admin: f.admin } : {}),
-      tokens,
+      access,
       ...(tls ? { tls } : {}),
-      logger: createLogger(logLevel),
+      ...(f['client-ca'] ? { clientCa: read(f['client-ca'], 'client CA') } : {}),
+      allowUnauthenticatedCallers: f['allow-unauthenticated-callers'],
+      forwardCallerAuth: f['forward-caller-auth'],
+      ...(f['replica-id'] ? { replica: { id: f['replica-id'], count: f.replicas } } : {}),
+      limits: { maxConnectionsPerPeer: f['max-conns-per-peer'], idleTimeoutMs: f['idle-timeout'] },
+      readyAfterMs: f['ready-after'],
+      logger,
     });
   } catch (err) {
-    fail(EXIT.failure, err instanceof Error ? err.message : String(err));
+    const message = err instanceof Error ? err.message : String(err);
+    fail(message.startsWith('refusing to serve callers') ? EXIT.usage : EXIT.failure, message);
   }
+  // SIGHUP: re-read the token files and the policy; a file that does not
+  // parse is reported and the rules in force stay.
+  process.on('SIGHUP', () => {
+    try {
+      running.reload(
+        loadAccess((path) => {
+          try {
+            return readFileSync(path, 'utf8');
+          } catch (err) {
+            throw new AccessFileError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+          }
+        }),
+      );
+    } catch (err) {
+      logger.error(`reload failed, the previous rules stay: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
   onSignals(() => running.close());
 }
 

@@ -29,8 +29,15 @@ export function codeName(code: number): string {
 
 export type GatewayMetrics = ReturnType<typeof createMetrics>;
 
-export function createMetrics(sources: { agents: () => number; tunnels: () => number; activeStreams: () => number }) {
+export function createMetrics(sources: {
+  agents: () => number;
+  tunnels: () => number;
+  activeStreams: () => number;
+  replica?: string;
+}) {
   const registry = new Registry();
+  // Every series names the replica it comes from, when there are several.
+  if (sources.replica) registry.setDefaultLabels({ replica: sources.replica });
   // Gauges read their sources when scraped, so they are never stale.
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({
@@ -63,6 +70,18 @@ export function createMetrics(sources: { agents: () => number; tunnels: () => nu
       help: 'Duration of forwarded calls.',
       labelNames: ['code'] as const,
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    connectionRefusals: new Counter({
+      name: 'grpctunnel_gateway_connections_closed_total',
+      help: 'Connections closed by the per-peer limits, by port and reason.',
+      labelNames: ['port', 'reason'] as const,
+      registers: [registry],
+    }),
+    callerRefusals: new Counter({
+      name: 'grpctunnel_gateway_caller_refusals_total',
+      help: 'Calls refused before forwarding: unauthenticated callers, and calls the policy denies.',
+      labelNames: ['reason'] as const,
       registers: [registry],
     }),
     connects: new Counter({

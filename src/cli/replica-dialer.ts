@@ -37,8 +37,8 @@ export interface ReplicaDialerOptions {
   metadata: Metadata;
   /** Spacing of reconnection attempts. */
   backoff: BackoffOptions;
-  /** Errors that end the agent instead of a retry (a refused token). */
-  isFatal(error: ServiceError): boolean;
+  /** The error that ends the dialer instead of a retry (a refused token), or undefined to retry. */
+  fatal(error: ServiceError): Error | undefined;
   events: ReplicaDialerEvents;
 }
 
@@ -135,13 +135,12 @@ export class ReplicaDialer {
       // Its place was handed to a replacement when the connection left READY.
       if (outcome.replaced) return;
       if (this.stopped) break;
-      if (
-        outcome.result.error &&
-        outcome.replica === undefined &&
-        !outcome.full &&
-        this.options.isFatal(outcome.result.error)
-      ) {
-        this.fatal = new Error(outcome.result.error.details);
+      const fatal =
+        outcome.result.error && outcome.replica === undefined && outcome.full === undefined
+          ? this.options.fatal(outcome.result.error)
+          : undefined;
+      if (fatal) {
+        this.fatal = fatal;
         this.stop();
         break;
       }

@@ -6,6 +6,8 @@
 
 import type http2 from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import {
   type ChannelInterface,
   type Client,
@@ -24,10 +26,15 @@ export type Route =
   | { channel: ChannelInterface; metadata?: Metadata /** Passed to onFinish (e.g. the agent). */; label?: string }
   | { refuse: StatusObject };
 
+/** The connection a call arrived on (its TLS socket under TLS, for client certificates). */
+export interface CallConnection {
+  readonly socket: Socket | TLSSocket | undefined;
+}
+
 /** Options of {@link serveAnyMethod}. */
 export interface AnyMethodOptions {
   /** Picks the channel for a call from its path and request metadata. */
-  route(path: string, metadata: Metadata): Route;
+  route(path: string, metadata: Metadata, connection: CallConnection): Route;
   /**
    * Called exactly once per call with its outcome and duration (for logs and
    * metrics). `answered` says whether the upstream service responded (sent
@@ -167,7 +174,7 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
   }
   const timeout = headers['grpc-timeout'];
   const ms = typeof timeout === 'string' ? decodeTimeout(timeout) : undefined;
-  const route = options.route(path, metadata);
+  const route = options.route(path, metadata, { socket: stream.session?.socket as Socket | TLSSocket | undefined });
   if ('refuse' in route) {
     finish(route.refuse);
     stream.resume();

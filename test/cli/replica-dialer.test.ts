@@ -98,7 +98,7 @@ it('holds its quota on every replica, from any replica calls reach it, and it re
     },
     metadata,
     backoff: { initialDelayMs: 20, maxDelayMs: 300 },
-    isFatal: (error) => error.code === status.UNAUTHENTICATED,
+    fatal: (error) => (error.code === status.UNAUTHENTICATED ? new Error(error.details) : undefined),
     events: {
       opened: () => dialerChanges.emit('change'),
       closed: () => dialerChanges.emit('change'),
