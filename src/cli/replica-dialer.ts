@@ -1,7 +1,7 @@
 // The agent's side of several gateway replicas: dial the shared address on
 // fresh connections until every replica holds this agent's quota of tunnels,
 // and keep it so as replicas come and go.
-import { type Client, type Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
+import { type Client, connectivityState, type Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
 import { statusError } from '../grpc/errors.js';
 import { Backoff, type BackoffOptions } from '../reverse/backoff.js';
 import type { ReverseTunnelServer, ReverseTunnelServerOptions, ServeResult } from '../reverse/reverse-tunnel-server.js';
@@ -13,6 +13,9 @@ export interface ReplicaDialerEvents {
   opened(replica: string, held: ReadonlyMap<string, number>, wanted: number): void;
   /** A kept tunnel ended. */
   closed(replica: string, result: ServeResult, held: ReadonlyMap<string, number>): void;
+  /** The connection to `replica` stopped being ready (GOAWAY from a replica shutting down, or a lost
+   * connection): a replacement is dialed now, while calls on the old tunnel finish. */
+  leaving(replica: string): void;
   /** A connection reached a replica that already had its quota; dialing again after `delayMs`. */
   full(replica: string, delayMs: number): void;
   /** Dialing failed or a tunnel ended; trying again after `delayMs`. */
@@ -129,6 +132,8 @@ export class ReplicaDialer {
     });
     while (!this.stopped) {
       const outcome = await this.dialOnce();
+      // Its place was handed to a replacement when the connection left READY.
+      if (outcome.replaced) return;
       if (this.stopped) break;
       if (
         outcome.result.error &&
@@ -160,10 +165,38 @@ export class ReplicaDialer {
   }
 
   /** One connection, one tunnel: until it ends, or at once when it reached a full replica. */
-  private async dialOnce(): Promise<{ result: ServeResult; replica?: string; full?: string; upMs: number }> {
+  private async dialOnce(): Promise<{
+    result: ServeResult;
+    replica?: string;
+    full?: string;
+    upMs: number;
+    replaced?: boolean;
+  }> {
     const connection = this.options.connect();
     let replica: string | undefined;
     let full: string | undefined;
+    let replaced = false;
+    let ended = false;
+    // A replica shutting down sends GOAWAY, and the connection leaves READY
+    // long before its tunnel ends (running calls finish first): release the
+    // replica's place and dial a replacement now, so the agent never has
+    // fewer tunnels than it wants while a replica drains.
+    const watch = () => {
+      const channel = connection.getChannel();
+      const state = channel.getConnectivityState(false);
+      if (state !== connectivityState.READY) return leave();
+      channel.watchConnectivityState(state, Date.now() + 3_600_000, () => {
+        if (!ended) watch();
+      });
+    };
+    const leave = () => {
+      if (ended || replaced || replica === undefined) return;
+      replaced = true;
+      this.ledger.release(replica);
+      this.options.events.leaving(replica);
+      this.slots--;
+      this.grow();
+    };
     const server = this.options.createServer(connection, (headers) => {
       const advert = readAdvert(headers);
       if (!this.ledger.admit(advert)) {
@@ -174,18 +207,26 @@ export class ReplicaDialer {
       this.options.events.opened(advert.id, this.ledger.snapshot(), this.ledger.wanted);
       // The advert may have raised the count of replicas: dial for them too.
       this.grow();
+      watch();
       return { replica: advert.id };
     });
     this.servers.add(server);
     const began = Date.now();
     const result = await server.serve({ metadata: this.options.metadata, signal: this.stopper.signal });
     const upMs = Date.now() - began;
+    ended = true;
     this.servers.delete(server);
     connection.close();
     if (replica !== undefined) {
-      this.ledger.release(replica);
+      if (!replaced) this.ledger.release(replica);
       this.options.events.closed(replica, result, this.ledger.snapshot());
     }
-    return { result, upMs, ...(replica !== undefined && { replica }), ...(full !== undefined && { full }) };
+    return {
+      result,
+      upMs,
+      replaced,
+      ...(replica !== undefined && { replica }),
+      ...(full !== undefined && { full }),
+    };
   }
 }

@@ -87,6 +87,7 @@ it('holds its quota on every replica, from any replica calls reach it, and it re
   const metadata = new Metadata();
   metadata.set('grpctunnel-agent', 'agent-1');
   let fulls = 0;
+  const leaving: string[] = [];
   const dialer = new ReplicaDialer({
     perReplica: 2,
     connect: () => new Client(pick().address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
@@ -102,6 +103,10 @@ it('holds its quota on every replica, from any replica calls reach it, and it re
       opened: () => dialerChanges.emit('change'),
       closed: () => dialerChanges.emit('change'),
       full: () => fulls++,
+      leaving: (r) => {
+        leaving.push(r);
+        dialerChanges.emit('change');
+      },
       retrying() {},
     },
   });
@@ -120,6 +125,38 @@ it('holds its quota on every replica, from any replica calls reach it, and it re
       const reply = await unary(echo, Buffer.from(`via ${r.id}`));
       assert.equal(reply.value?.toString(), `via ${r.id}`);
     }
+
+    // Replica r0 shuts down gracefully while a call runs on it: its GOAWAY
+    // makes the agent release r0's place and dial again at once, while the
+    // running call finishes on the old tunnel.
+    const r0 = replicas[0] as Replica;
+    const slow = new Metadata();
+    slow.set('x-delay-ms', '1500');
+    const echo0 = new EchoClient('pool', credentials.createInsecure(), {
+      channelOverride: r0.handler.keyAsChannel('agent-1'),
+    });
+    // The echo handler sends its response headers as it starts: then the call is running.
+    let started!: () => void;
+    const reachedAgent = new Promise<void>((resolve) => (started = resolve));
+    const running = new Promise<{ value?: Buffer; error?: Error }>((resolve) => {
+      const call = echo0.unary(Buffer.from('finishes'), slow, (error: Error | null, value?: Buffer) =>
+        resolve(error ? { error } : { value: value as Buffer }),
+      );
+      call.on('metadata', () => started());
+    });
+    await reachedAgent;
+    r0.handler.initiateShutdown();
+    const shutDown = new Promise<void>((resolve) => r0.server.tryShutdown(() => resolve()));
+    await until(replicas, () => leaving.filter((r) => r === 'r0').length === 2, 'both r0 tunnels released early');
+    assert.ok(!(await Promise.race([running.then(() => true), Promise.resolve(false)])), 'before the call ended');
+    const done = await running;
+    assert.equal(done.value?.toString(), 'finishes', 'the call on the draining replica finished');
+    await shutDown;
+    await until(replicas, () => dialer.held().get('r0') === undefined, 'r0 forgotten');
+    const r0Port = Number(r0.address.split(':')[1]);
+    const r0back = await replica('r0', 3, r0Port);
+    replicas = [r0back, replicas[1] as Replica, replicas[2] as Replica];
+    await until(replicas, () => tunnelsOf(r0back) === 2, 'two tunnels on the restarted r0');
 
     // Replica r1 goes away: its tunnels end; the other replicas keep theirs.
     const port = Number((replicas[1] as Replica).address.split(':')[1]);
