@@ -1,0 +1,97 @@
+// The deployment files under deploy/: every Kubernetes object validates
+// against the Kubernetes schemas (kubernetes-models), the gateway's
+// arguments are flags the CLI accepts, and the image runs what the build
+// produces. (No Docker engine or cluster here: this is what can be checked.)
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const K8S = `${ROOT}deploy/kubernetes/`;
+const require = createRequire(import.meta.url);
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string };
+  spec?: Record<string, any>;
+}
+
+function objects(): K8sObject[] {
+  return readdirSync(K8S)
+    .filter((f) => f.endsWith('.yaml'))
+    .flatMap((f) =>
+      parseAllDocuments(readFileSync(K8S + f, 'utf8')).map((d) => {
+        assert.deepEqual(d.errors, [], `${f} parses`);
+        return d.toJS() as K8sObject;
+      }),
+    );
+}
+
+/** The kubernetes-models class for an object's apiVersion and kind. */
+function model(o: K8sObject): new (data: object) => { validate(): void } {
+  const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion];
+  const folder = group ? `${group}/${version}` : `${version}`;
+  const module = require(`kubernetes-models/${folder}/${o.kind}`) as Record<
+    string,
+    new (
+      data: object,
+    ) => { validate(): void }
+  >;
+  const Class = module[o.kind];
+  assert.ok(Class, `kubernetes-models knows ${o.apiVersion} ${o.kind}`);
+  return Class;
+}
+
+it('every Kubernetes object validates against its schema', () => {
+  const all = objects();
+  assert.deepEqual(all.map((o) => o.kind).sort(), [
+    'Deployment',
+    'PodDisruptionBudget',
+    'Secret',
+    'Service',
+    'Service',
+  ]);
+  for (const o of all) {
+    const Class = model(o);
+    assert.doesNotThrow(() => new Class(o).validate(), `${o.kind} ${o.metadata.name}`);
+  }
+});
+
+it("the gateway's arguments are flags the CLI accepts, and --replicas matches the Deployment", () => {
+  const deployment = objects().find((o) => o.kind === 'Deployment') as K8sObject;
+  const container = deployment.spec?.template.spec.containers[0];
+  const args = container.args as string[];
+  assert.equal(args[0], 'gateway');
+  const help = execFileSync(process.execPath, [`${ROOT}dist/src/cli/main.js`, 'gateway', '--help'], {
+    encoding: 'utf8',
+  });
+  for (const arg of args.slice(1)) {
+    const flag = /^(--[a-z-]+)/.exec(arg)?.[1];
+    assert.ok(flag && help.includes(`${flag} `), `${arg}: the gateway documents ${flag}`);
+  }
+  const replicas = args.find((a) => a.startsWith('--replicas='))?.split('=')[1];
+  assert.equal(Number(replicas), deployment.spec?.replicas, '--replicas says what spec.replicas deploys');
+  // Every Service and the budget select the Deployment's pods.
+  const labels = deployment.spec?.template.metadata.labels;
+  for (const o of objects().filter((x) => x.kind === 'Service' || x.kind === 'PodDisruptionBudget')) {
+    const selector = o.kind === 'Service' ? o.spec?.selector : o.spec?.selector.matchLabels;
+    for (const [k, v] of Object.entries(selector))
+      assert.equal(labels[k], v, `${o.kind} ${o.metadata.name} selects the pods`);
+  }
+});
+
+it('the image copies what exists and runs the built CLI as a non-root user', () => {
+  const dockerfile = readFileSync(`${ROOT}deploy/Dockerfile`, 'utf8');
+  assert.match(dockerfile, /^USER node$/m);
+  assert.match(dockerfile, /npm prune --omit=dev/);
+  for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
+    for (const source of (m[1] as string).split(' ')) assert.ok(existsSync(ROOT + source), `COPY ${source} exists`);
+  }
+  const entry = /ENTRYPOINT \["node", "\/app\/(\S+)"\]/.exec(dockerfile)?.[1];
+  assert.ok(entry && existsSync(ROOT + entry), `the entrypoint ${entry} is what the build produces`);
+});

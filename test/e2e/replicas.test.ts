@@ -1,0 +1,178 @@
+// Several gateway replicas behind a real TCP balancer (HAProxy), with real
+// processes: three gateways, ten agents dialing the balanced agents address,
+// callers through the balanced callers address. Every call reaches its agent
+// from any replica; a killed replica costs callers nothing once the balancer
+// has noticed; when it comes back, every agent returns to it.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  type Client,
+  credentials,
+  type handleUnaryCall,
+  Metadata,
+  makeGenericClientConstructor,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
+import { type CliProcess, freePort, killAll, runCli } from '../helpers/cli.js';
+import { type Balancer, haproxyPath, startHaproxy } from '../helpers/haproxy.js';
+import { startServer, stopAllServers } from '../helpers/servers.js';
+
+const REPLICAS = 3;
+const AGENTS = 10;
+const skip = haproxyPath()
+  ? false
+  : 'HAProxy is not installed (apt-get install haproxy): the multi-replica suite did not run';
+if (skip) console.warn(`# SKIPPED: ${skip}`);
+
+/** A target that says which one it is. */
+const WhoService = { who: methodDefinition('test.Who', 'Am', false, false, rawBytesCodec) };
+const WhoClient = makeGenericClientConstructor(WhoService, 'Who') as unknown as new (
+  address: string,
+  creds: ReturnType<typeof credentials.createInsecure>,
+) => Client & { who(req: Buffer, md: Metadata, cb: (e: ServiceError | null, r?: Buffer) => void): void };
+
+interface ReplicaProc {
+  proc: CliProcess;
+  listen: string;
+  agents: string;
+  admin: string;
+}
+
+async function startReplica(i: number, ports: { listen: number; agents: number; admin: number }): Promise<ReplicaProc> {
+  const host = `127.0.0.${2 + i}`;
+  const proc = runCli([
+    'gateway',
+    '--listen',
+    `${host}:${ports.listen}`,
+    '--agents',
+    `${host}:${ports.agents}`,
+    '--admin',
+    `${host}:${ports.admin}`,
+    '--token',
+    'replica-test',
+    '--replica-id',
+    `r${i}`,
+    '--replicas',
+    String(REPLICAS),
+    '--allow-unauthenticated-callers',
+  ]);
+  await proc.waitFor(/callers on (\S+), agents on (\S+), admin on http:\/\/(\S+)\//);
+  return {
+    proc,
+    listen: `${host}:${ports.listen}`,
+    agents: `${host}:${ports.agents}`,
+    admin: `${host}:${ports.admin}`,
+  };
+}
+
+async function agentsHeld(admin: string): Promise<number> {
+  const text = await (await fetch(`http://${admin}/metrics`)).text();
+  return Number(/^grpctunnel_gateway_agents (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+/** Waits (polling the admin port: there is no event across processes) until `check` holds. */
+async function eventually(check: () => Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function ask(client: InstanceType<typeof WhoClient>, agent: string): Promise<{ who?: string; code?: number }> {
+  const md = new Metadata();
+  md.set('grpctunnel-agent', agent);
+  return new Promise((resolve) =>
+    client.who(Buffer.from('?'), md, (err, reply) =>
+      resolve(err ? { code: err.code } : { who: reply?.toString() ?? '' }),
+    ),
+  );
+}
+
+describe('gateway replicas behind HAProxy', { skip }, () => {
+  const replicas: ReplicaProc[] = [];
+  const ports: Array<{ listen: number; agents: number; admin: number }> = [];
+  const agents: CliProcess[] = [];
+  let balancer: Balancer;
+  let caller: InstanceType<typeof WhoClient>;
+
+  before(async () => {
+    for (let i = 0; i < REPLICAS; i++) {
+      ports.push({ listen: await freePort(), agents: await freePort(), admin: await freePort() });
+      replicas.push(await startReplica(i, ports[i] as (typeof ports)[number]));
+    }
+    balancer = await startHaproxy([replicas.map((r) => r.agents), replicas.map((r) => r.listen)]);
+    for (let a = 0; a < AGENTS; a++) {
+      const name = `agent-${a}`;
+      const impl: handleUnaryCall<Buffer, Buffer> = (_call, cb) => cb(null, Buffer.from(name));
+      const target = await startServer((s) => s.addService(WhoService, { who: impl }));
+      agents.push(
+        runCli([
+          'agent',
+          '--gateway',
+          balancer.addresses[0] as string,
+          '--target',
+          target.address,
+          '--id',
+          name,
+          '--token',
+          'replica-test',
+          '--insecure',
+          '--tunnels',
+          '1',
+          '--max-backoff',
+          '1000',
+        ]),
+      );
+    }
+    caller = new WhoClient(balancer.addresses[1] as string, credentials.createInsecure());
+  });
+
+  after(async () => {
+    caller?.close();
+    await Promise.all(agents.map((a) => a.stop()));
+    await Promise.all(replicas.map((r) => r.proc.stop()));
+    await balancer?.stop();
+    await stopAllServers();
+    await killAll();
+  });
+
+  it('every agent holds a tunnel on every replica, and every call reaches its agent from any replica', async () => {
+    await eventually(
+      async () => (await Promise.all(replicas.map((r) => agentsHeld(r.admin)))).every((n) => n === AGENTS),
+      'every replica holds every agent',
+    );
+    // Each replica directly, then through the balancer (which spreads calls).
+    for (const r of replicas) {
+      const direct = new WhoClient(r.listen, credentials.createInsecure());
+      for (let a = 0; a < AGENTS; a++) assert.deepEqual(await ask(direct, `agent-${a}`), { who: `agent-${a}` });
+      direct.close();
+    }
+    for (let round = 0; round < REPLICAS; round++) {
+      for (let a = 0; a < AGENTS; a++) assert.deepEqual(await ask(caller, `agent-${a}`), { who: `agent-${a}` });
+    }
+  });
+
+  it('a killed replica costs new calls nothing once the balancer notices; back, it gets every agent again', async () => {
+    const victim = replicas[1] as ReplicaProc;
+    await victim.proc.stop('SIGKILL');
+    // Calls right after the kill may meet the dead replica (UNAVAILABLE);
+    // a caller that retries on UNAVAILABLE loses none.
+    for (let a = 0; a < AGENTS; a++) {
+      let reply = await ask(caller, `agent-${a}`);
+      for (let retry = 0; retry < 5 && reply.code === status.UNAVAILABLE; retry++)
+        reply = await ask(caller, `agent-${a}`);
+      assert.deepEqual(reply, { who: `agent-${a}` });
+    }
+    const backAt = Date.now();
+    replicas[1] = await startReplica(1, ports[1] as (typeof ports)[number]);
+    await eventually(async () => (await agentsHeld((replicas[1] as ReplicaProc).admin)) === AGENTS, 'agents return');
+    const took = Date.now() - backAt;
+    console.log(`# every agent back on the restarted replica after ${took} ms`);
+    const direct = new WhoClient((replicas[1] as ReplicaProc).listen, credentials.createInsecure());
+    for (let a = 0; a < AGENTS; a++) assert.deepEqual(await ask(direct, `agent-${a}`), { who: `agent-${a}` });
+    direct.close();
+  });
+});
