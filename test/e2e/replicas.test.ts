@@ -69,7 +69,7 @@ async function startReplica(i: number, ports: { listen: number; agents: number; 
 
 async function agentsHeld(admin: string): Promise<number> {
   const text = await (await fetch(`http://${admin}/metrics`)).text();
-  return Number(/^grpctunnel_gateway_agents (\d+)/m.exec(text)?.[1] ?? 0);
+  return Number(/^grpctunnel_gateway_agents(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
 }
 
 /** Waits (polling the admin port: there is no event across processes) until `check` holds. */
