@@ -68,7 +68,7 @@ describe('call.cancel() delivers the status as grpc-js does', () => {
     it(`${kind}: cancel at once, before anything arrived (direct = forward tunnel = pool)`, async () => {
       const logs: Record<string, string[]> = {};
       for (const route of ['direct', 'forward', 'pool'] as const) {
-        const logged = startLogged(routes[route], kind, slow());
+        const logged = startLogged(routes[route], kind, new Metadata());
         await markTicks(logged.log, () => logged.call.cancel());
         await settle(logged);
         logs[route] = untilImmediate(logged.log);
@@ -95,7 +95,7 @@ describe('call.cancel() delivers the status as grpc-js does', () => {
     it(`${kind}: a deadline already past ends the call on the same tick as grpc-js`, async () => {
       const logs: Record<string, string[]> = {};
       for (const route of ['direct', 'forward', 'pool'] as const) {
-        const logged = startLogged(routes[route], kind, slow(), { deadline: Date.now() - 1 });
+        const logged = startLogged(routes[route], kind, new Metadata(), { deadline: Date.now() - 1 });
         await markTicks(logged.log, () => {});
         await settle(logged);
         logs[route] = untilImmediate(logged.log);
