@@ -4,10 +4,13 @@
 // Each scenario runs directly over grpc-js, through a forward tunnel and
 // through a reverse-tunnel pool, and the logs must be equal.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { type Channel, Metadata } from '@grpc/grpc-js';
+import { type Channel, credentials, Metadata, type StatusObject } from '@grpc/grpc-js';
 import { createChannel, createClient, Metadata as NiceMetadata } from 'nice-grpc';
-import { type EchoClient, EchoService } from '../helpers/echo-service.js';
+import { serveAnyMethod } from '../../src/proxy/any-method-server.js';
+import { EchoClient, EchoService } from '../helpers/echo-service.js';
 import {
   CALL_KINDS,
   type CallKind,
@@ -155,6 +158,38 @@ describe('nice-grpc aborts through a tunnel reject with AbortError, as direct', 
       const outcomes: Record<string, string> = {};
       for (const route of ['direct', 'forward', 'pool']) outcomes[route] = await abortNice(clients[route], kind);
       assert.deepEqual(outcomes, { direct: 'AbortError', forward: 'AbortError', pool: 'AbortError' });
+    });
+  }
+});
+
+describe('a gateway (serveAnyMethod) records a call its caller cancelled once, whatever carries it', () => {
+  for (const route of ['direct', 'forward', 'pool'] as const) {
+    it(`upstream ${route}`, async () => {
+      const finished: string[] = [];
+      let first: () => void = () => {};
+      const firstFinish = new Promise<void>((resolve) => {
+        first = resolve;
+      });
+      const front = http2.createServer();
+      serveAnyMethod(front, {
+        route: () => ({ channel: routes[route].getChannel() }),
+        onFinish: (_path: string, s: StatusObject) => {
+          finished.push(`${s.code} ${s.details}`);
+          first();
+        },
+      });
+      await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+      const caller = new EchoClient(`127.0.0.1:${(front.address() as AddressInfo).port}`, credentials.createInsecure());
+      const logged = startLogged(caller, 'unary', slow());
+      await live(logged, 'unary');
+      logged.call.cancel();
+      await firstFinish;
+      // A second record would follow within the same turn (inside cancel()).
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(finished, ['1 the caller cancelled']);
+      caller.close();
+      await new Promise((resolve) => front.close(resolve));
     });
   }
 });
