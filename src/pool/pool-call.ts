@@ -1,4 +1,4 @@
-import { type CallCredentials, Metadata, status as Status, type StatusObject } from '@grpc/grpc-js';
+import { type CallCredentials, Metadata, propagate, status as Status, type StatusObject } from '@grpc/grpc-js';
 import type { CallListener, ParentCall, TunnelCall } from '../grpc/client/tunnel-call.js';
 import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
 import { type LongTimer, setLongTimeout } from '../grpc/long-timer.js';
@@ -16,6 +16,10 @@ type Write = { readonly message: Buffer; readonly callback: ((error?: Error | nu
 
 let callNumbers = 0;
 
+function toMs(deadline: Date | number): number {
+  return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
 /**
  * A call on a pool: it takes a tunnel when it starts (round-robin) and then
  * is that tunnel's call. With no tunnel ready it fails UNAVAILABLE "no
@@ -29,6 +33,7 @@ export class PoolCall {
   private listener: CallListener | undefined;
   private finished = false;
   private stopWaiting: (() => void) | undefined;
+  private unwatchParent: (() => void) | undefined;
   private timer: LongTimer | undefined;
   private held: Write[] = [];
   private halfClosed = false;
@@ -52,17 +57,27 @@ export class PoolCall {
       this.fail(Status.UNAVAILABLE, 'no channels ready');
       return;
     }
-    const ms = (this.deadline instanceof Date ? this.deadline.getTime() : this.deadline) - Date.now();
+    // The wait honours what the call inherits from a parent server call, as
+    // grpc-js applies propagation from the moment a call is created.
+    const flags = this.propagateFlags ?? propagate.DEFAULTS;
+    let due = toMs(this.deadline);
+    if (this.parent && flags & propagate.DEADLINE) due = Math.min(due, toMs(this.parent.getDeadline()));
+    const expire = () => this.fail(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while waiting for a tunnel');
+    const ms = due - Date.now();
     if (ms <= 0) {
-      this.fail(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while waiting for a tunnel');
+      // A tick later, as grpc-js's deadline handling does.
+      process.nextTick(expire);
       return;
     }
     // Any deadline gRPC can express, even past Node's 2^31-1 ms timer limit
     // (an infinite one sets no timer).
-    this.timer = setLongTimeout(
-      () => this.fail(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while waiting for a tunnel'),
-      ms,
-    );
+    this.timer = setLongTimeout(expire, ms);
+    const parent = this.parent;
+    if (parent && flags & propagate.CANCELLATION) {
+      const onCancelled = () => this.fail(Status.CANCELLED, 'Cancelled by parent call');
+      parent.on('cancelled', onCancelled);
+      this.unwatchParent = () => parent.removeListener('cancelled', onCancelled);
+    }
     this.stopWaiting = this.source.watch(() => {
       if (this.tryStart(metadata)) this.stopWaitingNow();
     });
@@ -129,6 +144,8 @@ export class PoolCall {
   private stopWaitingNow(): void {
     this.stopWaiting?.();
     this.stopWaiting = undefined;
+    this.unwatchParent?.();
+    this.unwatchParent = undefined;
     this.timer?.clear();
     this.timer = undefined;
   }

@@ -5,10 +5,25 @@
 // callback, so the callback gets the status and nothing else is emitted.
 // Each path runs in a child process (early-failure-child.ts), where an
 // unhandled 'error' would end the process with exit code 1.
+// Also: a pool call waiting for a tunnel follows its parent server call
+// (cancellation, deadline) as a grpc-js call waiting for a connection does.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import {
+  credentials,
+  type handleUnaryCall,
+  Metadata,
+  propagate,
+  type ServiceError,
+  type StatusObject,
+  status,
+} from '@grpc/grpc-js';
+import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import { reverseFixture, startServer, stopAllServers, stopServer } from '../helpers/servers.js';
+
+afterEach(stopAllServers);
 
 const CHILD = fileURLToPath(new URL('./early-failure-child.js', import.meta.url));
 
@@ -103,5 +118,83 @@ describe('early failures never crash a callback-style caller (child process per 
 
   it('tunnel dying mid-write: UNAVAILABLE "tunnel closed: ..."', async () => {
     await check('dies-mid-write', { forward: /^14 tunnel closed: /, pool: /^14 tunnel closed: / });
+  });
+});
+
+/**
+ * A front server whose unary handler makes a waitForReady call through
+ * `inner` with the handler's call as parent; resolves with that inner
+ * call's status and how long it took.
+ */
+async function nested(
+  inner: EchoClient,
+  outerOptions: { deadline?: number },
+  cancelOuter: boolean,
+  flags: number = propagate.DEFAULTS,
+): Promise<{ status: StatusObject; ms: number }> {
+  let innerStatus: (r: { status: StatusObject; ms: number }) => void = () => {};
+  const result = new Promise<{ status: StatusObject; ms: number }>((resolve) => {
+    innerStatus = resolve;
+  });
+  let innerStarted: () => void = () => {};
+  const started = new Promise<void>((resolve) => {
+    innerStarted = resolve;
+  });
+  const unary: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
+    const begun = Date.now();
+    // Its own deadline is far off (and bounds the test): only the parent can end it early.
+    const c = inner.unary(
+      Buffer.from('x'),
+      new Metadata({ waitForReady: true }),
+      { parent: call, deadline: Date.now() + 30_000, propagate_flags: flags },
+      (_e: ServiceError | null) => {},
+    );
+    c.on('status', (s: StatusObject) => {
+      innerStatus({ status: s, ms: Date.now() - begun });
+      callback({ code: s.code, details: s.details });
+    });
+    innerStarted();
+  };
+  const front = await startServer((s) => s.addService(EchoService, { ...echoImplementation(), unary }));
+  const outer = new EchoClient(front.address, credentials.createInsecure());
+  const call = outer.unary(Buffer.from('x'), new Metadata(), outerOptions, () => {});
+  await started;
+  if (cancelOuter) call.cancel();
+  const r = await result;
+  outer.close();
+  await stopServer(front.server);
+  return r;
+}
+
+describe('a pool call waiting for a tunnel follows its parent call, as a grpc-js call waiting to connect', () => {
+  it('the parent cancelled: the wait ends CANCELLED "Cancelled by parent call"', async () => {
+    const r = await reverseFixture();
+    const empty = new EchoClient('empty', credentials.createInsecure(), {
+      channelOverride: r.handler.keyAsChannel('nobody'),
+    });
+    const unreachable = new EchoClient('127.0.0.1:1', credentials.createInsecure());
+    const direct = await nested(unreachable, {}, true);
+    const pool = await nested(empty, {}, true);
+    assert.equal(`${direct.status.code} ${direct.status.details}`, `${status.CANCELLED} Cancelled by parent call`);
+    assert.equal(`${pool.status.code} ${pool.status.details}`, `${status.CANCELLED} Cancelled by parent call`);
+    unreachable.close();
+    await r.close();
+  });
+
+  it("the parent's deadline bounds the wait: DEADLINE_EXCEEDED when the parent's deadline passes", async () => {
+    const r = await reverseFixture();
+    const empty = new EchoClient('empty', credentials.createInsecure(), {
+      channelOverride: r.handler.keyAsChannel('nobody'),
+    });
+    const unreachable = new EchoClient('127.0.0.1:1', credentials.createInsecure());
+    // Only the deadline propagates, so the parent's own cancellation at its deadline does not race it.
+    const direct = await nested(unreachable, { deadline: Date.now() + 300 }, false, propagate.DEADLINE);
+    const pool = await nested(empty, { deadline: Date.now() + 300 }, false, propagate.DEADLINE);
+    assert.equal(direct.status.code, status.DEADLINE_EXCEEDED);
+    assert.equal(pool.status.code, status.DEADLINE_EXCEEDED);
+    // Its own deadline was 30 s away: it ended because the parent's passed.
+    assert.ok(direct.ms < 10_000 && pool.ms < 10_000, `direct ${direct.ms} ms, pool ${pool.ms} ms`);
+    unreachable.close();
+    await r.close();
   });
 });
