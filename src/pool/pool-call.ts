@@ -1,6 +1,7 @@
-import { type CallCredentials, Metadata, status as Status, type StatusObject } from '@grpc/grpc-js';
+import { type CallCredentials, Metadata, propagate, status as Status, type StatusObject } from '@grpc/grpc-js';
 import type { CallListener, ParentCall, TunnelCall } from '../grpc/client/tunnel-call.js';
 import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
+import { type LongTimer, setLongTimeout } from '../grpc/long-timer.js';
 import type { AuthContext } from '../grpc/server/tunnel-info.js';
 
 /** Where a pool call finds its tunnel. */
@@ -15,18 +16,25 @@ type Write = { readonly message: Buffer; readonly callback: ((error?: Error | nu
 
 let callNumbers = 0;
 
+function toMs(deadline: Date | number): number {
+  return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
 /**
  * A call on a pool: it takes a tunnel when it starts (round-robin) and then
  * is that tunnel's call. With no tunnel ready it fails UNAVAILABLE "no
  * channels ready", or, when the caller asked for grpc-js's `waitForReady`,
  * waits for one until its deadline; what the caller sends meanwhile is held.
+ * Like a tunnel's call, it delivers its status on a later tick than the
+ * method that ended it and never hands an error to a write callback.
  */
 export class PoolCall {
   private inner: TunnelCall | undefined;
   private listener: CallListener | undefined;
   private finished = false;
   private stopWaiting: (() => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private unwatchParent: (() => void) | undefined;
+  private timer: LongTimer | undefined;
   private held: Write[] = [];
   private halfClosed = false;
   private reading = false;
@@ -46,19 +54,29 @@ export class PoolCall {
     this.listener = listener;
     if (this.tryStart(metadata)) return;
     if (!metadata.getOptions().waitForReady) {
-      this.finishLater(Status.UNAVAILABLE, 'no channels ready');
+      this.fail(Status.UNAVAILABLE, 'no channels ready');
       return;
     }
-    const ms = (this.deadline instanceof Date ? this.deadline.getTime() : this.deadline) - Date.now();
+    // The wait honours what the call inherits from a parent server call, as
+    // grpc-js applies propagation from the moment a call is created.
+    const flags = this.propagateFlags ?? propagate.DEFAULTS;
+    let due = toMs(this.deadline);
+    if (this.parent && flags & propagate.DEADLINE) due = Math.min(due, toMs(this.parent.getDeadline()));
+    const expire = () => this.fail(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while waiting for a tunnel');
+    const ms = due - Date.now();
     if (ms <= 0) {
-      this.finishLater(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while waiting for a tunnel');
+      // A tick later, as grpc-js's deadline handling does.
+      process.nextTick(expire);
       return;
     }
-    if (Number.isFinite(ms)) {
-      this.timer = setTimeout(
-        () => this.fail(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while waiting for a tunnel'),
-        ms,
-      );
+    // Any deadline gRPC can express, even past Node's 2^31-1 ms timer limit
+    // (an infinite one sets no timer).
+    this.timer = setLongTimeout(expire, ms);
+    const parent = this.parent;
+    if (parent && flags & propagate.CANCELLATION) {
+      const onCancelled = () => this.fail(Status.CANCELLED, 'Cancelled by parent call');
+      parent.on('cancelled', onCancelled);
+      this.unwatchParent = () => parent.removeListener('cancelled', onCancelled);
     }
     this.stopWaiting = this.source.watch(() => {
       if (this.tryStart(metadata)) this.stopWaitingNow();
@@ -66,8 +84,11 @@ export class PoolCall {
   }
 
   sendMessageWithContext(context: { callback?: (error?: Error | null) => void }, message: Buffer): void {
+    const callback = context.callback;
     if (this.inner) this.inner.sendMessageWithContext(context, message);
-    else if (!this.finished) this.held.push({ message, callback: context.callback });
+    else if (!this.finished) this.held.push({ message, callback });
+    // As on any ended call: the write completes, the status tells the story.
+    else if (callback) process.nextTick(callback);
   }
 
   startRead(): void {
@@ -123,12 +144,10 @@ export class PoolCall {
   private stopWaitingNow(): void {
     this.stopWaiting?.();
     this.stopWaiting = undefined;
-    if (this.timer) clearTimeout(this.timer);
+    this.unwatchParent?.();
+    this.unwatchParent = undefined;
+    this.timer?.clear();
     this.timer = undefined;
-  }
-
-  private finishLater(code: Status, details: string): void {
-    process.nextTick(() => this.fail(code, details));
   }
 
   private fail(code: Status, details: string): void {
@@ -138,7 +157,10 @@ export class PoolCall {
     const held = this.held;
     this.held = [];
     const status: StatusObject = { code, details, metadata: new Metadata() };
-    this.listener?.onReceiveStatus(status);
-    for (const { callback } of held) callback?.(new Error(details));
+    const listener = this.listener;
+    process.nextTick(() => {
+      for (const { callback } of held) callback?.();
+      listener?.onReceiveStatus(status);
+    });
   }
 }

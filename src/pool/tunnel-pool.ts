@@ -3,6 +3,7 @@ import type { ParentCall } from '../grpc/client/tunnel-call.js';
 import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
 import { watchConnectivity } from '../grpc/connectivity.js';
 import { abortError, statusError } from '../grpc/errors.js';
+import { type LongTimer, setLongTimeout } from '../grpc/long-timer.js';
 import { PoolCall, type TunnelSource } from './pool-call.js';
 import type { PoolSelector, ReverseTunnelRegistry } from './registry.js';
 import type { ReverseTunnel } from './reverse-tunnel.js';
@@ -66,10 +67,10 @@ export class TunnelPool implements ChannelInterface, TunnelSource {
     const { signal, timeout } = options;
     if (signal?.aborted) return Promise.reject(abortError(signal));
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: LongTimer | undefined;
       const done = (error?: Error) => {
         unwatch();
-        if (timer) clearTimeout(timer);
+        timer?.clear();
         signal?.removeEventListener('abort', onAbort);
         if (error) reject(error);
         else resolve();
@@ -80,7 +81,8 @@ export class TunnelPool implements ChannelInterface, TunnelSource {
       });
       signal?.addEventListener('abort', onAbort, { once: true });
       if (timeout !== undefined) {
-        timer = setTimeout(
+        // setLongTimeout: a timeout past Node's 2^31-1 ms limit waits its whole length.
+        timer = setLongTimeout(
           () => done(statusError(Status.DEADLINE_EXCEEDED, `no tunnel became ready within ${timeout} ms`)),
           timeout,
         );

@@ -3,6 +3,7 @@ import { encodeTimeout } from '../../engine/deadline.js';
 import type { StreamStatus } from '../../engine/status.js';
 import type { ClientStreamHandlers, TunnelClientStream } from '../../engine/tunnel-client.js';
 import type { Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
+import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { fromWireMetadata, toWireMetadata } from '../metadata.js';
 import type { AuthContext } from '../server/tunnel-info.js';
 import { toStatusObject } from '../status.js';
@@ -33,12 +34,18 @@ function deadlineMs(deadline: Date | number | undefined): number {
  * One call through a tunnel, in the shape grpc-js's client stack expects of
  * a channel's call (messages are already serialized Buffers). It maps the
  * grpc-js call surface onto an engine stream and enforces the deadline.
+ *
+ * It keeps two promises grpc-js's own calls keep, which callers rely on:
+ * the status is never delivered inside the method that ended the call (it
+ * comes on the next tick, so `call.cancel()` returns first), and a write's
+ * callback never receives an error (a failed call reports through its
+ * status; an error there would be emitted as an unhandled 'error' event).
  */
 export class TunnelCall implements ClientStreamHandlers {
   private listener: CallListener | undefined;
   private stream: TunnelClientStream | undefined;
   private finished = false;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: LongTimer | undefined;
   private readonly callNumber = ++callCounter;
   private readonly deadline: number;
   private readonly onParentCancelled: (() => void) | undefined;
@@ -66,17 +73,19 @@ export class TunnelCall implements ClientStreamHandlers {
     this.listener = listener;
     const failure = this.channel.unavailableReason();
     if (failure) {
-      this.finishLater({ code: Status.UNAVAILABLE, details: failure, metadata: new Metadata() });
+      this.finish({ code: Status.UNAVAILABLE, details: failure, metadata: new Metadata() });
       return;
     }
+    const expire = () => this.cancelWithStatus(Status.DEADLINE_EXCEEDED, 'Deadline exceeded');
     const remaining = this.deadline - Date.now();
     if (remaining <= 0) {
-      this.finishLater({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded', metadata: new Metadata() });
+      // Ends a tick later, as grpc-js's deadline handling does.
+      process.nextTick(expire);
       return;
     }
-    if (Number.isFinite(remaining)) {
-      this.timer = setTimeout(() => this.cancelWithStatus(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'), remaining);
-    }
+    // Any deadline gRPC can express is honoured: setLongTimeout waits past
+    // Node's 2^31-1 ms timer limit (an infinite deadline sets no timer).
+    this.timer = setLongTimeout(expire, remaining);
     if (this.onParentCancelled) this.parent?.on('cancelled', this.onParentCancelled);
     const credentials = this.credentials;
     if (!credentials) {
@@ -115,7 +124,14 @@ export class TunnelCall implements ClientStreamHandlers {
     if (Number.isFinite(remaining)) {
       headers.md['grpc-timeout'] = { val: [Buffer.from(encodeTimeout(Math.max(1, remaining)))] };
     }
-    this.stream = this.channel.openStream(this.method, headers, this);
+    try {
+      this.stream = this.channel.openStream(this.method, headers, this);
+    } catch (err) {
+      // The tunnel ended while per-call credentials were being generated.
+      const details = this.channel.unavailableReason() ?? (err instanceof Error ? err.message : String(err));
+      this.finish({ code: Status.UNAVAILABLE, details, metadata: new Metadata() });
+      return;
+    }
     const waiting = this.waiting;
     this.waiting = undefined;
     if (waiting) for (const op of waiting) op();
@@ -127,13 +143,13 @@ export class TunnelCall implements ClientStreamHandlers {
       return;
     }
     const callback = context.callback;
-    if (!this.stream) {
-      if (callback) process.nextTick(callback, new Error('The call has not started'));
+    // A write on a call that ended (or never got a stream) is not an error to
+    // grpc-js: the status says what happened. Its completion is deferred so
+    // a loop of writes yields to the event loop instead of spinning.
+    if (!this.stream || this.finished) {
+      if (callback) process.nextTick(callback);
       return;
     }
-    // A write on a call that ended is not an error to grpc-js (the status says
-    // what happened), but its completion is deferred so a loop of writes
-    // yields to the event loop instead of spinning.
     this.stream.sendMessage(
       message,
       callback ? (error) => (error ? process.nextTick(callback) : callback()) : undefined,
@@ -189,16 +205,17 @@ export class TunnelCall implements ClientStreamHandlers {
     this.finish(toStatusObject(status));
   }
 
-  private finishLater(status: StatusObject): void {
-    process.nextTick(() => this.finish(status));
-  }
-
   private finish(status: StatusObject): void {
     if (this.finished) return;
     this.finished = true;
-    this.waiting = undefined;
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.clear();
     if (this.onParentCancelled) this.parent?.removeListener('cancelled', this.onParentCancelled);
-    this.listener?.onReceiveStatus(status);
+    // Operations held for per-call credentials now find the call ended:
+    // their write callbacks complete, the rest does nothing.
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    if (waiting) for (const op of waiting) op();
+    const listener = this.listener;
+    process.nextTick(() => listener?.onReceiveStatus(status));
   }
 }

@@ -231,7 +231,9 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     );
     this.endRpc(error);
     for (const watcher of [...this.watchers]) watcher();
-    this.resolveClosed(error);
+    // Calls get their statuses on the next tick, as grpc-js delivers them;
+    // `closed` settles after those, so awaiting it means every call was told.
+    process.nextTick(() => this.resolveClosed(error));
     this.emit('close', error);
   }
 }
