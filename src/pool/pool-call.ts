@@ -9,9 +9,21 @@ export interface TunnelSource {
   pick(): TunnelChannel | undefined;
   /** Calls `watcher` when tunnels come or go, until the returned function is called. */
   watch(watcher: () => void): () => void;
+  /** The tunnel refused a call because its far side is draining: route nothing more to it. */
+  retire(channel: TunnelChannel): void;
 }
 
 type Write = { readonly message: Buffer; readonly callback: ((error?: Error | null) => void) | undefined };
+
+/**
+ * Request bytes a call keeps for sending again while no response has come:
+ * past this it commits to its tunnel and a refusal is final (grpc-js's
+ * per-call retry buffer is of the same order).
+ */
+const REPLAY_LIMIT = 256 * 1024;
+
+/** Refusals one call rides out; each one retires a tunnel, so this only guards against a pathological pool. */
+const MAX_REFUSALS = 8;
 
 let callNumbers = 0;
 
@@ -20,14 +32,25 @@ let callNumbers = 0;
  * is that tunnel's call. With no tunnel ready it fails UNAVAILABLE "no
  * channels ready", or, when the caller asked for grpc-js's `waitForReady`,
  * waits for one until its deadline; what the caller sends meanwhile is held.
+ *
+ * A tunnel whose far side is draining may refuse the call before any
+ * handler saw it (UNAVAILABLE, no response headers): the tunnel is then
+ * retired from the pool and the call goes to another tunnel, transparently,
+ * as long as nothing came back yet and what it sent still fits the replay
+ * buffer.
  */
 export class PoolCall {
   private inner: TunnelCall | undefined;
   private listener: CallListener | undefined;
+  private metadata: Metadata | undefined;
   private finished = false;
   private stopWaiting: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private held: Write[] = [];
+  /** What was sent to the current tunnel, kept to send again after a refusal; undefined once committed. */
+  private sent: Buffer[] | undefined = [];
+  private sentBytes = 0;
+  private refusals = 0;
   private halfClosed = false;
   private reading = false;
   private credentials: CallCredentials | undefined;
@@ -44,45 +67,34 @@ export class PoolCall {
 
   start(metadata: Metadata, listener: CallListener): void {
     this.listener = listener;
-    if (this.tryStart(metadata)) return;
-    if (!metadata.getOptions().waitForReady) {
-      this.finishLater(Status.UNAVAILABLE, 'no channels ready');
-      return;
-    }
-    const ms = (this.deadline instanceof Date ? this.deadline.getTime() : this.deadline) - Date.now();
-    if (ms <= 0) {
-      this.finishLater(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while waiting for a tunnel');
-      return;
-    }
-    if (Number.isFinite(ms)) {
-      this.timer = setTimeout(
-        () => this.fail(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while waiting for a tunnel'),
-        ms,
-      );
-    }
-    this.stopWaiting = this.source.watch(() => {
-      if (this.tryStart(metadata)) this.stopWaitingNow();
-    });
+    this.metadata = metadata;
+    this.startOrWait({ code: Status.UNAVAILABLE, details: 'no channels ready', metadata: new Metadata() });
   }
 
   sendMessageWithContext(context: { callback?: (error?: Error | null) => void }, message: Buffer): void {
+    if (this.sent && !this.finished) {
+      this.sent.push(message);
+      this.sentBytes += message.length;
+      if (this.sentBytes > REPLAY_LIMIT) this.commit();
+    }
     if (this.inner) this.inner.sendMessageWithContext(context, message);
     else if (!this.finished) this.held.push({ message, callback: context.callback });
   }
 
   startRead(): void {
-    if (this.inner) this.inner.startRead();
-    else this.reading = true;
+    this.reading = true;
+    this.inner?.startRead();
   }
 
   halfClose(): void {
-    if (this.inner) this.inner.halfClose();
-    else this.halfClosed = true;
+    this.halfClosed = true;
+    this.inner?.halfClose();
   }
 
   cancelWithStatus(code: Status, details: string): void {
+    this.commit();
     if (this.inner) this.inner.cancelWithStatus(code, details);
-    else this.fail(code, details);
+    else this.fail({ code, details, metadata: new Metadata() });
   }
 
   getPeer(): string {
@@ -102,14 +114,34 @@ export class PoolCall {
     return this.inner?.getAuthContext() ?? null;
   }
 
-  private tryStart(metadata: Metadata): boolean {
+  /** Starts on a tunnel now, or waits for one (waitForReady), or fails with `otherwise`. */
+  private startOrWait(otherwise: StatusObject): void {
+    const metadata = this.metadata as Metadata;
+    if (this.tryStart()) return;
+    if (!metadata.getOptions().waitForReady) {
+      this.finishLater(otherwise);
+      return;
+    }
+    const ms = (this.deadline instanceof Date ? this.deadline.getTime() : this.deadline) - Date.now();
+    if (ms <= 0) {
+      this.finishLater(deadlineStatus());
+      return;
+    }
+    if (Number.isFinite(ms)) this.timer = setTimeout(() => this.fail(deadlineStatus()), ms);
+    this.stopWaiting = this.source.watch(() => {
+      if (this.tryStart()) this.stopWaitingNow();
+    });
+  }
+
+  private tryStart(): boolean {
     if (this.finished) return true;
     const channel = this.source.pick();
     if (!channel) return false;
     const inner = channel.createCall(this.method, this.deadline, this.host, this.parent, this.propagateFlags);
     this.inner = inner;
     if (this.credentials) inner.setCredentials(this.credentials);
-    inner.start(metadata, this.listener as CallListener);
+    // A copy: per-call credentials add to the metadata, and a retry starts afresh.
+    inner.start((this.metadata as Metadata).clone(), this.listenerFor(inner, channel));
     const held = this.held;
     this.held = [];
     for (const { message, callback } of held) {
@@ -120,6 +152,43 @@ export class PoolCall {
     return true;
   }
 
+  /** Passes the tunnel call's events on; a refusal before any response sends the call elsewhere instead. */
+  private listenerFor(inner: TunnelCall, channel: TunnelChannel): CallListener {
+    const listener = this.listener as CallListener;
+    return {
+      onReceiveMetadata: (metadata) => {
+        this.commit();
+        listener.onReceiveMetadata(metadata);
+      },
+      onReceiveMessage: (message) => {
+        this.commit();
+        listener.onReceiveMessage(message);
+      },
+      onReceiveStatus: (status) => {
+        if (this.inner !== inner) return;
+        if (inner.refusedBeforeStart) {
+          this.source.retire(channel);
+          if (this.sent && this.refusals < MAX_REFUSALS) {
+            this.refusals++;
+            this.inner = undefined;
+            // Everything sent so far goes again; the callbacks already ran.
+            this.held = this.sent.map((message) => ({ message, callback: undefined }));
+            this.startOrWait(status);
+            return;
+          }
+        }
+        this.finished = true;
+        listener.onReceiveStatus(status);
+      },
+    };
+  }
+
+  /** A response came (or the caller gave up, or sent too much to keep): the call stays on its tunnel. */
+  private commit(): void {
+    this.sent = undefined;
+    this.sentBytes = 0;
+  }
+
   private stopWaitingNow(): void {
     this.stopWaiting?.();
     this.stopWaiting = undefined;
@@ -127,18 +196,25 @@ export class PoolCall {
     this.timer = undefined;
   }
 
-  private finishLater(code: Status, details: string): void {
-    process.nextTick(() => this.fail(code, details));
+  private finishLater(status: StatusObject): void {
+    process.nextTick(() => this.fail(status));
   }
 
-  private fail(code: Status, details: string): void {
+  private fail(status: StatusObject): void {
     if (this.finished || this.inner) return;
     this.finished = true;
     this.stopWaitingNow();
     const held = this.held;
     this.held = [];
-    const status: StatusObject = { code, details, metadata: new Metadata() };
     this.listener?.onReceiveStatus(status);
-    for (const { callback } of held) callback?.(new Error(details));
+    for (const { callback } of held) callback?.(new Error(status.details));
   }
+}
+
+function deadlineStatus(): StatusObject {
+  return {
+    code: Status.DEADLINE_EXCEEDED,
+    details: 'Deadline exceeded while waiting for a tunnel',
+    metadata: new Metadata(),
+  };
 }
