@@ -250,6 +250,21 @@ describe('draining reverse tunnels', () => {
     await stopServer(net.server);
   });
 
+  it('a call that failed UNAVAILABLE after its handler ran is not sent again, and its tunnel stays', async () => {
+    const net = await network();
+    const failing = refusingPeer(net.address, true);
+    await new Promise((resolve) => net.handler.once('reverseTunnelOpen', resolve));
+    const r = await unary(net.echo, Buffer.from('x'));
+    assert.equal(r.error?.code, status.UNAVAILABLE);
+    assert.equal(r.error?.details, 'server is shutting down');
+    assert.equal(failing.refused.length, 1, 'the call was made once');
+    assert.equal(net.pool.size, 1, 'the tunnel is still pooled');
+    failing.close();
+    await failing.ended;
+    net.echo.close();
+    await stopServer(net.server);
+  });
+
   it('against a network server without the drain handshake (as Go), gracefulStop refuses new calls, ends the tunnel once idle, and resolves', async () => {
     const net = await plainNetworkServer();
     const agent = new ReverseTunnelServer(new EchoClient(net.address, credentials.createInsecure()));
@@ -314,9 +329,11 @@ describe('draining reverse tunnels', () => {
 
 /**
  * A peer that opens a reverse tunnel on KEY and refuses every stream with
- * UNAVAILABLE before any handler runs, as a draining Go agent does.
+ * UNAVAILABLE before any handler runs, as a draining Go agent does; with
+ * `afterHeaders`, it fails each stream with UNAVAILABLE after response
+ * headers instead, as a handler that ran would.
  */
-function refusingPeer(address: string) {
+function refusingPeer(address: string, afterHeaders = false) {
   const client = new Client(address, credentials.createInsecure());
   const md = new Metadata();
   md.set('grpctunnel-negotiate', 'on');
@@ -333,6 +350,7 @@ function refusingPeer(address: string) {
   rpc.on('data', (frame: ClientToServer) => {
     if (frame.frame?.$case !== 'newStream') return;
     refused.push(frame.streamId);
+    if (afterHeaders) rpc.write({ streamId: frame.streamId, frame: { $case: 'responseHeaders', value: { md: {} } } });
     rpc.write({
       streamId: frame.streamId,
       frame: {
@@ -343,7 +361,14 @@ function refusingPeer(address: string) {
   });
   rpc.on('error', () => {});
   const ended = new Promise<StatusObject>((resolve) => rpc.on('status', resolve));
-  return { refused, ended, close: () => client.close() };
+  return {
+    refused,
+    ended,
+    close: () => {
+      rpc.cancel();
+      client.close();
+    },
+  };
 }
 
 /**
