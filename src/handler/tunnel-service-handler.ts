@@ -12,8 +12,9 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
-import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
-import { thrownStatus } from '../grpc/errors.js';
+import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
+import { statusError, thrownStatus } from '../grpc/errors.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -40,7 +41,9 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
   onReverseTunnelOpen?: (tunnel: ReverseTunnel) => void;
   /**
    * A reverse tunnel that had opened has ended and left its pools (also the
-   * `'reverseTunnelClose'` event). `error` says why, undefined when this side closed it.
+   * `'reverseTunnelClose'` event). `error` says why, as a grpc-js
+   * `ServiceError` (`code`, `details`, `metadata`; UNAVAILABLE when the
+   * tunnel server ended or lost it); undefined when this side closed it.
    */
   onReverseTunnelClose?: (tunnel: ReverseTunnel, error: Error | undefined) => void;
   /**
@@ -74,6 +77,13 @@ function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): v
  * - Reverse tunnels: clients that serve RPCs dial in; this side calls them
  *   through {@link asChannel}, {@link keyAsChannel} or a single tunnel from
  *   {@link allReverseTunnels}.
+ *
+ * A reverse tunnel whose tunnel server drains leaves its pools at once and
+ * is closed once its calls have finished: on the drain notice a
+ * `ReverseTunnelServer` sends (see drain-notice.ts), or on the first call a
+ * peer refuses with UNAVAILABLE before any handler ran (what a draining Go
+ * agent does); a pool call refused so, having had no response yet, is sent
+ * again on another tunnel of its pool.
  *
  * Events: `'reverseTunnelOpen'` (tunnel), `'reverseTunnelClose'` (tunnel, error?).
  */
@@ -246,13 +256,29 @@ export class TunnelServiceHandler extends ServiceHost {
       return;
     }
     this.raiseWindows(call);
-    sendNegotiationHeaders(call);
+    // The drain handshake: a tunnel server of this project that drains tells
+    // us so, and we end the tunnel once idle (see drain-notice.ts).
+    sendNegotiationHeaders(call, true);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     let peerEnded = false;
+    let retiring = false;
     let tunnel: ReverseTunnel | undefined;
-    const channel = new TunnelChannel(
-      call,
+    const frames: ClientFrameStream = {
+      write: (frame, callback) => call.write(frame, callback),
+      on: (_event, listener) =>
+        call.on('data', (frame: ServerToClient) => {
+          if (!isDrainNotice(frame)) {
+            listener(frame);
+            return;
+          }
+          retiring = true;
+          if (tunnel) this.reverse.retire(tunnel);
+          else channel.closeWhenIdle();
+        }),
+    };
+    const channel: TunnelChannel = new TunnelChannel(
+      frames,
       negotiated,
       tunnelTuning(this.options),
       { target: `reverse:${info.peer}`, peer: info.peer, authContext: info.authContext },
@@ -264,7 +290,7 @@ export class TunnelServiceHandler extends ServiceHost {
         else call.end();
       },
       (ready) => {
-        if (this.draining) {
+        if (this.draining || retiring) {
           ready.closeWhenIdle();
           return;
         }
@@ -284,17 +310,19 @@ export class TunnelServiceHandler extends ServiceHost {
       this.notify(() => this.options.onReverseTunnelClose?.(closed, error));
       this.emit('reverseTunnelClose', closed, error);
     });
+    // Each end is a status: what the tunnel's calls in flight fail with, and
+    // the error 'reverseTunnelClose' reports.
     call.on('end', () => {
       peerEnded = true;
-      channel.shutDown(new Error('the reverse tunnel server closed the tunnel'));
+      channel.shutDown(statusError(Status.UNAVAILABLE, 'the reverse tunnel server closed the tunnel'));
     });
     call.on('cancelled', () => {
       ended = true;
-      channel.shutDown(new Error('the reverse tunnel was cancelled'));
+      channel.shutDown(statusError(Status.UNAVAILABLE, 'the reverse tunnel was cancelled'));
     });
     call.on('error', () => {
       ended = true;
-      channel.shutDown(new Error('the reverse tunnel failed'));
+      channel.shutDown(statusError(Status.UNAVAILABLE, 'the reverse tunnel failed'));
     });
   }
 
@@ -308,11 +336,12 @@ export class TunnelServiceHandler extends ServiceHost {
   }
 }
 
-function sendNegotiationHeaders(call: ForwardRpc | ReverseRpc): void {
+function sendNegotiationHeaders(call: ForwardRpc | ReverseRpc, drain = false): void {
   // Headers go out at once: the client learns the negotiation result (and
   // interceptors may add authentication material) before any frame.
   const headers = new Metadata();
   headers.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
+  if (drain) headers.set(DRAIN_HEADER, DRAIN_ON);
   call.sendMetadata(headers);
 }
 

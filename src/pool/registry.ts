@@ -1,3 +1,4 @@
+import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
 import type { ReverseTunnel } from './reverse-tunnel.js';
 
 /** Selects the tunnels of a pool: every tunnel, or those of one affinity key. */
@@ -71,6 +72,23 @@ export class ReverseTunnelRegistry {
     }
     this.all.notify();
     return true;
+  }
+
+  /**
+   * Retires a tunnel whose far side is draining: it leaves its pools at
+   * once (no new call is routed to it), its calls in flight finish, then the
+   * tunnel ends (which is what the draining side waits for).
+   */
+  retire(tunnel: ReverseTunnel): void {
+    this.remove(tunnel);
+    tunnel.channel.closeWhenIdle();
+  }
+
+  /** {@link retire} for the pooled tunnel that `channel` belongs to, if any. */
+  retireChannel(channel: TunnelChannel): void {
+    const tunnel = this.all.tunnels.find((t) => t.channel === channel);
+    if (tunnel) this.retire(tunnel);
+    else channel.closeWhenIdle();
   }
 
   /** The next tunnel of a pool, round-robin; undefined when the pool is empty. */

@@ -100,6 +100,11 @@ export class TunnelPool implements ChannelInterface, TunnelSource {
     return this.registry.watch(this.selector, watcher);
   }
 
+  /** @internal */
+  retire(channel: TunnelChannel): void {
+    this.registry.retireChannel(channel);
+  }
+
   /** Does nothing: the pool's tunnels belong to the handler (close them through it). */
   close(): void {}
 

@@ -17,10 +17,15 @@ import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { asClient } from '../grpc/client/as-client.js';
 import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
-import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
+import {
+  type ServerFrameStream,
+  type TunnelServerOptions,
+  TunnelServerSession,
+} from '../grpc/server/tunnel-server-session.js';
 import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../grpc/tunnel-service.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 
@@ -220,10 +225,16 @@ export class ReverseTunnelServer extends ServiceHost {
   }
 
   /**
-   * Stops gracefully: tunnels refuse new calls with UNAVAILABLE, running
-   * calls finish, then each tunnel ends cleanly; {@link keepOpen} does not
-   * reconnect. Resolves once every tunnel has ended. Aborting `signal` turns
-   * it into {@link stop}.
+   * Stops gracefully; {@link keepOpen} does not reconnect. Resolves once
+   * every tunnel has ended. Aborting `signal` turns it into {@link stop}.
+   *
+   * A network server of this project is told at once (drain-notice.ts): it
+   * routes no new call to these tunnels, the calls it had already sent are
+   * served to completion, and it ends each tunnel once idle, so a rolling
+   * restart loses no call. A network server without that handshake (Go's)
+   * gets the protocol's rule: new calls are refused with UNAVAILABLE,
+   * running calls finish, then each tunnel is ended (half-closed) by this
+   * side once idle.
    */
   async gracefulStop(options: { signal?: AbortSignal } = {}): Promise<void> {
     this.draining = true;
@@ -260,17 +271,48 @@ export class ReverseTunnelServer extends ServiceHost {
     let info: TunnelInfo | undefined;
     let draining = false;
     let halfClosed = false;
+    /** Whether the network server takes part in the drain handshake (drain-notice.ts). */
+    let peerDrains = false;
+    let drainStarted = false;
     const halfClose = () => {
       if (halfClosed) return;
       halfClosed = true;
       rpc.end();
+    };
+    // After the half-close nothing can be answered: frames that were already
+    // on their way (new streams the network server sent before it saw the
+    // end) are dropped, never served and never answered with a write after end.
+    const frames: ServerFrameStream = {
+      write: (frame, callback) => {
+        if (!halfClosed) return rpc.write(frame, callback);
+        process.nextTick(callback);
+        return true;
+      },
+      on: (_event, listener) =>
+        rpc.on('data', (frame: ClientToServer) => {
+          if (!halfClosed) listener(frame);
+        }),
+    };
+    const startDrain = (session: TunnelServerSession) => {
+      if (drainStarted) return;
+      drainStarted = true;
+      if (!peerDrains) {
+        // The protocol's own rule, all a Go network server understands:
+        // refuse new streams with UNAVAILABLE, end the tunnel once idle.
+        session.drain(halfClose);
+        return;
+      }
+      // The network server takes the tunnel out of its pools on this notice
+      // and ends it once idle. Streams that arrive meanwhile were sent
+      // before it read the notice: they are served, not refused.
+      rpc.write(drainNotice());
     };
     const tunnel: OpenTunnel = {
       rpc,
       session: undefined,
       drain: () => {
         draining = true;
-        if (tunnel.session) tunnel.session.drain(halfClose);
+        if (tunnel.session) startDrain(tunnel.session);
         else tunnel.cancel('the reverse tunnel server is stopping');
       },
       cancel: (message) => {
@@ -316,8 +358,9 @@ export class ReverseTunnelServer extends ServiceHost {
           responseHeaders: headers,
           ...(identity !== undefined && { identity }),
         };
-        tunnel.session = new TunnelServerSession(
-          rpc,
+        peerDrains = headers.get(DRAIN_HEADER)[0] === DRAIN_ON;
+        const session = new TunnelServerSession(
+          frames,
           headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON,
           this.registry,
           info,
@@ -330,8 +373,9 @@ export class ReverseTunnelServer extends ServiceHost {
           },
           this.windows,
         );
+        tunnel.session = session;
         started = true;
-        if (draining || this.draining) tunnel.session.drain(halfClose);
+        if (draining || this.draining) startDrain(session);
         this.emit('connected', info);
       };
       const authenticate = this.options.authenticate;

@@ -1,4 +1,11 @@
-import { type CallCredentials, Metadata, propagate, status as Status, type StatusObject } from '@grpc/grpc-js';
+import {
+  type CallCredentials,
+  connectivityState,
+  Metadata,
+  propagate,
+  status as Status,
+  type StatusObject,
+} from '@grpc/grpc-js';
 import { encodeTimeout } from '../../engine/deadline.js';
 import type { StreamStatus } from '../../engine/status.js';
 import type { ClientStreamHandlers, TunnelClientStream } from '../../engine/tunnel-client.js';
@@ -50,6 +57,7 @@ export class TunnelCall implements ClientStreamHandlers {
   private readonly deadline: number;
   private readonly onParentCancelled: (() => void) | undefined;
   private credentials: CallCredentials | undefined;
+  private refused = false;
   /** Operations held while per-call credentials are being generated. */
   private waiting: Array<() => void> | undefined;
 
@@ -202,7 +210,27 @@ export class TunnelCall implements ClientStreamHandlers {
   }
 
   onClose(status: StreamStatus): void {
+    // A close_stream with UNAVAILABLE and nothing before it is a refusal
+    // made before any handler ran: a handler's own close always follows
+    // response headers, Go's too. The channel's own failures end streams
+    // only once it is shut down, so they never match.
+    const stream = this.stream;
+    this.refused =
+      status.code === Status.UNAVAILABLE &&
+      stream !== undefined &&
+      !stream.headersSeen &&
+      !stream.messageSeen &&
+      this.channel.getConnectivityState(false) !== connectivityState.SHUTDOWN;
     this.finish(toStatusObject(status));
+  }
+
+  /**
+   * Whether the tunnel server refused the call with UNAVAILABLE before any
+   * handler ran (it is draining): the service never saw it, so it may be
+   * sent again elsewhere, as gRPC retries a stream refused by GOAWAY.
+   */
+  get refusedBeforeStart(): boolean {
+    return this.refused;
   }
 
   private finish(status: StatusObject): void {

@@ -7,6 +7,7 @@ import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream 
 import type { ClientToServer, ServerToClient, Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
 import { watchConnectivity } from '../connectivity.js';
 import { clientAuthContext } from '../context.js';
+import { statusError } from '../errors.js';
 import type { AuthContext } from '../server/tunnel-info.js';
 import { GRPC_CHUNK_SIZE } from '../tunnel-service.js';
 import { gateWrites } from '../write-gate.js';
@@ -128,7 +129,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
       ...tunnelTuning(options),
       receiveWindows: windows,
       onReady: () => onReady(this),
-      onProtocolError: (status) => this.shutDown(new Error(status.message), status),
+      onProtocolError: (status) => this.shutDown(statusError(status.code, status.message), status),
       onIdle: () => {
         if (this.closingWhenIdle) process.nextTick(() => this.close());
       },
