@@ -17,6 +17,7 @@ import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { asClient } from '../grpc/client/as-client.js';
 import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -104,7 +105,7 @@ interface OpenTunnel {
   session: TunnelServerSession | undefined;
   /** Ends the tunnel RPC cleanly (half-close) once it is idle. */
   drain(): void;
-  /** Cancels the tunnel RPC and everything on it. */
+  /** Cancels every call on the tunnel and ends the tunnel RPC (without a reset when the server answers). */
   cancel(message: string): void;
   readonly done: Promise<ServeResult>;
 }
@@ -252,6 +253,8 @@ export class ReverseTunnelServer extends ServiceHost {
       metadata,
       options.callOptions ?? {},
     );
+    // Listens first, so it knows whether the server answered before anything else reacts.
+    const rpcEnd = new TunnelRpcEnd(rpc);
     const host = this.client.getChannel().getTarget();
     let started = false;
     let stoppedByUs = false;
@@ -259,12 +262,7 @@ export class ReverseTunnelServer extends ServiceHost {
     let failure: ServiceError | undefined;
     let info: TunnelInfo | undefined;
     let draining = false;
-    let halfClosed = false;
-    const halfClose = () => {
-      if (halfClosed) return;
-      halfClosed = true;
-      rpc.end();
-    };
+    const halfClose = () => rpcEnd.halfClose();
     const tunnel: OpenTunnel = {
       rpc,
       session: undefined,
@@ -276,7 +274,7 @@ export class ReverseTunnelServer extends ServiceHost {
       cancel: (message) => {
         stoppedByUs = true;
         tunnel.session?.close(localStatus(Status.CANCELLED, message));
-        rpc.cancel();
+        rpcEnd.end();
       },
       done: new Promise<ServeResult>((resolve) => {
         const onAbort = () => tunnel.cancel('the reverse tunnel was aborted');
@@ -290,7 +288,8 @@ export class ReverseTunnelServer extends ServiceHost {
           );
           let error: ServiceError | undefined;
           if (failure) error = failure;
-          else if (stoppedByUs && status.code === Status.CANCELLED) error = undefined;
+          // Ended by this side: the server answered the half-close (OK) or the grace ran out (CANCELLED).
+          else if (stoppedByUs && (status.code === Status.OK || status.code === Status.CANCELLED)) error = undefined;
           else if (status.code !== Status.OK) {
             error = statusError(status.code, `reverse tunnel: ${status.details}`, status.metadata);
           }
@@ -345,7 +344,7 @@ export class ReverseTunnelServer extends ServiceHost {
           failure = authenticationError(err);
           experimental.log(logVerbosity.INFO, `grpctunnel: the network server failed authentication: ${err}`);
           stoppedByUs = true;
-          rpc.cancel();
+          rpcEnd.end();
         });
     });
     return tunnel;
