@@ -336,3 +336,64 @@ describe('ending a reverse tunnel', () => {
     assert.equal(tap.fromClient(FrameType.RST_STREAM), 0);
   });
 });
+
+describe("resets the application's own calls send on the tunnel's connection", () => {
+  /** Starts `n` slow calls on `client`, waits until each is on the wire, then cancels them all. */
+  async function cancelOnTheWire(client: EchoClient, n: number): Promise<number[]> {
+    const slow = new Metadata();
+    slow.set('x-delay-ms', '60000');
+    const calls = Array.from({ length: n }, () => serverStream(client, 1, 1, slow));
+    const ended = calls.map((call) => collect(call));
+    await Promise.all(calls.map((call) => once(call, 'metadata')));
+    for (const call of calls) call.cancel();
+    return (await Promise.all(ended)).map((r) => r.error?.code ?? status.OK);
+  }
+
+  it('cancelling tunneled calls never counts; cancelling direct calls past the limit ends every tunnel on the connection', async () => {
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const { server, address } = await startServer((s) => {
+      handler.register(s);
+      s.addService(EchoService, echoImplementation());
+    });
+    const tap = await startFrameTap(address);
+    const connection = new EchoClient(tap.address, insecure);
+    const tunnel = await openTunnel(connection);
+    const echo = new EchoClient('t', insecure, { channelOverride: tunnel });
+
+    // A cancel through a tunnel is a frame inside the tunnel RPC, not an HTTP/2 reset.
+    const tunneled = await cancelOnTheWire(echo, 1200);
+    assert.ok(tunneled.every((code) => code === status.CANCELLED));
+    assert.equal(tap.fromClient(FrameType.RST_STREAM), 0);
+    assert.equal(tap.fromServer(FrameType.GOAWAY), 0);
+    assert.equal(tunnel.error, undefined);
+
+    // Direct calls on the same connection reset their streams; 1000 at once empty nghttp2's bucket.
+    const waiting = unary(
+      echo,
+      Buffer.from('in flight'),
+      (() => {
+        const md = new Metadata();
+        md.set('x-delay-ms', '60000');
+        return md;
+      })(),
+    );
+    while (handler.activeCalls < 1) await sleep(5);
+    const direct = await cancelOnTheWire(connection, 1100);
+    assert.ok(direct.every((code) => code === status.CANCELLED));
+    const error = await tunnel.closed;
+    assert.ok(tap.fromServer(FrameType.GOAWAY) >= 1, 'the server sent GOAWAY');
+    const lost = await waiting;
+    assert.equal(lost.error?.code, status.UNAVAILABLE, 'the tunneled call in flight fails at once, UNAVAILABLE');
+    assert.match(String(error?.message), /RST_STREAM with code 2|error code 2/);
+
+    // grpc-js dials again: a new tunnel on the same client works.
+    const again = await openTunnel(connection);
+    const r = await unary(new EchoClient('t', insecure, { channelOverride: again }), Buffer.from('again'));
+    assert.equal(r.error, null);
+    again.close();
+    connection.close();
+    await stopServer(server);
+    await tap.close();
+  });
+});
