@@ -214,7 +214,12 @@ export class ReverseTunnelServer extends ServiceHost {
     await Promise.all(Array.from({ length: count }, (_, i) => slot(i)));
   }
 
-  /** Cancels every tunnel and every call on them now, and ends {@link keepOpen}. */
+  /**
+   * Cancels every call on every tunnel now and ends {@link keepOpen}. Each
+   * tunnel RPC is half-closed, as the Go reference's `Stop` does, and the
+   * network server finishes it; {@link serve} resolves then (it cancels the
+   * RPC, with an HTTP/2 reset, if the server has not finished it within 5 s).
+   */
   stop(): void {
     this.stopper.abort();
     for (const tunnel of this.tunnels) tunnel.cancel('the reverse tunnel server stopped');
