@@ -10,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type ClientDuplexStream,
+  connectivityState,
   credentials,
   Metadata,
   type ServerDuplexStream,
@@ -163,6 +164,40 @@ describe('closing a forward tunnel', () => {
     await cancelled;
     await s.close();
     assert.equal(s.tap.fromClient(FrameType.RST_STREAM), 1);
+  });
+});
+
+describe('closing a nested tunnel (a tunnel RPC through another tunnel)', () => {
+  it('half-closes the inner tunnel RPC too; the outer tunnel stays up', async () => {
+    const inner = new TunnelServiceHandler();
+    inner.addService(EchoService, echoImplementation());
+    const outer = new TunnelServiceHandler();
+    let innerCancelled = 0;
+    let innerEnded = 0;
+    const serveInner = inner.implementation.openTunnel as (call: ForwardRpc) => void;
+    outer.addService(TunnelServiceDefinition, {
+      openTunnel: (call: ForwardRpc) => {
+        call.on('end', () => innerEnded++);
+        call.on('cancelled', () => innerCancelled++);
+        serveInner(call);
+      },
+      openReverseTunnel: inner.implementation.openReverseTunnel as (call: ReverseRpc) => void,
+    });
+    const { server, address } = await startServer((s) => outer.register(s));
+    const connection = new EchoClient(address, insecure);
+    const outerTunnel = await openTunnel(connection);
+    const innerTunnel = await openTunnel(outerTunnel);
+    const r = await unary(new EchoClient('t', insecure, { channelOverride: innerTunnel }), Buffer.from('deep'));
+    assert.deepEqual(r.value, Buffer.from('deep'));
+    innerTunnel.close();
+    while (inner.openTunnels > 0 || outerTunnel.activeCalls > 0) await sleep(5);
+    assert.equal(innerCancelled, 0, 'the inner tunnel RPC was not cancelled');
+    assert.equal(innerEnded, 1, 'it was half-closed');
+    assert.equal(outerTunnel.error, undefined);
+    assert.equal(outerTunnel.getConnectivityState(false), connectivityState.READY);
+    outerTunnel.close();
+    connection.close();
+    await stopServer(server);
   });
 });
 
