@@ -16,7 +16,9 @@ const port = await new Promise<number>((resolve, reject) =>
 
 // Client: any grpc-js client (or Channel) to that server carries the tunnel.
 const connection = new GreeterClient(`127.0.0.1:${port}`, credentials.createInsecure());
-const tunnel = await openTunnel(connection, { signal: AbortSignal.timeout(5_000) });
+// connectTimeoutMs bounds the opening only; an AbortSignal given as `signal`
+// would also close the tunnel later, whenever it fires.
+const tunnel = await openTunnel(connection, { connectTimeoutMs: 5_000 });
 
 // The tunnel is the channel of an ordinary generated client.
 const greeter = new GreeterClient('ignored', credentials.createInsecure(), { channelOverride: tunnel });
@@ -27,7 +29,7 @@ greeter.sayHello({ name: 'tunnel', times: 0 }, (err, reply) => {
   const stream = greeter.sayHellos({ name: 'tunnel', times: 2 });
   stream.on('data', (r: { message: string }) => console.log(r.message));
   stream.on('end', () => {
-    tunnel.close(); // cancels anything still in flight and ends the tunnel RPC
+    tunnel.close(); // cancels anything still in flight and ends the tunnel RPC (a half-close, not a reset)
     connection.close();
     server.tryShutdown(() => console.log('done'));
   });

@@ -17,6 +17,7 @@ import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { asClient } from '../grpc/client/as-client.js';
 import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
@@ -109,7 +110,7 @@ interface OpenTunnel {
   session: TunnelServerSession | undefined;
   /** Ends the tunnel RPC cleanly (half-close) once it is idle. */
   drain(): void;
-  /** Cancels the tunnel RPC and everything on it. */
+  /** Cancels every call on the tunnel and ends the tunnel RPC (without a reset when the server answers). */
   cancel(message: string): void;
   readonly done: Promise<ServeResult>;
 }
@@ -218,7 +219,12 @@ export class ReverseTunnelServer extends ServiceHost {
     await Promise.all(Array.from({ length: count }, (_, i) => slot(i)));
   }
 
-  /** Cancels every tunnel and every call on them now, and ends {@link keepOpen}. */
+  /**
+   * Cancels every call on every tunnel now and ends {@link keepOpen}. Each
+   * tunnel RPC is half-closed, as the Go reference's `Stop` does, and the
+   * network server finishes it; {@link serve} resolves then (it cancels the
+   * RPC, with an HTTP/2 reset, if the server has not finished it within 5 s).
+   */
   stop(): void {
     this.stopper.abort();
     for (const tunnel of this.tunnels) tunnel.cancel('the reverse tunnel server stopped');
@@ -263,6 +269,8 @@ export class ReverseTunnelServer extends ServiceHost {
       metadata,
       options.callOptions ?? {},
     );
+    // Listens first, so it knows whether the server answered before anything else reacts.
+    const rpcEnd = new TunnelRpcEnd(rpc);
     const host = this.client.getChannel().getTarget();
     let started = false;
     let stoppedByUs = false;
@@ -277,7 +285,7 @@ export class ReverseTunnelServer extends ServiceHost {
     const halfClose = () => {
       if (halfClosed) return;
       halfClosed = true;
-      rpc.end();
+      rpcEnd.halfClose();
     };
     // After the half-close nothing can be answered: frames that were already
     // on their way (new streams the network server sent before it saw the
@@ -318,7 +326,7 @@ export class ReverseTunnelServer extends ServiceHost {
       cancel: (message) => {
         stoppedByUs = true;
         tunnel.session?.close(localStatus(Status.CANCELLED, message));
-        rpc.cancel();
+        rpcEnd.end();
       },
       done: new Promise<ServeResult>((resolve) => {
         const onAbort = () => tunnel.cancel('the reverse tunnel was aborted');
@@ -332,7 +340,8 @@ export class ReverseTunnelServer extends ServiceHost {
           );
           let error: ServiceError | undefined;
           if (failure) error = failure;
-          else if (stoppedByUs && status.code === Status.CANCELLED) error = undefined;
+          // Ended by this side: the server answered the half-close (OK) or the grace ran out (CANCELLED).
+          else if (stoppedByUs && (status.code === Status.OK || status.code === Status.CANCELLED)) error = undefined;
           else if (status.code !== Status.OK) {
             error = statusError(status.code, `reverse tunnel: ${status.details}`, status.metadata);
           }
@@ -389,7 +398,7 @@ export class ReverseTunnelServer extends ServiceHost {
           failure = authenticationError(err);
           experimental.log(logVerbosity.INFO, `grpctunnel: the network server failed authentication: ${err}`);
           stoppedByUs = true;
-          rpc.cancel();
+          rpcEnd.end();
         });
     });
     return tunnel;

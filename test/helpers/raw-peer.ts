@@ -1,5 +1,7 @@
 // Hand-driven tunnel peers for protocol tests: frames are built and read
 // one by one on a plain OpenTunnel stream, with no engine in between.
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import {
   Client,
   type ClientDuplexStream,
@@ -193,4 +195,134 @@ export async function closeOf(peer: RawClient, streamId: number) {
   const last = mine[mine.length - 1]!;
   const close = last.frame?.$case === 'closeStream' ? last.frame.value : undefined;
   return { frames: mine, all: frames, status: close?.status, trailers: close?.responseTrailers };
+}
+
+/** A forward-tunnel server written on node:http2 alone (no grpc-js), see {@link rawHttp2TunnelServer}. */
+export interface RawHttp2TunnelServer {
+  /** host:port it listens on. */
+  readonly address: string;
+  /** Tunnel RPCs that ended with a status (trailers) after the client half-closed. */
+  readonly finished: number;
+  /** Tunnel RPCs the client reset (the stream closed with an RST_STREAM error code). */
+  readonly reset: number;
+  /** Times a client connection's session was closed by an error (such as nghttp2's GOAWAY). */
+  readonly sessionErrors: number;
+  close(): Promise<void>;
+}
+
+/** Splits gRPC length-prefixed messages out of a byte stream. */
+function grpcMessages(onMessage: (message: Buffer) => void): (chunk: Buffer) => void {
+  let pending: Buffer = Buffer.alloc(0);
+  return (chunk) => {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    while (pending.length >= 5) {
+      const length = pending.readUInt32BE(1);
+      if (pending.length < 5 + length) break;
+      onMessage(pending.subarray(5, 5 + length));
+      pending = pending.subarray(5 + length);
+    }
+  };
+}
+
+function grpcMessage(body: Uint8Array): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(body.length, 1);
+  return Buffer.concat([prefix, body]);
+}
+
+/**
+ * A tunnel server on a bare node:http2 server: it speaks gRPC framing and the
+ * tunnel protocol by hand (revision one Settings, then unary echo on any
+ * method) and finishes each tunnel RPC with `grpc-status: 0` trailers once
+ * the client half-closes. It sees the same nghttp2 limits grpc-js's server
+ * does, without any grpc-js behaviour in between.
+ */
+export async function rawHttp2TunnelServer(): Promise<RawHttp2TunnelServer> {
+  const counts = { finished: 0, reset: 0, sessionErrors: 0 };
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
+    session.on('error', () => counts.sessionErrors++);
+  });
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    stream.on('close', () => {
+      if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) counts.reset++;
+    });
+    if (headers[':path'] !== OPEN_TUNNEL_PATH) {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12' }, { endStream: true });
+      return;
+    }
+    stream.respond(
+      { ':status': 200, 'content-type': 'application/grpc', 'grpctunnel-negotiate': 'on' },
+      { waitForTrailers: true },
+    );
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    const send = (frame: ServerToClient) => {
+      if (!stream.writableEnded) stream.write(grpcMessage(encodeServerToClient(frame)));
+    };
+    if (headers['grpctunnel-negotiate'] === 'on') {
+      send({
+        streamId: -1,
+        frame: { $case: 'settings', value: { supportedProtocolRevisions: [0, 1], initialWindowSize: 65536 } },
+      });
+    }
+    const requests = new Map<number, Buffer[]>();
+    stream.on(
+      'data',
+      grpcMessages((message) => {
+        const { streamId, frame } = decodeClientToServer(message);
+        switch (frame?.$case) {
+          case 'newStream':
+            requests.set(streamId, []);
+            break;
+          case 'requestMessage':
+            requests.get(streamId)?.push(Buffer.from(frame.value.data));
+            break;
+          case 'moreRequestData':
+            requests.get(streamId)?.push(Buffer.from(frame.value));
+            break;
+          case 'cancel':
+            requests.delete(streamId);
+            break;
+          case 'halfClose': {
+            const data = Buffer.concat(requests.get(streamId) ?? []);
+            requests.delete(streamId);
+            send({ streamId, frame: { $case: 'responseHeaders', value: { md: {} } } });
+            send({ streamId, frame: { $case: 'responseMessage', value: { size: data.length, data } } });
+            send({
+              streamId,
+              frame: { $case: 'closeStream', value: { responseTrailers: { md: {} }, status: undefined } },
+            });
+            break;
+          }
+        }
+      }),
+    );
+    stream.on('end', () => {
+      counts.finished++;
+      stream.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    address: `127.0.0.1:${port}`,
+    get finished() {
+      return counts.finished;
+    },
+    get reset() {
+      return counts.reset;
+    },
+    get sessionErrors() {
+      return counts.sessionErrors;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const session of sessions) session.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

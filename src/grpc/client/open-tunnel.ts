@@ -5,14 +5,17 @@ import {
   type ClientDuplexStream,
   Metadata,
   type ServiceError,
+  status as Status,
 } from '@grpc/grpc-js';
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import { abortError, statusError } from '../errors.js';
+import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
 import { TunnelChannel, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
+import { TunnelRpcEnd } from './tunnel-rpc-end.js';
 
 /** Options of {@link openTunnel}. */
 export interface OpenTunnelOptions extends TunnelOptions {
@@ -20,7 +23,18 @@ export interface OpenTunnelOptions extends TunnelOptions {
   metadata?: Metadata;
   /** grpc-js call options of the tunnel RPC (a deadline bounds the whole tunnel's life). */
   callOptions?: CallOptions;
-  /** Aborting before the tunnel is ready rejects; aborting later closes the tunnel. */
+  /**
+   * Longest wait, in ms, for the tunnel to become ready; after it the
+   * promise rejects with DEADLINE_EXCEEDED and the tunnel RPC is ended.
+   * It bounds only the opening: a tunnel that opened in time stays open.
+   * Default: no limit.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Aborting before the tunnel is ready rejects; aborting later closes the
+   * tunnel (so it bounds the tunnel's whole life: for a limit on opening
+   * alone, use `connectTimeoutMs`).
+   */
   signal?: AbortSignal;
 }
 
@@ -35,17 +49,19 @@ export interface OpenTunnelOptions extends TunnelOptions {
  * tunnel: grpc-js's default HTTP/2 window halves their throughput.
  *
  * Rejects with a grpc-js `ServiceError` if the tunnel RPC fails before it is
- * ready (UNIMPLEMENTED when the server has no tunnel service), or with the
- * signal's reason when aborted.
+ * ready (UNIMPLEMENTED when the server has no tunnel service), with
+ * DEADLINE_EXCEEDED when `connectTimeoutMs` runs out, or with the signal's
+ * reason when aborted.
  */
 export function openTunnel(
   connection: Client | ChannelInterface,
   options: OpenTunnelOptions = {},
 ): Promise<TunnelChannel> {
-  const { signal } = options;
+  const { signal, connectTimeoutMs } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal));
   let windows: ReceiveWindows;
   try {
+    checkConnectTimeout(connectTimeoutMs);
     // Checks the window settings before dialing (RangeError).
     windows = new ReceiveWindows(tunnelTuning(options));
   } catch (err) {
@@ -61,27 +77,39 @@ export function openTunnel(
     metadata,
     options.callOptions ?? {},
   );
+  // Listens first, so it knows whether the server answered before anything else reacts.
+  const rpcEnd = new TunnelRpcEnd(rpc);
   const target = client.getChannel().getTarget();
 
   return new Promise<TunnelChannel>((resolve, reject) => {
     let channel: TunnelChannel | undefined;
     let ready = false;
+    /** Set once this side ended the tunnel RPC. */
     let ended = false;
+    let connectTimer: LongTimer | undefined;
+    const endRpc = () => {
+      ended = true;
+      rpcEnd.end();
+    };
 
     const onAbort = () => {
       if (channel && ready) channel.close();
       else fail(abortError(signal as AbortSignal));
     };
     const fail = (error: Error) => {
+      connectTimer?.clear();
       signal?.removeEventListener('abort', onAbort);
-      if (!ended) {
-        ended = true;
-        rpc.cancel();
-      }
+      endRpc();
       if (channel) channel.shutDown(error);
       if (!ready) reject(error);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    if (connectTimeoutMs !== undefined) {
+      connectTimer = setLongTimeout(
+        () => fail(statusError(Status.DEADLINE_EXCEEDED, `the tunnel was not ready within ${connectTimeoutMs} ms`)),
+        connectTimeoutMs,
+      );
+    }
 
     rpc.on('metadata', (headers: Metadata) => {
       const negotiated = headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
@@ -92,13 +120,11 @@ export function openTunnel(
         { target, peer: rpc.getPeer(), authContext: rpc.getAuthContext?.() ?? null },
         () => {
           signal?.removeEventListener('abort', onAbort);
-          if (!ended) {
-            ended = true;
-            rpc.cancel();
-          }
+          endRpc();
         },
         (opened) => {
           ready = true;
+          connectTimer?.clear();
           resolve(opened);
         },
         windows,
@@ -108,7 +134,15 @@ export function openTunnel(
       fail(ended ? error : statusError(error.code, `tunnel RPC failed: ${error.details}`, error.metadata));
     });
     rpc.on('end', () => {
-      fail(statusError(14, 'the tunnel server ended the tunnel'));
+      fail(statusError(Status.UNAVAILABLE, 'the tunnel server ended the tunnel'));
     });
   });
+}
+
+/** Rejects connect timeouts that are not a number of ms (RangeError), before dialing. */
+function checkConnectTimeout(ms: number | undefined): void {
+  if (ms === undefined) return;
+  if (typeof ms !== 'number' || Number.isNaN(ms) || ms < 0) {
+    throw new RangeError(`connectTimeoutMs must be a non-negative number of milliseconds, got ${ms}`);
+  }
 }

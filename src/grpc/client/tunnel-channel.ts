@@ -158,7 +158,12 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     return this.closeError;
   }
 
-  /** Cancels every call in flight (callers see CANCELLED) and ends the tunnel RPC. */
+  /**
+   * Cancels every call in flight (callers see CANCELLED) and ends the tunnel
+   * RPC. The RPC ends without an HTTP/2 reset once the server has answered:
+   * this side half-closes and the server finishes it (see `TunnelRpcEnd`),
+   * so closing tunnels at any rate cannot trip a server's reset limit.
+   */
   close(): void {
     this.shutDown(undefined, localStatus(Code.CANCELLED, 'the tunnel channel was closed'));
   }
