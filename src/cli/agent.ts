@@ -2,6 +2,7 @@
 // that arrives through them to a target gRPC server, as raw bytes.
 import { type ChannelCredentials, Client, credentials, Metadata, status as Status } from '@grpc/grpc-js';
 import { TUNNEL_CHANNEL_OPTIONS } from '../grpc/client/channel-options.js';
+import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { createProxyHandler } from '../proxy/proxy-handler.js';
 import type { RetryEvent } from '../reverse/reverse-tunnel-server.js';
 import { ReverseTunnelServer, type ServeResult } from '../reverse/reverse-tunnel-server.js';
@@ -26,6 +27,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Reconnection delays (ms); defaults suit a real deployment (1 s to 30 s). */
   backoff?: { initialDelayMs?: number; maxDelayMs?: number };
+  /** Liveness pings toward the gateway (see {@link ReverseTunnelServerOptions.keepalive}). */
+  keepalive?: KeepaliveOptions | false;
 }
 
 /** A running agent. */
@@ -50,7 +53,9 @@ export function startAgent(options: AgentOptions): Agent {
   });
   // The target's responses travel on to the tunnel: let them stream as fast.
   const target = new Client(options.target, credentials.createInsecure(), TUNNEL_CHANNEL_OPTIONS);
-  const server = new ReverseTunnelServer(gateway);
+  const server = new ReverseTunnelServer(gateway, {
+    ...(options.keepalive !== undefined && { keepalive: options.keepalive }),
+  });
   server.setUnknownMethodHandler(
     createProxyHandler(target, {
       onFinish: (path, status) => {

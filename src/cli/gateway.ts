@@ -3,6 +3,7 @@
 // tunnel of the chosen agent.
 import http2 from 'node:http2';
 import { Metadata, Server, ServerCredentials, status as Status, type StatusObject } from '@grpc/grpc-js';
+import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/server/http2-window.js';
 import { TunnelServiceHandler } from '../handler/tunnel-service-handler.js';
 import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   /** Serve both gRPC ports over TLS with this certificate. */
   tls?: { cert: Buffer; key: Buffer };
   logger: Logger;
+  /** Liveness pings toward agents (see {@link TunnelServiceHandlerOptions.keepalive}). */
+  keepalive?: KeepaliveOptions | false;
 }
 
 /** A running gateway. */
@@ -64,6 +67,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   const handler = new TunnelServiceHandler({
+    ...(options.keepalive !== undefined && { keepalive: options.keepalive }),
     affinityKey: (tunnel) => {
       const auth = tunnel.metadata.get('authorization')[0]?.toString() ?? '';
       const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { type Agent, startAgent } from './agent.js';
 import { parseFlags } from './flags.js';
 import { type Gateway, startGateway } from './gateway.js';
+import { parseKeepaliveFlag } from './keepalive-flag.js';
 import { createLogger, LEVELS, type Level } from './logger.js';
 
 /** Exit codes (documented in the README). */
@@ -25,6 +26,8 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
   --tokens-file F        accepted tokens, one per line (# starts a comment)
   --tls-cert C, --tls-key K
                          serve both gRPC ports over TLS with this certificate and key
+  --keepalive I[,T]      ping each agent connection every I, drop it when a ping
+                         goes unanswered for T (default 15s,10s; "off" disables)
   --log-level L          debug, info, warn or error (default info)
 
 Callers choose an agent with the request header "grpctunnel-agent: NAME"; without
@@ -41,6 +44,9 @@ const AGENT_HELP = `grpctunnel agent: expose a gRPC server through a gateway, di
   --ca C                 trust this CA for the gateway's TLS certificate
   --insecure             connect to the gateway without TLS
   --max-backoff MS       longest wait between reconnection attempts (default 30000)
+  --keepalive I[,T]      ping the gateway every I (every 5m unless it allows more),
+                         reconnect when a ping goes unanswered for T (default 15s,10s;
+                         "off" disables)
   --log-level L          debug, info, warn or error (default info)
 
 Without --ca or --insecure the gateway connection uses TLS with the system's roots.`;
@@ -62,6 +68,14 @@ function level(value: string): Level {
   if (!(LEVELS as readonly string[]).includes(value))
     fail(EXIT.usage, `--log-level must be one of ${LEVELS.join(', ')}`);
   return value as Level;
+}
+
+function keepalive(value: string): ReturnType<typeof parseKeepaliveFlag> {
+  try {
+    return parseKeepaliveFlag(value);
+  } catch (err) {
+    fail(EXIT.usage, err instanceof Error ? err.message : String(err));
+  }
 }
 
 function onSignals(stop: () => Promise<unknown>): void {
@@ -90,6 +104,7 @@ async function gateway(argv: string[]): Promise<void> {
       'tls-cert': { kind: 'string', default: '', usage: 'TLS certificate' },
       'tls-key': { kind: 'string', default: '', usage: 'TLS key' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
+      keepalive: { kind: 'string', default: '15s,10s', usage: 'ping interval[,timeout] or off' },
     },
     argv,
   );
@@ -115,6 +130,7 @@ async function gateway(argv: string[]): Promise<void> {
       tokens,
       ...(tls ? { tls } : {}),
       logger: createLogger(level(f['log-level'])),
+      keepalive: keepalive(f.keepalive),
     });
   } catch (err) {
     fail(EXIT.failure, err instanceof Error ? err.message : String(err));
@@ -138,6 +154,7 @@ async function agent(argv: string[]): Promise<void> {
       insecure: { kind: 'bool', default: false, usage: 'no TLS' },
       'max-backoff': { kind: 'int', default: 30_000, usage: 'max reconnect delay' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
+      keepalive: { kind: 'string', default: '15s,10s', usage: 'ping interval[,timeout] or off' },
     },
     argv,
   );
@@ -155,6 +172,7 @@ async function agent(argv: string[]): Promise<void> {
       tunnels: f.tunnels,
       security: f.insecure ? { insecure: true } : f.ca ? { ca: read(f.ca, 'CA certificate') } : {},
       logger: createLogger(level(f['log-level'])),
+      keepalive: keepalive(f.keepalive),
       backoff: { initialDelayMs: Math.min(1000, f['max-backoff']), maxDelayMs: f['max-backoff'] },
     });
   } catch (err) {

@@ -12,10 +12,11 @@ import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tun
 import { abortError, statusError } from '../errors.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
+import { type ClientKeepaliveOptions, clientKeepalive, watchTunnelConnection } from './client-keepalive.js';
 import { TunnelChannel, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
 
 /** Options of {@link openTunnel}. */
-export interface OpenTunnelOptions extends TunnelOptions {
+export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions {
   /** Request metadata of the tunnel RPC (for example credentials the server checks). */
   metadata?: Metadata;
   /** grpc-js call options of the tunnel RPC (a deadline bounds the whole tunnel's life). */
@@ -45,9 +46,11 @@ export function openTunnel(
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal));
   let windows: ReceiveWindows;
+  let keepalive: ReturnType<typeof clientKeepalive>;
   try {
-    // Checks the window settings before dialing (RangeError).
+    // Checks the window and keepalive settings before dialing (RangeError).
     windows = new ReceiveWindows(tunnelTuning(options));
+    keepalive = clientKeepalive(options);
   } catch (err) {
     return Promise.reject(err);
   }
@@ -67,6 +70,7 @@ export function openTunnel(
     let channel: TunnelChannel | undefined;
     let ready = false;
     let ended = false;
+    let unwatch = () => {};
 
     const onAbort = () => {
       if (channel && ready) channel.close();
@@ -91,6 +95,7 @@ export function openTunnel(
         options,
         { target, peer: rpc.getPeer(), authContext: rpc.getAuthContext?.() ?? null },
         () => {
+          unwatch();
           signal?.removeEventListener('abort', onAbort);
           if (!ended) {
             ended = true;
@@ -103,6 +108,8 @@ export function openTunnel(
         },
         windows,
       );
+      const opened = channel;
+      unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) => opened.shutDown(cause));
     });
     rpc.on('error', (error: ServiceError) => {
       fail(ended ? error : statusError(error.code, `tunnel RPC failed: ${error.details}`, error.metadata));
