@@ -12,31 +12,30 @@ import { startGoPolicyServer } from '../helpers/go-ping-policy.js';
 
 const RUN_MS = 10.5 * 60_000;
 
-it(
-  'an idle tunnel under the grpc-go default ping policy survives 10 minutes',
-  { skip: process.env.GRPCTUNNEL_LONG_KEEPALIVE !== '1', timeout: RUN_MS + 60_000 },
-  async () => {
-    const server = await startGoPolicyServer({});
-    const connection = new EchoClient(server.address, credentials.createInsecure());
-    const tunnel = await openTunnel(connection);
-    const started = Date.now();
-    const pingTimes: number[] = [];
-    let seen = 0;
-    const timer = setInterval(() => {
-      while (seen < server.pings) {
-        seen++;
-        pingTimes.push(Math.round((Date.now() - started) / 1000));
-      }
-    }, 1000);
-    // The point of the test is the passing of time: nothing to wait on but the clock.
-    await new Promise((resolve) => setTimeout(resolve, RUN_MS));
-    clearInterval(timer);
-    console.log(`pings at ~${pingTimes.join(', ')} s; goaways ${server.goaways}`);
-    assert.equal(server.goaways, 0);
-    assert.equal(server.pings, 2);
-    assert.equal(tunnel.getConnectivityState(false), connectivityState.READY);
-    tunnel.close();
-    connection.close();
-    await server.close();
-  },
-);
+it('an idle tunnel under the grpc-go default ping policy survives 10 minutes', {
+  skip: process.env.GRPCTUNNEL_LONG_KEEPALIVE !== '1',
+  timeout: RUN_MS + 60_000,
+}, async () => {
+  const server = await startGoPolicyServer({});
+  const connection = new EchoClient(server.address, credentials.createInsecure());
+  const tunnel = await openTunnel(connection);
+  const started = Date.now();
+  const pingTimes: number[] = [];
+  let seen = 0;
+  const timer = setInterval(() => {
+    while (seen < server.pings) {
+      seen++;
+      pingTimes.push(Math.round((Date.now() - started) / 1000));
+    }
+  }, 1000);
+  // The point of the test is the passing of time: nothing to wait on but the clock.
+  await new Promise((resolve) => setTimeout(resolve, RUN_MS));
+  clearInterval(timer);
+  console.log(`pings at ~${pingTimes.join(', ')} s; goaways ${server.goaways}`);
+  assert.equal(server.goaways, 0);
+  assert.equal(server.pings, 2);
+  assert.equal(tunnel.getConnectivityState(false), connectivityState.READY);
+  tunnel.close();
+  connection.close();
+  await server.close();
+});

@@ -52,7 +52,11 @@ async function forwardThroughProxy(handlerKeepalive: object | false, clientKeepa
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler({ keepalive: handlerKeepalive });
   handler.addService(EchoService, echoImplementation(seen));
-  const { address } = await startServer((s) => handler.register(s));
+  // The echo service is also served directly, for differential tests.
+  const { address } = await startServer((s) => {
+    handler.register(s);
+    s.addService(EchoService, echoImplementation());
+  });
   const proxy = await startBlackholeProxy(address);
   cleanups.push(() => proxy.close());
   const connection = new EchoClient(proxy.address, credentials.createInsecure());
@@ -108,6 +112,23 @@ describe('keepalive, forward tunnels through a black-holed connection', { timeou
     cleanups.push(() => echo.close());
     const { call } = await runningBidi(echo);
     call.end();
+  });
+
+  it('fails calls with the code grpc-js gives a direct call on a connection its keepalive found dead', async () => {
+    const f = await forwardThroughProxy(false, FAST);
+    const directProxy = await startBlackholeProxy(f.proxy.address);
+    cleanups.push(() => directProxy.close());
+    const direct = new EchoClient(directProxy.address, credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': FAST.timeMs,
+      'grpc.keepalive_timeout_ms': FAST.timeoutMs,
+    });
+    cleanups.push(() => direct.close());
+    const [viaTunnel, viaDirect] = await Promise.all([runningBidi(f.echo), runningBidi(direct)]);
+    f.proxy.blackhole();
+    directProxy.blackhole();
+    const [tunnelError, directError] = await Promise.all([viaTunnel.failed, viaDirect.failed]);
+    assert.equal(tunnelError.code, directError.code);
+    assert.equal(tunnelError.code, status.UNAVAILABLE);
   });
 
   it('the server notices on its own: the tunnel and its calls end', async () => {
