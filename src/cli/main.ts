@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // grpctunnel: the command line. `grpctunnel gateway ...` and `grpctunnel agent ...`.
 import { readFileSync } from 'node:fs';
+import { resolveKeepalive } from '../grpc/keepalive.js';
 import { type Agent, startAgent } from './agent.js';
 import { parseFlags } from './flags.js';
 import { type Gateway, startGateway } from './gateway.js';
@@ -72,7 +73,9 @@ function level(value: string): Level {
 
 function keepalive(value: string): ReturnType<typeof parseKeepaliveFlag> {
   try {
-    return parseKeepaliveFlag(value);
+    const options = parseKeepaliveFlag(value);
+    resolveKeepalive(options); // range errors are usage errors too
+    return options;
   } catch (err) {
     fail(EXIT.usage, err instanceof Error ? err.message : String(err));
   }

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
+import { parseDuration, parseKeepaliveFlag } from '../../src/cli/keepalive-flag.js';
 import { unary } from '../helpers/calls.js';
 import { type CliProcess, killAll, runCli } from '../helpers/cli.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
@@ -89,5 +90,39 @@ describe('gateway keepalive with a frozen agent', { timeout: 60_000 }, () => {
     agent.child.kill('SIGCONT');
     await untilPage(admin, (page) => page.includes('<td>frozen</td><td>2</td>'));
     assert.equal((await unary(echo, Buffer.from('thawed'))).error, null);
+  });
+});
+
+describe('--keepalive', () => {
+  it('takes INTERVAL[,TIMEOUT] as Go durations, or off', () => {
+    assert.deepEqual(parseKeepaliveFlag('15s,10s'), { timeMs: 15_000, timeoutMs: 10_000 });
+    assert.deepEqual(parseKeepaliveFlag('2s'), { timeMs: 2000 });
+    assert.deepEqual(parseKeepaliveFlag('1m30s,500ms'), { timeMs: 90_000, timeoutMs: 500 });
+    assert.equal(parseKeepaliveFlag('off'), false);
+    assert.equal(parseDuration('1.5s'), 1500);
+    for (const bad of ['15', '15s,', 'soon', '1s,2s,3s', '-1s'])
+      assert.throws(() => parseKeepaliveFlag(bad), Error, bad);
+  });
+
+  it('refuses bad values with the usage exit code, on both commands', async () => {
+    for (const value of ['often', '50ms']) {
+      const gw = runCli(['gateway', '--listen', '127.0.0.1:0', '--agents', '127.0.0.1:0', '--keepalive', value]);
+      assert.equal(await gw.exited, 2);
+      assert.match(gw.log(), /invalid duration "often"|keepalive.timeMs must be/);
+    }
+    const agent = runCli([
+      'agent',
+      '--gateway',
+      '127.0.0.1:1',
+      '--target',
+      '127.0.0.1:1',
+      '--id',
+      'a',
+      '--insecure',
+      '--keepalive',
+      '10ms',
+    ]);
+    assert.equal(await agent.exited, 2);
+    assert.match(agent.log(), /keepalive.timeMs must be/);
   });
 });
