@@ -50,6 +50,14 @@ export const MIN_KEEPALIVE_MS = 100;
 export const UNADVERTISED_MIN_PING_INTERVAL_MS = 5 * 60_000;
 
 /**
+ * Added to {@link UNADVERTISED_MIN_PING_INTERVAL_MS}: grpc-go never forgets a
+ * strike while the tunnel is idle, so pings must never arrive even a
+ * millisecond early, whatever timer slack (a timer armed from the event
+ * loop's cached clock) and network jitter do to their spacing.
+ */
+export const UNADVERTISED_PING_MARGIN_MS = 10_000;
+
+/**
  * Response header of a tunnel RPC (OpenTunnel and OpenReverseTunnel) with
  * which a server of this library tells its client the shortest interval
  * between pings it accepts, in ms as a decimal integer. Go peers ignore
@@ -87,11 +95,12 @@ export function resolveKeepalive(options: KeepaliveOptions | false | undefined):
  * The ping interval a client uses toward a server whose tunnel RPC answered
  * with `advertised` (the {@link KEEPALIVE_POLICY_HEADER} value, if any): its
  * own interval, but never faster than the server allows. A missing or
- * unreadable header means a server with grpc-go's default policy.
+ * unreadable header means a server with grpc-go's default policy: 5 minutes
+ * plus a margin.
  */
 export function clientPingInterval(own: ResolvedKeepalive, advertised: string | undefined): number {
   const allowed = advertised !== undefined && /^\d{1,10}$/.test(advertised) ? Number(advertised) : undefined;
-  return Math.max(own.timeMs, allowed ?? UNADVERTISED_MIN_PING_INTERVAL_MS);
+  return Math.max(own.timeMs, allowed ?? UNADVERTISED_MIN_PING_INTERVAL_MS + UNADVERTISED_PING_MARGIN_MS);
 }
 
 /** The cause a tunnel ends with when its connection's peer stopped answering pings. */

@@ -18,8 +18,8 @@ import { EchoClient, type EchoObservations, EchoService, echoImplementation } fr
 import { startGoPolicyServer } from '../helpers/go-ping-policy.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 
-const FAST = { timeMs: 300, timeoutMs: 300 } as const;
-const CAUSE = /keepalive ping not answered within 300 ms/;
+const FAST = { timeMs: 300, timeoutMs: 1000 } as const;
+const CAUSE = /keepalive ping not answered within 1000 ms/;
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -83,8 +83,9 @@ describe('keepalive settings', () => {
   it('toward a server that advertises no policy, ping no more often than grpc-go allows', () => {
     const own = { timeMs: 1000, timeoutMs: 1000 };
     assert.equal(UNADVERTISED_MIN_PING_INTERVAL_MS, 5 * 60_000);
-    assert.equal(clientPingInterval(own, undefined), 5 * 60_000);
-    assert.equal(clientPingInterval(own, 'soon'), 5 * 60_000);
+    assert.equal(clientPingInterval(own, undefined), 5 * 60_000 + 10_000);
+    assert.equal(clientPingInterval(own, 'soon'), 5 * 60_000 + 10_000);
+    assert.equal(clientPingInterval({ timeMs: 400_000, timeoutMs: 1000 }, undefined), 400_000);
     assert.equal(clientPingInterval(own, '100'), 1000);
     assert.equal(clientPingInterval(own, '4000'), 4000);
   });
@@ -103,7 +104,7 @@ describe('keepalive, forward tunnels through a black-holed connection', { timeou
       assert.match(error.details, CAUSE);
     }
     assert.match(String((await f.tunnel.closed)?.message), CAUSE);
-    assert.ok(detectedMs < 2000, `detected after ${detectedMs} ms`);
+    assert.ok(detectedMs < 5000, `detected after ${detectedMs} ms`);
     // grpc-js dropped the dead connection: a new tunnel on the same client dials afresh and works.
     const again = await openTunnel(f.connection, { keepalive: FAST });
     cleanups.push(() => again.close());
@@ -174,7 +175,7 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     assert.equal(error.code, status.UNAVAILABLE);
     assert.match(error.details, CAUSE);
     assert.match(String((await closed)?.message), CAUSE);
-    assert.ok(Date.now() - start < 2000);
+    assert.ok(Date.now() - start < 5000);
     assert.equal(f.handler.allReverseTunnels().length, 0);
     assert.equal(f.handler.openReverseTunnels, 0);
   });
@@ -189,7 +190,7 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     const result = await disconnected;
     assert.equal(result.error?.code, status.UNAVAILABLE);
     assert.match(String(result.error?.details), CAUSE);
-    assert.ok(Date.now() - start < 2000);
+    assert.ok(Date.now() - start < 5000);
     await reopened;
     assert.equal(f.proxy.connections, 2);
     // The handler (not pinging here) still holds the dead tunnel; call the new one directly.
@@ -218,7 +219,8 @@ describe('keepalive toward a server with grpc-go ping policy', { timeout: 60_000
   it('pings fast only where advertised, never triggering too_many_pings on an idle tunnel', async () => {
     // Both servers enforce grpc-go's rules; one says (as ours do) that it allows a ping every 100 ms.
     const quiet = await startGoPolicyServer({});
-    const advertising = await startGoPolicyServer({ minTimeMs: 100, headers: { [KEEPALIVE_POLICY_HEADER]: '100' } });
+    // (Enforcing 95 ms: Node's millisecond clock may round a 100 ms gap down.)
+    const advertising = await startGoPolicyServer({ minTimeMs: 95, headers: { [KEEPALIVE_POLICY_HEADER]: '100' } });
     cleanups.push(() => quiet.close());
     cleanups.push(() => advertising.close());
     const tunnels: TunnelChannel[] = [];
