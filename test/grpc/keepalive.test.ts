@@ -237,6 +237,28 @@ describe('keepalive toward a server with grpc-go ping policy', { timeout: 60_000
     for (const tunnel of tunnels) assert.equal(tunnel.getConnectivityState(false), connectivityState.READY);
   });
 
+  it('stops pinging a connection once its last tunnel has ended', async () => {
+    const server = await startGoPolicyServer({ minTimeMs: 95, headers: { [KEEPALIVE_POLICY_HEADER]: '100' } });
+    cleanups.push(() => server.close());
+    const tunnels: TunnelChannel[] = [];
+    for (let i = 0; i < 2; i++) {
+      // Separate connections: grpc-js would otherwise share one between equal clients.
+      const connection = new EchoClient(server.address, credentials.createInsecure(), {
+        'grpc.use_local_subchannel_pool': 1,
+      });
+      cleanups.push(() => connection.close());
+      tunnels.push(await openTunnel(connection, { keepalive: { timeMs: 100, timeoutMs: 1000 } }));
+      cleanups.push(() => tunnels[i]?.close());
+    }
+    await server.waitForPings(4);
+    tunnels[0]?.close();
+    const [first = 0, second = 0] = server.pingsPerConnection();
+    // The other connection keeps being pinged meanwhile: 5 more pings there is ~500 ms.
+    await server.waitForPings(first + second + 5);
+    assert.ok((server.pingsPerConnection()[0] ?? 0) <= first + 1, `${server.pingsPerConnection()}`);
+    assert.ok((server.pingsPerConnection()[1] ?? 0) >= second + 5 - 1);
+  });
+
   it('a grpc-go policy server does send GOAWAY to a client that pings too fast (the helper is real)', async () => {
     const strict = await startGoPolicyServer({ minTimeMs: 60_000, headers: { [KEEPALIVE_POLICY_HEADER]: '100' } });
     cleanups.push(() => strict.close());

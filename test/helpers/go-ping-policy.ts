@@ -16,9 +16,11 @@ export interface GoPolicyServer {
   readonly address: string;
   /** Pings received, over all connections. */
   readonly pings: number;
+  /** Pings received on each connection, in the order they were accepted. */
+  pingsPerConnection(): number[];
   /** Times it sent GOAWAY too_many_pings. */
   readonly goaways: number;
-  /** Resolves once `n` pings have arrived. */
+  /** Resolves once `n` pings have arrived, over all connections. */
   waitForPings(n: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -34,6 +36,7 @@ export async function startGoPolicyServer(options: {
   let goaways = 0;
   const waiters = new Set<() => void>();
   const sessions = new Set<http2.ServerHttp2Session>();
+  const perConnection: number[] = [];
   const server = http2.createServer();
   server.on('session', (session) => {
     sessions.add(session);
@@ -43,6 +46,7 @@ export async function startGoPolicyServer(options: {
     let lastPingAt = 0;
     let strikes = 0;
     let resetStrikes = false;
+    const index = perConnection.push(0) - 1;
     session.on('stream', (stream, headers) => {
       activeStreams++;
       stream.on('close', () => activeStreams--);
@@ -60,6 +64,7 @@ export async function startGoPolicyServer(options: {
     });
     session.on('ping', () => {
       pings++;
+      perConnection[index] = (perConnection[index] ?? 0) + 1;
       const now = Date.now();
       const last = lastPingAt;
       lastPingAt = now;
@@ -85,6 +90,7 @@ export async function startGoPolicyServer(options: {
     get pings() {
       return pings;
     },
+    pingsPerConnection: () => [...perConnection],
     get goaways() {
       return goaways;
     },
