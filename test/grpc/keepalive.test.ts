@@ -259,6 +259,27 @@ describe('keepalive toward a server with grpc-go ping policy', { timeout: 60_000
     assert.ok((server.pingsPerConnection()[1] ?? 0) >= second + 5 - 1);
   });
 
+  it('a server that dies while the tunnel negotiates fails openTunnel with UNAVAILABLE naming the cause', async () => {
+    // Answers with grpctunnel-negotiate: on, then never sends its settings frame.
+    const server = await startGoPolicyServer({
+      minTimeMs: 95,
+      headers: { [KEEPALIVE_POLICY_HEADER]: '100', 'grpctunnel-negotiate': 'on' },
+    });
+    cleanups.push(() => server.close());
+    const proxy = await startBlackholeProxy(server.address);
+    cleanups.push(() => proxy.close());
+    const connection = new EchoClient(proxy.address, credentials.createInsecure());
+    cleanups.push(() => connection.close());
+    const opening = openTunnel(connection, { keepalive: { timeMs: 100, timeoutMs: 500 } });
+    await server.waitForPings(1);
+    proxy.blackhole();
+    await assert.rejects(opening, (err: ServiceError) => {
+      assert.equal(err.code, status.UNAVAILABLE);
+      assert.match(err.details, /tunnel RPC failed: keepalive ping not answered within 500 ms/);
+      return true;
+    });
+  });
+
   it('a grpc-go policy server does send GOAWAY to a client that pings too fast (the helper is real)', async () => {
     const strict = await startGoPolicyServer({ minTimeMs: 60_000, headers: { [KEEPALIVE_POLICY_HEADER]: '100' } });
     cleanups.push(() => strict.close());

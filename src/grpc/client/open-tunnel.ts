@@ -109,7 +109,9 @@ export function openTunnel(
         windows,
       );
       const opened = channel;
-      unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) => opened.shutDown(cause));
+      unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) =>
+        ready ? opened.shutDown(cause) : fail(statusError(14, `tunnel RPC failed: ${cause.message}`)),
+      );
     });
     rpc.on('error', (error: ServiceError) => {
       fail(ended ? error : statusError(error.code, `tunnel RPC failed: ${error.details}`, error.metadata));
