@@ -45,7 +45,7 @@ const AGENT_HELP = `grpctunnel agent: expose a gRPC server through a gateway, di
   --ca C                 trust this CA for the gateway's TLS certificate
   --insecure             connect to the gateway without TLS
   --max-backoff MS       longest wait between reconnection attempts (default 30000)
-  --keepalive I[,T]      ping the gateway every I (every 5m unless it allows more),
+  --keepalive I[,T]      ping the gateway every I (5m10s unless it allows faster),
                          reconnect when a ping goes unanswered for T (default 15s,10s;
                          "off" disables)
   --log-level L          debug, info, warn or error (default info)
