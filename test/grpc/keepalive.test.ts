@@ -92,28 +92,30 @@ describe('keepalive settings', () => {
 });
 
 describe('keepalive, forward tunnels through a black-holed connection', { timeout: 60_000 }, () => {
-  it('the client notices: calls without deadlines fail UNAVAILABLE naming the cause, the connection is replaced', async () => {
-    const f = await forwardThroughProxy(false, FAST);
-    const running = await Promise.all([runningBidi(f.echo), runningBidi(f.echo), runningBidi(f.echo)]);
-    const start = Date.now();
-    f.proxy.blackhole();
-    const errors = await Promise.all(running.map((r) => r.failed));
-    const detectedMs = Date.now() - start;
-    for (const error of errors) {
-      assert.equal(error.code, status.UNAVAILABLE);
-      assert.match(error.details, CAUSE);
-    }
-    assert.match(String((await f.tunnel.closed)?.message), CAUSE);
-    assert.ok(detectedMs < 5000, `detected after ${detectedMs} ms`);
-    // grpc-js dropped the dead connection: a new tunnel on the same client dials afresh and works.
-    const again = await openTunnel(f.connection, { keepalive: FAST });
-    cleanups.push(() => again.close());
-    assert.equal(f.proxy.connections, 2);
-    const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: again });
-    cleanups.push(() => echo.close());
-    const { call } = await runningBidi(echo);
-    call.end();
-  });
+  for (const direction of ['both', 'toTarget', 'fromTarget'] as const) {
+    it(`the client notices (black hole: ${direction}): calls without deadlines fail UNAVAILABLE naming the cause, the connection is replaced`, async () => {
+      const f = await forwardThroughProxy(false, FAST);
+      const running = await Promise.all([runningBidi(f.echo), runningBidi(f.echo), runningBidi(f.echo)]);
+      const start = Date.now();
+      f.proxy.blackhole(direction);
+      const errors = await Promise.all(running.map((r) => r.failed));
+      const detectedMs = Date.now() - start;
+      for (const error of errors) {
+        assert.equal(error.code, status.UNAVAILABLE);
+        assert.match(error.details, CAUSE);
+      }
+      assert.match(String((await f.tunnel.closed)?.message), CAUSE);
+      assert.ok(detectedMs < 5000, `detected after ${detectedMs} ms`);
+      // grpc-js dropped the dead connection: a new tunnel on the same client dials afresh and works.
+      const again = await openTunnel(f.connection, { keepalive: FAST });
+      cleanups.push(() => again.close());
+      assert.equal(f.proxy.connections, 2);
+      const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: again });
+      cleanups.push(() => echo.close());
+      const { call } = await runningBidi(echo);
+      call.end();
+    });
+  }
 
   it('fails calls with the code grpc-js gives a direct call on a connection its keepalive found dead', async () => {
     const f = await forwardThroughProxy(false, FAST);
@@ -132,13 +134,15 @@ describe('keepalive, forward tunnels through a black-holed connection', { timeou
     assert.equal(tunnelError.code, status.UNAVAILABLE);
   });
 
-  it('the server notices on its own: the tunnel and its calls end', async () => {
-    const f = await forwardThroughProxy(FAST, false);
-    await runningBidi(f.echo);
-    assert.equal(f.handler.openTunnels, 1);
-    f.proxy.blackhole();
-    await until(() => f.handler.openTunnels === 0 && f.seen.cancelled.includes('bidi'));
-  });
+  for (const direction of ['both', 'toTarget', 'fromTarget'] as const) {
+    it(`the server notices on its own (black hole: ${direction}): the tunnel and its calls end`, async () => {
+      const f = await forwardThroughProxy(FAST, false);
+      await runningBidi(f.echo);
+      assert.equal(f.handler.openTunnels, 1);
+      f.proxy.blackhole(direction);
+      await until(() => f.handler.openTunnels === 0 && f.seen.cancelled.includes('bidi'));
+    });
+  }
 });
 
 describe('keepalive, reverse tunnels through a black-holed connection', { timeout: 60_000 }, () => {

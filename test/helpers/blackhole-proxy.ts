@@ -9,8 +9,12 @@ export interface BlackholeProxy {
   readonly address: string;
   /** Connections accepted so far. */
   readonly connections: number;
-  /** From now on, every connection open now drops what it receives, in both directions. New connections forward normally. */
-  blackhole(): void;
+  /**
+   * From now on, every connection open now drops what it receives in the
+   * given direction (default both; toTarget: what the dialer sends), and no
+   * longer passes on a close. New connections forward normally.
+   */
+  blackhole(direction?: 'both' | 'toTarget' | 'fromTarget'): void;
   /** Resolves once `n` connections have been accepted. */
   waitForConnections(n: number): Promise<void>;
   /** Destroys every socket and stops listening. */
@@ -20,13 +24,13 @@ export interface BlackholeProxy {
 export async function startBlackholeProxy(target: string): Promise<BlackholeProxy> {
   const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
   const sockets = new Set<Socket>();
-  const pairs: { a: Socket; b: Socket; dead: boolean }[] = [];
+  const pairs: { a: Socket; b: Socket; dead: boolean; deadUp: boolean; deadDown: boolean }[] = [];
   let accepted = 0;
   const waiters = new Set<() => void>();
   const server: Server = createServer((a) => {
     accepted++;
     const b = createConnection({ host, port });
-    const pair = { a, b, dead: false };
+    const pair = { a, b, dead: false, deadUp: false, deadDown: false };
     pairs.push(pair);
     for (const s of [a, b]) {
       sockets.add(s);
@@ -34,10 +38,10 @@ export async function startBlackholeProxy(target: string): Promise<BlackholeProx
       s.on('close', () => sockets.delete(s));
     }
     a.on('data', (chunk) => {
-      if (!pair.dead) b.write(chunk);
+      if (!pair.deadUp) b.write(chunk);
     });
     b.on('data', (chunk) => {
-      if (!pair.dead) a.write(chunk);
+      if (!pair.deadDown) a.write(chunk);
     });
     a.on('close', () => {
       if (!pair.dead) b.destroy();
@@ -55,8 +59,12 @@ export async function startBlackholeProxy(target: string): Promise<BlackholeProx
     get connections() {
       return accepted;
     },
-    blackhole() {
-      for (const pair of pairs) pair.dead = true;
+    blackhole(direction = 'both') {
+      for (const pair of pairs) {
+        pair.dead = true;
+        if (direction !== 'fromTarget') pair.deadUp = true;
+        if (direction !== 'toTarget') pair.deadDown = true;
+      }
     },
     waitForConnections(n) {
       return new Promise((resolve) => {
