@@ -7,10 +7,17 @@
 
 export { DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE, NEGOTIATE_HEADER } from './engine/constants.js';
 export { TUNNEL_CHANNEL_OPTIONS } from './grpc/client/channel-options.js';
+export type { ClientKeepaliveOptions } from './grpc/client/client-keepalive.js';
 export { createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
 export { TunnelChannel, type TunnelChannelInfo, type TunnelOptions } from './grpc/client/tunnel-channel.js';
 export { getTunnelChannel, getTunnelInfo, type HasAuthContext } from './grpc/context.js';
+export {
+  DEFAULT_KEEPALIVE_TIME_MS,
+  DEFAULT_KEEPALIVE_TIMEOUT_MS,
+  KEEPALIVE_POLICY_HEADER,
+  type KeepaliveOptions,
+} from './grpc/keepalive.js';
 export type { ServiceHost } from './grpc/server/service-host.js';
 export type { AuthContext, TunnelInfo } from './grpc/server/tunnel-info.js';
 export type { TunnelServerOptions } from './grpc/server/tunnel-server-session.js';

@@ -2,6 +2,7 @@
 // that arrives through them to a target gRPC server, as raw bytes.
 import { type ChannelCredentials, Client, credentials, Metadata, status as Status } from '@grpc/grpc-js';
 import { TUNNEL_CHANNEL_OPTIONS } from '../grpc/client/channel-options.js';
+import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { createProxyHandler } from '../proxy/proxy-handler.js';
 import { ReverseTunnelServer, type ServeResult } from '../reverse/reverse-tunnel-server.js';
 import { AGENT_HEADER } from './gateway.js';
@@ -26,6 +27,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Reconnection delays (ms); defaults suit a real deployment (1 s to 30 s). */
   backoff?: { initialDelayMs?: number; maxDelayMs?: number };
+  /** Liveness pings toward the gateway (see {@link ReverseTunnelServerOptions.keepalive}). */
+  keepalive?: KeepaliveOptions | false;
 }
 
 /** Why an agent gave up: retrying could not help. */
@@ -82,7 +85,10 @@ export function startAgent(options: AgentOptions): Agent {
         'grpc.max_reconnect_backoff_ms': backoff.maxDelayMs,
       }),
     createServer: (connection, authenticate) => {
-      const server = new ReverseTunnelServer(connection, { authenticate });
+      const server = new ReverseTunnelServer(connection, {
+        authenticate,
+        ...(options.keepalive !== undefined && { keepalive: options.keepalive }),
+      });
       server.setUnknownMethodHandler(proxy);
       return server;
     },

@@ -4,6 +4,7 @@
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { Metadata, Server, ServerCredentials, status as Status, type StatusObject } from '@grpc/grpc-js';
+import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/server/http2-window.js';
 import { TunnelServiceHandler } from '../handler/tunnel-service-handler.js';
 import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
@@ -66,6 +67,8 @@ export interface GatewayOptions {
    */
   readyAfterMs?: number;
   logger: Logger;
+  /** Liveness pings toward agents (see {@link TunnelServiceHandlerOptions.keepalive}). */
+  keepalive?: KeepaliveOptions | false;
 }
 
 /** A running gateway. */
@@ -147,6 +150,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const tunnelsOf = new Map<string, { open: number; most: number }>();
   const handler = new TunnelServiceHandler({
+    ...(options.keepalive !== undefined && { keepalive: options.keepalive }),
     affinityKey: (tunnel) => {
       const refuse = (code: Status, details: string, why: string) => {
         metrics.connects.inc({ result: 'refused' });

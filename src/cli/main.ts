@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // grpctunnel: the command line. `grpctunnel gateway ...` and `grpctunnel agent ...`.
 import { readFileSync } from 'node:fs';
+import { resolveKeepalive } from '../grpc/keepalive.js';
 import { AccessFileError, AccessPolicy, AgentTokens, CallerTokens } from './access.js';
 import { type Agent, startAgent } from './agent.js';
 import { parseFlags } from './flags.js';
 import { type Gateway, type GatewayAccess, startGateway } from './gateway.js';
+import { parseKeepaliveFlag } from './keepalive-flag.js';
 import { createLogger, LEVELS, type Level } from './logger.js';
 import { splitHostPort } from './net.js';
 
@@ -42,6 +44,8 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
   --max-conns-per-peer N connections one remote address may hold on each gRPC port (default 256)
   --idle-timeout MS      close connections that send nothing or hold no stream this long (default 300000)
   --ready-after MS       /healthz says ready once an agent attached, or this long after start (default 10000)
+  --keepalive I[,T]      ping each agent connection every I, drop it when a ping
+                         goes unanswered for T (default 15s,10s; "off" disables)
   --log-level L          debug, info, warn or error (default info)
 
 Callers choose an agent with the request header "grpctunnel-agent: NAME"; without
@@ -62,6 +66,9 @@ const AGENT_HELP = `grpctunnel agent: expose a gRPC server through a gateway, di
   --ca C                 trust this CA for the gateway's TLS certificate
   --insecure             connect to the gateway without TLS
   --max-backoff MS       longest wait between reconnection attempts (default 30000)
+  --keepalive I[,T]      ping the gateway every I (5m10s unless it allows faster),
+                         reconnect when a ping goes unanswered for T (default 15s,10s;
+                         "off" disables)
   --log-level L          debug, info, warn or error (default info)
 
 Without --ca or --insecure the gateway connection uses TLS with the system's roots.
@@ -95,6 +102,16 @@ function address(flag: string, value: string): void {
     splitHostPort(value);
   } catch (err) {
     fail(EXIT.usage, `--${flag}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+function keepalive(value: string): ReturnType<typeof parseKeepaliveFlag> {
+  try {
+    const options = parseKeepaliveFlag(value);
+    resolveKeepalive(options); // range errors are usage errors too
+    return options;
+  } catch (err) {
+    fail(EXIT.usage, err instanceof Error ? err.message : String(err));
   }
 }
 
@@ -134,6 +151,7 @@ async function gateway(argv: string[]): Promise<void> {
       'idle-timeout': { kind: 'int', default: 300_000, usage: 'idle timeout (ms)' },
       'ready-after': { kind: 'int', default: 10_000, usage: 'readiness grace (ms)' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
+      keepalive: { kind: 'string', default: '15s,10s', usage: 'ping interval[,timeout] or off' },
     },
     argv,
   );
@@ -187,6 +205,7 @@ async function gateway(argv: string[]): Promise<void> {
       limits: { maxConnectionsPerPeer: f['max-conns-per-peer'], idleTimeoutMs: f['idle-timeout'] },
       readyAfterMs: f['ready-after'],
       logger,
+      keepalive: keepalive(f.keepalive),
     });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
@@ -228,6 +247,7 @@ async function agent(argv: string[]): Promise<void> {
       insecure: { kind: 'bool', default: false, usage: 'no TLS' },
       'max-backoff': { kind: 'int', default: 30_000, usage: 'max reconnect delay' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
+      keepalive: { kind: 'string', default: '15s,10s', usage: 'ping interval[,timeout] or off' },
     },
     argv,
   );
@@ -247,6 +267,7 @@ async function agent(argv: string[]): Promise<void> {
       tunnels: f.tunnels,
       security: f.insecure ? { insecure: true } : f.ca ? { ca: read(f.ca, 'CA certificate') } : {},
       logger: createLogger(level(f['log-level'])),
+      keepalive: keepalive(f.keepalive),
       backoff: { initialDelayMs: Math.min(1000, f['max-backoff']), maxDelayMs: f['max-backoff'] },
     });
   } catch (err) {

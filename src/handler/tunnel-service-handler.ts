@@ -15,7 +15,9 @@ import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel
 import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
+import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
+import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
@@ -58,6 +60,17 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
    * this process buffer. 0 leaves grpc-js's windows alone. Default 1 MiB.
    */
   http2WindowSize?: number;
+  /**
+   * Liveness checks of each connection that carries a tunnel RPC: HTTP/2
+   * pings every `timeMs`; a client that leaves one unanswered for
+   * `timeoutMs` counts as gone: its tunnels end (reverse tunnels leave their
+   * pools, their calls fail with UNAVAILABLE naming the cause) and the
+   * connection is closed. `false` turns the pings off. Default: every 15 s,
+   * 10 s to answer, so a dead client is noticed within 25 s. Clients are
+   * told (response header `grpctunnel-keepalive-min-time-ms`) that they may
+   * ping this server every second.
+   */
+  keepalive?: KeepaliveOptions | false;
 }
 
 type ForwardRpc = ServerDuplexStream<ClientToServer, ServerToClient>;
@@ -99,11 +112,13 @@ export class TunnelServiceHandler extends ServiceHost {
   private draining = false;
   private readonly http2WindowSize: number;
   private warnedWindows = false;
+  private readonly keepalive: ServerKeepalive;
 
   constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
     super();
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.http2WindowSize = checkHttp2WindowSize(options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE);
+    this.keepalive = new ServerKeepalive(options.keepalive);
     this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
   }
 
@@ -192,7 +207,7 @@ export class TunnelServiceHandler extends ServiceHost {
       return;
     }
     this.raiseWindows(call);
-    sendNegotiationHeaders(call);
+    sendNegotiationHeaders(call, this.keepalive);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     const endRpc = (code: Status, details: string) => {
@@ -214,12 +229,18 @@ export class TunnelServiceHandler extends ServiceHost {
       },
       this.windows,
     );
+    const unwatch = this.keepalive.watch(call, (cause) => {
+      this.sessions.delete(session);
+      session.close(localStatus(Status.UNAVAILABLE, cause.message));
+    });
     this.sessions.set(session, () => {
+      unwatch();
       this.sessions.delete(session);
       session.close(localStatus(Status.UNAVAILABLE, 'the server is shutting down'));
       endRpc(Status.OK, 'OK');
     });
     const finish = (message: string) => {
+      unwatch();
       this.sessions.delete(session);
       session.close(localStatus(Status.CANCELLED, message));
     };
@@ -258,7 +279,7 @@ export class TunnelServiceHandler extends ServiceHost {
     this.raiseWindows(call);
     // The drain handshake: a tunnel server of this project that drains tells
     // us so, and we end the tunnel once idle (see drain-notice.ts).
-    sendNegotiationHeaders(call, true);
+    sendNegotiationHeaders(call, this.keepalive, true);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     let peerEnded = false;
@@ -302,7 +323,9 @@ export class TunnelServiceHandler extends ServiceHost {
       this.windows,
     );
     this.reverseChannels.add(channel);
+    const unwatch = this.keepalive.watch(call, (cause) => channel.shutDown(cause));
     channel.once('close', (error: Error | undefined) => {
+      unwatch();
       this.reverseChannels.delete(channel);
       if (!tunnel) return;
       this.reverse.remove(tunnel);
@@ -336,12 +359,13 @@ export class TunnelServiceHandler extends ServiceHost {
   }
 }
 
-function sendNegotiationHeaders(call: ForwardRpc | ReverseRpc, drain = false): void {
+function sendNegotiationHeaders(call: ForwardRpc | ReverseRpc, keepalive: ServerKeepalive, drain = false): void {
   // Headers go out at once: the client learns the negotiation result (and
   // interceptors may add authentication material) before any frame.
   const headers = new Metadata();
   headers.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
   if (drain) headers.set(DRAIN_HEADER, DRAIN_ON);
+  keepalive.advertise(headers);
   call.sendMetadata(headers);
 }
 

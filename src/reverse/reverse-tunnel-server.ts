@@ -16,6 +16,11 @@ import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { asClient } from '../grpc/client/as-client.js';
+import {
+  type ClientKeepaliveOptions,
+  clientKeepalive,
+  watchTunnelConnection,
+} from '../grpc/client/client-keepalive.js';
 import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
@@ -31,7 +36,7 @@ import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } 
 import { Backoff, type BackoffOptions } from './backoff.js';
 
 /** Options of {@link ReverseTunnelServer}. */
-export interface ReverseTunnelServerOptions extends TunnelServerOptions {
+export interface ReverseTunnelServerOptions extends TunnelServerOptions, ClientKeepaliveOptions {
   /**
    * Checks the network server before serving it: called with the response
    * headers of each tunnel RPC (which the server sends at once, so an
@@ -149,6 +154,7 @@ export class ReverseTunnelServer extends ServiceHost {
   /** Receive windows of every tunnel this server opens: one growth budget for all. */
   private readonly windows: ReceiveWindows;
   private draining = false;
+  private readonly keepalive: ReturnType<typeof clientKeepalive>;
 
   constructor(
     connection: Client | ChannelInterface,
@@ -156,6 +162,7 @@ export class ReverseTunnelServer extends ServiceHost {
   ) {
     super();
     this.windows = new ReceiveWindows(tunnelTuning(options));
+    this.keepalive = clientKeepalive(options);
     this.client = asClient(connection);
   }
 
@@ -353,6 +360,11 @@ export class ReverseTunnelServer extends ServiceHost {
     };
 
     rpc.on('metadata', (headers: Metadata) => {
+      const unwatch = watchTunnelConnection(rpc, headers, this.keepalive, (cause) => {
+        failure = statusError(Status.UNAVAILABLE, `reverse tunnel: ${cause.message}`);
+        tunnel.cancel(cause.message);
+      });
+      rpc.on('status', unwatch);
       const tunnelPart = {
         peer: rpc.getPeer(),
         authContext: rpc.getAuthContext?.() ?? {},

@@ -14,11 +14,12 @@ import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
+import { type ClientKeepaliveOptions, clientKeepalive, watchTunnelConnection } from './client-keepalive.js';
 import { TunnelChannel, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
 import { TunnelRpcEnd } from './tunnel-rpc-end.js';
 
 /** Options of {@link openTunnel}. */
-export interface OpenTunnelOptions extends TunnelOptions {
+export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions {
   /** Request metadata of the tunnel RPC (for example credentials the server checks). */
   metadata?: Metadata;
   /** grpc-js call options of the tunnel RPC (a deadline bounds the whole tunnel's life). */
@@ -60,10 +61,12 @@ export function openTunnel(
   const { signal, connectTimeoutMs } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal));
   let windows: ReceiveWindows;
+  let keepalive: ReturnType<typeof clientKeepalive>;
   try {
     checkConnectTimeout(connectTimeoutMs);
-    // Checks the window settings before dialing (RangeError).
+    // Checks the window and keepalive settings before dialing (RangeError).
     windows = new ReceiveWindows(tunnelTuning(options));
+    keepalive = clientKeepalive(options);
   } catch (err) {
     return Promise.reject(err);
   }
@@ -87,6 +90,7 @@ export function openTunnel(
     /** Set once this side ended the tunnel RPC. */
     let ended = false;
     let connectTimer: LongTimer | undefined;
+    let unwatch = () => {};
     const endRpc = () => {
       ended = true;
       rpcEnd.end();
@@ -119,6 +123,7 @@ export function openTunnel(
         options,
         { target, peer: rpc.getPeer(), authContext: rpc.getAuthContext?.() ?? null },
         () => {
+          unwatch();
           signal?.removeEventListener('abort', onAbort);
           endRpc();
         },
@@ -128,6 +133,10 @@ export function openTunnel(
           resolve(opened);
         },
         windows,
+      );
+      const opened = channel;
+      unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) =>
+        ready ? opened.shutDown(cause) : fail(statusError(14, `tunnel RPC failed: ${cause.message}`)),
       );
     });
     rpc.on('error', (error: ServiceError) => {

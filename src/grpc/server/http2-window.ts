@@ -1,3 +1,5 @@
+import { serverSessionOf } from './call-session.js';
+
 // grpc-js's Server keeps HTTP/2's default 65,535-byte flow-control windows
 // and has no option to change them (a grpc-js client has
 // 'grpc-node.flow_control_window'; grpc-go grows its windows by probing the
@@ -25,8 +27,6 @@ interface WindowedSession {
 export const DEFAULT_HTTP2_WINDOW_SIZE = 1 << 20;
 /** HTTP/2's own initial window, which a raised window must not go below. */
 const HTTP2_DEFAULT_WINDOW = 65_535;
-/** Layers of server interceptors tolerated between the call and the stream. */
-const MAX_LAYERS = 64;
 
 const raised = new WeakSet<object>();
 
@@ -43,14 +43,8 @@ function isSession(value: unknown): value is WindowedSession {
 
 /** The HTTP/2 session under a grpc-js server call, if it can be found. */
 function sessionOf(call: object): WindowedSession | undefined {
-  // ServerDuplexStream.call -> (ServerInterceptingCall.nextCall)* -> BaseServerInterceptingCall.stream.session
-  let layer = (call as { call?: unknown }).call;
-  for (let depth = 0; depth < MAX_LAYERS && typeof layer === 'object' && layer !== null; depth++) {
-    const stream = (layer as { stream?: { session?: unknown } }).stream;
-    if (typeof stream === 'object' && stream !== null) return isSession(stream.session) ? stream.session : undefined;
-    layer = (layer as { nextCall?: unknown }).nextCall;
-  }
-  return undefined;
+  const session = serverSessionOf(call);
+  return isSession(session) ? session : undefined;
 }
 
 /** Checks a window size option: 0 (leave grpc-js's windows) or 65535 to 2^31-1. */
