@@ -5,7 +5,7 @@ import {
   type ServerToClient,
 } from '../gen/grpctunnel/v1/tunnel.js';
 import { Code } from './codes.js';
-import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, DEFAULT_WINDOW_SIZE } from './constants.js';
+import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE } from './constants.js';
 import { serverDataFrames } from './frames.js';
 import { InboundStream } from './inbound.js';
 import { isValidMethodName, settingsFrame } from './negotiation.js';
@@ -328,7 +328,10 @@ export class TunnelServerEngine {
       headers,
       revision,
       this,
-      flow ? clientWindow || DEFAULT_WINDOW_SIZE : Number.POSITIVE_INFINITY,
+      // Under revision one the client states its window, and 0 is a window
+      // like any other (proto3 cannot tell it from absent): nothing may be
+      // sent until the client grants some, as the Go reference does.
+      flow ? clientWindow : Number.POSITIVE_INFINITY,
       flow ? this.windows : undefined,
       this.maxReceiveMessageSize,
     );
