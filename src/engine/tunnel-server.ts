@@ -1,23 +1,25 @@
-import {
-  type ClientToServer,
-  type Metadata,
-  ProtocolRevision,
-  type ServerToClient,
-} from '../gen/grpctunnel/v1/tunnel.js';
+import { type Metadata, ProtocolRevision } from '../gen/grpctunnel/v1/tunnel.js';
 import { Code } from './codes.js';
 import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE } from './constants.js';
-import { serverDataFrames } from './frames.js';
+import { type ClientFrame, type ServerFrame, serverDataFrames } from './frames.js';
 import { InboundStream } from './inbound.js';
 import { isValidMethodName, settingsFrame } from './negotiation.js';
-import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
+import { OutboundStream, type SendDone, SendScheduler } from './outbound.js';
 import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
 import { closeFromStatus, localStatus, type StreamStatus, TunnelError } from './status.js';
+import type { StreamId } from './stream-id.js';
 import { WindowUpdateBatch } from './window-updates.js';
 
 /** Settings of the tunnel-server role. */
 export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
-  /** Writes a frame on the tunnel; false asks to pause until {@link TunnelServerEngine.drained}. */
-  readonly write: FrameWrite<ServerToClient>;
+  /**
+   * Writes a frame on the tunnel; false asks to pause until
+   * {@link TunnelServerEngine.drained}. Declared as a method so that a
+   * transport typed with the generated frame type fits: the ids it receives
+   * are bigints only on tunnels whose peer chose ids beyond 2^53, and the
+   * codec in src/grpc/tunnel-service.ts encodes both forms.
+   */
+  write(frame: ServerFrame): boolean;
   /** True when both sides sent `grpctunnel-negotiate: on`: Settings goes first. */
   readonly negotiated: boolean;
   /** Whether this side offers revision one (flow control). Default true. */
@@ -63,7 +65,7 @@ export class TunnelServerStream {
   handlers: ServerStreamHandlers = noHandlers;
   /** When true (unary and server-streaming methods), a second request message is an error. */
   singleRequest = false;
-  /** @internal */ readonly out: OutboundStream<ServerToClient>;
+  /** @internal */ readonly out: OutboundStream<ServerFrame>;
   /** @internal */ readonly in: InboundStream;
   /** @internal */ requestsSeen = 0;
   private state: 'open' | 'closing' | 'done' = 'open';
@@ -71,7 +73,7 @@ export class TunnelServerStream {
 
   /** @internal */
   constructor(
-    readonly streamId: number,
+    readonly streamId: StreamId,
     readonly method: string,
     readonly headers: Metadata,
     readonly revision: ProtocolRevision,
@@ -169,10 +171,10 @@ export class TunnelServerStream {
  * the network server of a forward tunnel, the network client of a reverse one.
  */
 export class TunnelServerEngine {
-  /** @internal */ readonly scheduler: SendScheduler<ServerToClient>;
+  /** @internal */ readonly scheduler: SendScheduler<ServerFrame>;
   /** @internal */ readonly windowUpdates: WindowUpdateBatch;
-  private readonly streams = new Map<number, TunnelServerStream>();
-  private lastStreamId = -1;
+  private readonly streams = new Map<StreamId, TunnelServerStream>();
+  private lastStreamId: StreamId = -1;
   private draining = false;
   private failure: StreamStatus | undefined;
   private readonly flowControl: boolean;
@@ -185,7 +187,7 @@ export class TunnelServerEngine {
     this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
-    this.scheduler = new SendScheduler(options.write, serverDataFrames, options.maxChunkSize);
+    this.scheduler = new SendScheduler((frame) => options.write(frame), serverDataFrames, options.maxChunkSize);
     this.windowUpdates = new WindowUpdateBatch(
       (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
       (streamId) => {
@@ -213,7 +215,7 @@ export class TunnelServerEngine {
   }
 
   /** Feeds one frame received from the tunnel client. */
-  handleFrame(frame: ClientToServer): void {
+  handleFrame(frame: ClientFrame): void {
     if (this.failure) return;
     const body = frame.frame;
     if (!body) return; // an unknown frame kind from a newer peer: nothing to act on
@@ -230,10 +232,13 @@ export class TunnelServerEngine {
     }
     const stream = this.streams.get(id);
     if (!stream) {
-      if (id > this.lastStreamId || id < 0) {
+      // As the Go reference does: an id at or below the last one opened
+      // (negative ones included) may belong to a stream that already ended,
+      // so its frames are dropped; a higher id was never opened.
+      if (id > this.lastStreamId) {
         this.protocolError(`received ${body.$case} for stream ID ${id}, which was never created`);
       }
-      return; // frames trailing a stream that already ended
+      return;
     }
     if (body.$case === 'windowUpdate') {
       this.scheduler.addWindow(stream.out, body.value);
@@ -285,7 +290,7 @@ export class TunnelServerEngine {
   }
 
   /** @internal */
-  writeNow(frame: ServerToClient): void {
+  writeNow(frame: ServerFrame): void {
     if (!this.failure) this.scheduler.writeNow(frame);
   }
 
@@ -296,7 +301,7 @@ export class TunnelServerEngine {
     if (this.streams.size === 0) this.options.onIdle?.();
   }
 
-  private openStream(id: number, method: string, headers: Metadata, revision: number, clientWindow: number): void {
+  private openStream(id: StreamId, method: string, headers: Metadata, revision: number, clientWindow: number): void {
     const flow = revision === ProtocolRevision.REVISION_ONE;
     const refusal = (() => {
       if (flow ? !this.flowControl : revision !== ProtocolRevision.REVISION_ZERO) {
