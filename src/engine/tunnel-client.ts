@@ -3,6 +3,7 @@ import { Code } from './codes.js';
 import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, TUNNEL_STREAM_ID } from './constants.js';
 import { type ClientFrame, clientDataFrames, type ServerFrame } from './frames.js';
 import { InboundStream } from './inbound.js';
+import { checkMetadataSize, DEFAULT_MAX_METADATA_SIZE } from './metadata-size.js';
 import { chooseRevision, type NegotiatedRevision, REVISION_ZERO } from './negotiation.js';
 import { OutboundStream, type SendDone, SendScheduler } from './outbound.js';
 import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
@@ -32,6 +33,11 @@ export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
   readonly receiveWindows?: ReceiveWindows | undefined;
   /** Largest response message accepted. Default 4 MiB. */
   readonly maxReceiveMessageSize?: number;
+  /**
+   * Largest metadata block of one call, in either direction (see
+   * metadataSize). Over it, that call fails with RESOURCE_EXHAUSTED. Default 1 MiB.
+   */
+  readonly maxMetadataSize?: number;
   /** The tunnel is ready for streams (Settings received, or no negotiation). */
   readonly onReady: () => void;
   /** The peer broke the protocol; the tunnel must end with this status. */
@@ -138,11 +144,13 @@ export class TunnelClientEngine {
   private readonly flowControl: boolean;
   private readonly windows: ReceiveWindows;
   private readonly maxReceiveMessageSize: number;
+  private readonly maxMetadataSize: number;
 
   constructor(private readonly options: TunnelClientEngineOptions) {
     this.flowControl = options.flowControl ?? true;
     this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
+    this.maxMetadataSize = options.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE;
     this.scheduler = new SendScheduler((frame) => options.write(frame), clientDataFrames, options.maxChunkSize);
     this.windowUpdates = new WindowUpdateBatch(
       (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
@@ -171,11 +179,24 @@ export class TunnelClientEngine {
     return this.streams.size;
   }
 
-  /** Opens a stream for `method` (a full path such as "/pkg.Service/Method"). */
+  /**
+   * Opens a stream for `method` (a full path such as "/pkg.Service/Method").
+   * Request headers over the metadata limit are never sent: the stream comes
+   * back already ended, and `onClose` reports RESOURCE_EXHAUSTED right after
+   * this call returns.
+   */
   openStream(method: string, headers: Metadata, handlers: ClientStreamHandlers): TunnelClientStream {
     const rev = this.negotiatedRevision;
     if (this.failure || !rev) {
       throw new TunnelError(Code.UNAVAILABLE, this.failure?.message ?? 'the tunnel is not ready');
+    }
+    const tooLarge = checkMetadataSize('request headers', headers, this.maxMetadataSize);
+    if (tooLarge) {
+      // Never registered and no id used: the peer hears nothing of it.
+      const refused = new TunnelClientStream(this.nextStreamId, this, handlers, 0, undefined, 0);
+      refused.markDone();
+      queueMicrotask(() => handlers.onClose(tooLarge.toStatus()));
+      return refused;
     }
     const streamId = this.nextStreamId;
     this.nextStreamId = nextStreamId(streamId);
@@ -241,13 +262,16 @@ export class TunnelClientEngine {
     }
     try {
       switch (body.$case) {
-        case 'responseHeaders':
+        case 'responseHeaders': {
           if (stream.headersSeen || stream.messageSeen) {
             throw new TunnelError(Code.INTERNAL, 'response headers arrived twice or after a message');
           }
+          const tooLarge = checkMetadataSize('response headers', body.value, this.maxMetadataSize);
+          if (tooLarge) throw tooLarge;
           stream.headersSeen = true;
           stream.handlers.onHeaders(body.value);
           break;
+        }
         case 'responseMessage':
           stream.messageSeen = true;
           stream.in.messageStart(body.value.size, body.value.data);
@@ -259,7 +283,8 @@ export class TunnelClientEngine {
           this.scheduler.addWindow(stream.out, body.value);
           break;
         case 'closeStream': {
-          const status = statusFromClose(body.value);
+          const tooLarge = checkMetadataSize('response trailers', body.value.responseTrailers, this.maxMetadataSize);
+          const status = tooLarge ? tooLarge.toStatus() : statusFromClose(body.value);
           this.finish(stream, new TunnelError(Code.CANCELLED, 'the server closed the stream'));
           stream.in.end(() => stream.handlers.onClose(status));
           break;

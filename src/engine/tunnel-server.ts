@@ -3,6 +3,7 @@ import { Code } from './codes.js';
 import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE } from './constants.js';
 import { type ClientFrame, type ServerFrame, serverDataFrames } from './frames.js';
 import { InboundStream } from './inbound.js';
+import { checkMetadataSize, DEFAULT_MAX_METADATA_SIZE } from './metadata-size.js';
 import { isValidMethodName, settingsFrame } from './negotiation.js';
 import { OutboundStream, type SendDone, SendScheduler } from './outbound.js';
 import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
@@ -36,6 +37,11 @@ export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
   readonly maxReceiveMessageSize?: number;
   /** Streams open at once before new ones get RESOURCE_EXHAUSTED. Default unlimited. */
   readonly maxConcurrentStreams?: number;
+  /**
+   * Largest metadata block of one call, in either direction (see
+   * metadataSize). Over it, that call fails with RESOURCE_EXHAUSTED. Default 1 MiB.
+   */
+  readonly maxMetadataSize?: number;
   /** A stream passed the protocol checks; the layer above dispatches it (synchronously). */
   readonly onStream: (stream: TunnelServerStream) => void;
   /** The peer broke the protocol; the tunnel must end with this status. */
@@ -102,9 +108,23 @@ export class TunnelServerStream {
     return this.headersQueued;
   }
 
-  /** Sends response headers; only the first call has an effect. */
+  /**
+   * Sends response headers; only the first call has an effect. Headers over
+   * the metadata limit end the stream with RESOURCE_EXHAUSTED instead (the
+   * handler hears of it as a cancel), so the peer never gets a frame its
+   * gRPC layer would refuse for the whole tunnel.
+   */
   sendHeaders(headers: Metadata): void {
     if (this.state !== 'open' || this.headersQueued) return;
+    const tooLarge = checkMetadataSize('response headers', headers, this.engine.maxMetadataSize);
+    if (tooLarge) {
+      const status = tooLarge.toStatus();
+      this.close(status, false);
+      // After the caller's own call returns: a handler sending headers does
+      // not expect to be re-entered with its own cancellation.
+      queueMicrotask(() => this.handlers.onCancel(status));
+      return;
+    }
     this.headersQueued = true;
     this.engine.scheduler.sendFrame(this.out, {
       streamId: this.streamId,
@@ -134,11 +154,14 @@ export class TunnelServerStream {
    */
   close(status: StreamStatus, withHeaders = true): void {
     if (this.state !== 'open') return;
+    const tooLarge = checkMetadataSize('response trailers', status.trailers, this.engine.maxMetadataSize);
+    // The caller learns of trailers it cannot have as it would of any failed call.
+    const sent = tooLarge ? tooLarge.toStatus() : status;
     if (withHeaders && !this.headersQueued) this.sendHeaders({ md: {} });
     this.state = 'closing';
     this.engine.scheduler.sendFrame(
       this.out,
-      { streamId: this.streamId, frame: { $case: 'closeStream', value: closeFromStatus(status) } },
+      { streamId: this.streamId, frame: { $case: 'closeStream', value: closeFromStatus(sent) } },
       () => this.engine.forget(this),
     );
   }
@@ -181,12 +204,14 @@ export class TunnelServerEngine {
   private readonly windows: ReceiveWindows;
   private readonly maxReceiveMessageSize: number;
   private readonly maxConcurrentStreams: number;
+  /** @internal */ readonly maxMetadataSize: number;
 
   constructor(private readonly options: TunnelServerEngineOptions) {
     this.flowControl = (options.flowControl ?? true) && options.negotiated;
     this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
+    this.maxMetadataSize = options.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE;
     this.scheduler = new SendScheduler((frame) => options.write(frame), serverDataFrames, options.maxChunkSize);
     this.windowUpdates = new WindowUpdateBatch(
       (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
@@ -311,6 +336,8 @@ export class TunnelServerEngine {
       if (!isValidMethodName(method)) {
         return localStatus(Code.INVALID_ARGUMENT, `malformed method name: ${JSON.stringify(method)}`);
       }
+      const tooLarge = checkMetadataSize('request headers', headers, this.maxMetadataSize);
+      if (tooLarge) return tooLarge.toStatus();
       if (this.streams.size >= this.maxConcurrentStreams) {
         return localStatus(Code.RESOURCE_EXHAUSTED, `too many concurrent streams (limit ${this.maxConcurrentStreams})`);
       }
