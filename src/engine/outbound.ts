@@ -1,12 +1,13 @@
 import { MAX_CHUNK_SIZE } from './constants.js';
+import type { StreamId } from './stream-id.js';
 
 /** Writes one frame to the tunnel; false means "pause data until {@link SendScheduler.drained}". */
 export type FrameWrite<F> = (frame: F) => boolean;
 
 /** Builds the role-specific data frames (request_* for clients, response_* for servers). */
 export interface DataFrameBuilder<F> {
-  messageStart(streamId: number, size: number, chunk: Uint8Array): F;
-  moreData(streamId: number, chunk: Uint8Array): F;
+  messageStart(streamId: StreamId, size: number, chunk: Uint8Array): F;
+  moreData(streamId: StreamId, chunk: Uint8Array): F;
 }
 
 /** Completion callback of a queued message: called once all of it was written, or with the reason it never will be. */
@@ -41,7 +42,7 @@ export class OutboundStream<F> {
   scheduled = false;
 
   constructor(
-    readonly streamId: number,
+    readonly streamId: StreamId,
     initialWindow: number,
   ) {
     this.window = initialWindow;

@@ -1,23 +1,24 @@
-import {
-  type ClientToServer,
-  type Metadata,
-  ProtocolRevision,
-  type ServerToClient,
-} from '../gen/grpctunnel/v1/tunnel.js';
+import { type Metadata, ProtocolRevision } from '../gen/grpctunnel/v1/tunnel.js';
 import { Code } from './codes.js';
 import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, TUNNEL_STREAM_ID } from './constants.js';
-import { clientDataFrames } from './frames.js';
+import { type ClientFrame, clientDataFrames, type ServerFrame } from './frames.js';
 import { InboundStream } from './inbound.js';
+import { checkMetadataSize, DEFAULT_MAX_METADATA_SIZE } from './metadata-size.js';
 import { chooseRevision, type NegotiatedRevision, REVISION_ZERO } from './negotiation.js';
-import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
+import { OutboundStream, type SendDone, SendScheduler } from './outbound.js';
 import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
 import { localStatus, type StreamStatus, statusFromClose, TunnelError } from './status.js';
+import { nextStreamId, type StreamId } from './stream-id.js';
 import { WindowUpdateBatch } from './window-updates.js';
 
 /** Settings of the tunnel-client role. */
 export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
-  /** Writes a frame on the tunnel; false asks to pause until {@link TunnelClientEngine.drained}. */
-  readonly write: FrameWrite<ClientToServer>;
+  /**
+   * Writes a frame on the tunnel; false asks to pause until
+   * {@link TunnelClientEngine.drained}. A method, so that a transport typed
+   * with the generated frame type fits (see TunnelServerEngineOptions.write).
+   */
+  write(frame: ClientFrame): boolean;
   /** True when both sides sent `grpctunnel-negotiate: on` (a Settings frame will come). */
   readonly negotiated: boolean;
   /** Whether this side runs revision one (flow control). Default true. */
@@ -32,6 +33,11 @@ export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
   readonly receiveWindows?: ReceiveWindows | undefined;
   /** Largest response message accepted. Default 4 MiB. */
   readonly maxReceiveMessageSize?: number;
+  /**
+   * Largest metadata block of one call, in either direction (see
+   * metadataSize). Over it, that call fails with RESOURCE_EXHAUSTED. Default 1 MiB.
+   */
+  readonly maxMetadataSize?: number;
   /** The tunnel is ready for streams (Settings received, or no negotiation). */
   readonly onReady: () => void;
   /** The peer broke the protocol; the tunnel must end with this status. */
@@ -50,7 +56,7 @@ export interface ClientStreamHandlers {
 
 /** One call opened by a tunnel client. */
 export class TunnelClientStream {
-  /** @internal */ readonly out: OutboundStream<ClientToServer>;
+  /** @internal */ readonly out: OutboundStream<ClientFrame>;
   /** @internal */ readonly in: InboundStream;
   /** @internal */ opened = false;
   /** @internal */ headersSeen = false;
@@ -59,7 +65,7 @@ export class TunnelClientStream {
 
   /** @internal */
   constructor(
-    readonly streamId: number,
+    readonly streamId: StreamId,
     private readonly engine: TunnelClientEngine,
     readonly handlers: ClientStreamHandlers,
     sendWindow: number,
@@ -128,21 +134,24 @@ export class TunnelClientStream {
  * network client of a forward tunnel, the network server of a reverse one.
  */
 export class TunnelClientEngine {
-  /** @internal */ readonly scheduler: SendScheduler<ClientToServer>;
+  /** @internal */ readonly scheduler: SendScheduler<ClientFrame>;
   /** @internal */ readonly windowUpdates: WindowUpdateBatch;
-  private readonly streams = new Map<number, TunnelClientStream>();
-  private nextStreamId = 1;
+  private readonly streams = new Map<StreamId, TunnelClientStream>();
+  /** The id the next stream gets; ids start at 1, as the Go client's do. */
+  private nextStreamId: StreamId = 1;
   private negotiatedRevision: NegotiatedRevision | undefined;
   private failure: StreamStatus | undefined;
   private readonly flowControl: boolean;
   private readonly windows: ReceiveWindows;
   private readonly maxReceiveMessageSize: number;
+  private readonly maxMetadataSize: number;
 
   constructor(private readonly options: TunnelClientEngineOptions) {
     this.flowControl = options.flowControl ?? true;
     this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
-    this.scheduler = new SendScheduler(options.write, clientDataFrames, options.maxChunkSize);
+    this.maxMetadataSize = options.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE;
+    this.scheduler = new SendScheduler((frame) => options.write(frame), clientDataFrames, options.maxChunkSize);
     this.windowUpdates = new WindowUpdateBatch(
       (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
       (streamId) => {
@@ -170,13 +179,27 @@ export class TunnelClientEngine {
     return this.streams.size;
   }
 
-  /** Opens a stream for `method` (a full path such as "/pkg.Service/Method"). */
+  /**
+   * Opens a stream for `method` (a full path such as "/pkg.Service/Method").
+   * Request headers over the metadata limit are never sent: the stream comes
+   * back already ended, and `onClose` reports RESOURCE_EXHAUSTED right after
+   * this call returns.
+   */
   openStream(method: string, headers: Metadata, handlers: ClientStreamHandlers): TunnelClientStream {
     const rev = this.negotiatedRevision;
     if (this.failure || !rev) {
       throw new TunnelError(Code.UNAVAILABLE, this.failure?.message ?? 'the tunnel is not ready');
     }
-    const streamId = this.nextStreamId++;
+    const tooLarge = checkMetadataSize('request headers', headers, this.maxMetadataSize);
+    if (tooLarge) {
+      // Never registered and no id used: the peer hears nothing of it.
+      const refused = new TunnelClientStream(this.nextStreamId, this, handlers, 0, undefined, 0);
+      refused.markDone();
+      queueMicrotask(() => handlers.onClose(tooLarge.toStatus()));
+      return refused;
+    }
+    const streamId = this.nextStreamId;
+    this.nextStreamId = nextStreamId(streamId);
     const flow = rev.revision === ProtocolRevision.REVISION_ONE;
     const stream = new TunnelClientStream(
       streamId,
@@ -209,7 +232,7 @@ export class TunnelClientEngine {
   }
 
   /** Feeds one frame received from the tunnel server. */
-  handleFrame(frame: ServerToClient): void {
+  handleFrame(frame: ServerFrame): void {
     if (this.failure) return;
     const body = frame.frame;
     if (!body) return; // an unknown frame kind from a newer peer: nothing to act on
@@ -229,21 +252,26 @@ export class TunnelClientEngine {
     }
     const stream = this.streams.get(frame.streamId);
     if (!stream) {
-      // Frames may trail a stream we cancelled; ids never opened are a violation.
-      if (frame.streamId >= this.nextStreamId || frame.streamId < 0) {
+      // As the Go reference does: frames may trail a stream that ended, so an
+      // id at or below the last one opened is dropped (negative ones too);
+      // a higher id, or any id before the first stream, was never opened.
+      if (this.nextStreamId === 1 || frame.streamId >= this.nextStreamId) {
         this.protocolError(`received ${body.$case} for stream ${frame.streamId}, which was never created`);
       }
       return;
     }
     try {
       switch (body.$case) {
-        case 'responseHeaders':
+        case 'responseHeaders': {
           if (stream.headersSeen || stream.messageSeen) {
             throw new TunnelError(Code.INTERNAL, 'response headers arrived twice or after a message');
           }
+          const tooLarge = checkMetadataSize('response headers', body.value, this.maxMetadataSize);
+          if (tooLarge) throw tooLarge;
           stream.headersSeen = true;
           stream.handlers.onHeaders(body.value);
           break;
+        }
         case 'responseMessage':
           stream.messageSeen = true;
           stream.in.messageStart(body.value.size, body.value.data);
@@ -255,7 +283,8 @@ export class TunnelClientEngine {
           this.scheduler.addWindow(stream.out, body.value);
           break;
         case 'closeStream': {
-          const status = statusFromClose(body.value);
+          const tooLarge = checkMetadataSize('response trailers', body.value.responseTrailers, this.maxMetadataSize);
+          const status = tooLarge ? tooLarge.toStatus() : statusFromClose(body.value);
           this.finish(stream, new TunnelError(Code.CANCELLED, 'the server closed the stream'));
           stream.in.end(() => stream.handlers.onClose(status));
           break;
@@ -290,7 +319,7 @@ export class TunnelClientEngine {
   }
 
   /** @internal */
-  writeNow(frame: ClientToServer): void {
+  writeNow(frame: ClientFrame): void {
     if (!this.failure) this.scheduler.writeNow(frame);
   }
 

@@ -1,23 +1,26 @@
-import {
-  type ClientToServer,
-  type Metadata,
-  ProtocolRevision,
-  type ServerToClient,
-} from '../gen/grpctunnel/v1/tunnel.js';
+import { type Metadata, ProtocolRevision } from '../gen/grpctunnel/v1/tunnel.js';
 import { Code } from './codes.js';
-import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, DEFAULT_WINDOW_SIZE } from './constants.js';
-import { serverDataFrames } from './frames.js';
+import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE } from './constants.js';
+import { type ClientFrame, type ServerFrame, serverDataFrames } from './frames.js';
 import { InboundStream } from './inbound.js';
+import { checkMetadataSize, DEFAULT_MAX_METADATA_SIZE } from './metadata-size.js';
 import { isValidMethodName, settingsFrame } from './negotiation.js';
-import { type FrameWrite, OutboundStream, type SendDone, SendScheduler } from './outbound.js';
+import { OutboundStream, type SendDone, SendScheduler } from './outbound.js';
 import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
 import { closeFromStatus, localStatus, type StreamStatus, TunnelError } from './status.js';
+import type { StreamId } from './stream-id.js';
 import { WindowUpdateBatch } from './window-updates.js';
 
 /** Settings of the tunnel-server role. */
 export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
-  /** Writes a frame on the tunnel; false asks to pause until {@link TunnelServerEngine.drained}. */
-  readonly write: FrameWrite<ServerToClient>;
+  /**
+   * Writes a frame on the tunnel; false asks to pause until
+   * {@link TunnelServerEngine.drained}. Declared as a method so that a
+   * transport typed with the generated frame type fits: the ids it receives
+   * are bigints only on tunnels whose peer chose ids beyond 2^53, and the
+   * codec in src/grpc/tunnel-service.ts encodes both forms.
+   */
+  write(frame: ServerFrame): boolean;
   /** True when both sides sent `grpctunnel-negotiate: on`: Settings goes first. */
   readonly negotiated: boolean;
   /** Whether this side offers revision one (flow control). Default true. */
@@ -34,6 +37,11 @@ export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
   readonly maxReceiveMessageSize?: number;
   /** Streams open at once before new ones get RESOURCE_EXHAUSTED. Default unlimited. */
   readonly maxConcurrentStreams?: number;
+  /**
+   * Largest metadata block of one call, in either direction (see
+   * metadataSize). Over it, that call fails with RESOURCE_EXHAUSTED. Default 1 MiB.
+   */
+  readonly maxMetadataSize?: number;
   /** A stream passed the protocol checks; the layer above dispatches it (synchronously). */
   readonly onStream: (stream: TunnelServerStream) => void;
   /** The peer broke the protocol; the tunnel must end with this status. */
@@ -63,7 +71,7 @@ export class TunnelServerStream {
   handlers: ServerStreamHandlers = noHandlers;
   /** When true (unary and server-streaming methods), a second request message is an error. */
   singleRequest = false;
-  /** @internal */ readonly out: OutboundStream<ServerToClient>;
+  /** @internal */ readonly out: OutboundStream<ServerFrame>;
   /** @internal */ readonly in: InboundStream;
   /** @internal */ requestsSeen = 0;
   private state: 'open' | 'closing' | 'done' = 'open';
@@ -71,7 +79,7 @@ export class TunnelServerStream {
 
   /** @internal */
   constructor(
-    readonly streamId: number,
+    readonly streamId: StreamId,
     readonly method: string,
     readonly headers: Metadata,
     readonly revision: ProtocolRevision,
@@ -100,9 +108,23 @@ export class TunnelServerStream {
     return this.headersQueued;
   }
 
-  /** Sends response headers; only the first call has an effect. */
+  /**
+   * Sends response headers; only the first call has an effect. Headers over
+   * the metadata limit end the stream with RESOURCE_EXHAUSTED instead (the
+   * handler hears of it as a cancel), so the peer never gets a frame its
+   * gRPC layer would refuse for the whole tunnel.
+   */
   sendHeaders(headers: Metadata): void {
     if (this.state !== 'open' || this.headersQueued) return;
+    const tooLarge = checkMetadataSize('response headers', headers, this.engine.maxMetadataSize);
+    if (tooLarge) {
+      const status = tooLarge.toStatus();
+      this.close(status, false);
+      // After the caller's own call returns: a handler sending headers does
+      // not expect to be re-entered with its own cancellation.
+      queueMicrotask(() => this.handlers.onCancel(status));
+      return;
+    }
     this.headersQueued = true;
     this.engine.scheduler.sendFrame(this.out, {
       streamId: this.streamId,
@@ -132,11 +154,14 @@ export class TunnelServerStream {
    */
   close(status: StreamStatus, withHeaders = true): void {
     if (this.state !== 'open') return;
+    const tooLarge = checkMetadataSize('response trailers', status.trailers, this.engine.maxMetadataSize);
+    // The caller learns of trailers it cannot have as it would of any failed call.
+    const sent = tooLarge ? tooLarge.toStatus() : status;
     if (withHeaders && !this.headersQueued) this.sendHeaders({ md: {} });
     this.state = 'closing';
     this.engine.scheduler.sendFrame(
       this.out,
-      { streamId: this.streamId, frame: { $case: 'closeStream', value: closeFromStatus(status) } },
+      { streamId: this.streamId, frame: { $case: 'closeStream', value: closeFromStatus(sent) } },
       () => this.engine.forget(this),
     );
   }
@@ -169,23 +194,25 @@ export class TunnelServerStream {
  * the network server of a forward tunnel, the network client of a reverse one.
  */
 export class TunnelServerEngine {
-  /** @internal */ readonly scheduler: SendScheduler<ServerToClient>;
+  /** @internal */ readonly scheduler: SendScheduler<ServerFrame>;
   /** @internal */ readonly windowUpdates: WindowUpdateBatch;
-  private readonly streams = new Map<number, TunnelServerStream>();
-  private lastStreamId = -1;
+  private readonly streams = new Map<StreamId, TunnelServerStream>();
+  private lastStreamId: StreamId = -1;
   private draining = false;
   private failure: StreamStatus | undefined;
   private readonly flowControl: boolean;
   private readonly windows: ReceiveWindows;
   private readonly maxReceiveMessageSize: number;
   private readonly maxConcurrentStreams: number;
+  /** @internal */ readonly maxMetadataSize: number;
 
   constructor(private readonly options: TunnelServerEngineOptions) {
     this.flowControl = (options.flowControl ?? true) && options.negotiated;
     this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
-    this.scheduler = new SendScheduler(options.write, serverDataFrames, options.maxChunkSize);
+    this.maxMetadataSize = options.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE;
+    this.scheduler = new SendScheduler((frame) => options.write(frame), serverDataFrames, options.maxChunkSize);
     this.windowUpdates = new WindowUpdateBatch(
       (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
       (streamId) => {
@@ -213,7 +240,7 @@ export class TunnelServerEngine {
   }
 
   /** Feeds one frame received from the tunnel client. */
-  handleFrame(frame: ClientToServer): void {
+  handleFrame(frame: ClientFrame): void {
     if (this.failure) return;
     const body = frame.frame;
     if (!body) return; // an unknown frame kind from a newer peer: nothing to act on
@@ -230,10 +257,13 @@ export class TunnelServerEngine {
     }
     const stream = this.streams.get(id);
     if (!stream) {
-      if (id > this.lastStreamId || id < 0) {
+      // As the Go reference does: an id at or below the last one opened
+      // (negative ones included) may belong to a stream that already ended,
+      // so its frames are dropped; a higher id was never opened.
+      if (id > this.lastStreamId) {
         this.protocolError(`received ${body.$case} for stream ID ${id}, which was never created`);
       }
-      return; // frames trailing a stream that already ended
+      return;
     }
     if (body.$case === 'windowUpdate') {
       this.scheduler.addWindow(stream.out, body.value);
@@ -285,7 +315,7 @@ export class TunnelServerEngine {
   }
 
   /** @internal */
-  writeNow(frame: ServerToClient): void {
+  writeNow(frame: ServerFrame): void {
     if (!this.failure) this.scheduler.writeNow(frame);
   }
 
@@ -296,7 +326,7 @@ export class TunnelServerEngine {
     if (this.streams.size === 0) this.options.onIdle?.();
   }
 
-  private openStream(id: number, method: string, headers: Metadata, revision: number, clientWindow: number): void {
+  private openStream(id: StreamId, method: string, headers: Metadata, revision: number, clientWindow: number): void {
     const flow = revision === ProtocolRevision.REVISION_ONE;
     const refusal = (() => {
       if (flow ? !this.flowControl : revision !== ProtocolRevision.REVISION_ZERO) {
@@ -306,6 +336,8 @@ export class TunnelServerEngine {
       if (!isValidMethodName(method)) {
         return localStatus(Code.INVALID_ARGUMENT, `malformed method name: ${JSON.stringify(method)}`);
       }
+      const tooLarge = checkMetadataSize('request headers', headers, this.maxMetadataSize);
+      if (tooLarge) return tooLarge.toStatus();
       if (this.streams.size >= this.maxConcurrentStreams) {
         return localStatus(Code.RESOURCE_EXHAUSTED, `too many concurrent streams (limit ${this.maxConcurrentStreams})`);
       }
@@ -328,7 +360,10 @@ export class TunnelServerEngine {
       headers,
       revision,
       this,
-      flow ? clientWindow || DEFAULT_WINDOW_SIZE : Number.POSITIVE_INFINITY,
+      // Under revision one the client states its window, and 0 is a window
+      // like any other (proto3 cannot tell it from absent): nothing may be
+      // sent until the client grants some, as the Go reference does.
+      flow ? clientWindow : Number.POSITIVE_INFINITY,
       flow ? this.windows : undefined,
       this.maxReceiveMessageSize,
     );

@@ -1,3 +1,5 @@
+import type { StreamId } from './stream-id.js';
+
 /** Runs a callback once the current batch of received frames is processed. */
 export type Defer = (callback: () => void) => void;
 
@@ -13,19 +15,19 @@ export type Defer = (callback: () => void) => void;
  * or response otherwise costs its peer a window_update per 16 KiB chunk).
  */
 export class WindowUpdateBatch {
-  private pending = new Map<number, number>();
+  private pending = new Map<StreamId, number>();
   private scheduled = false;
 
   constructor(
     /** Writes one window_update frame. */
-    private readonly send: (streamId: number, bytes: number) => void,
+    private readonly send: (streamId: StreamId, bytes: number) => void,
     /** Whether the stream may still receive data (open, and the peer has not finished sending). */
-    private readonly wanted: (streamId: number) => boolean,
+    private readonly wanted: (streamId: StreamId) => boolean,
     private readonly defer: Defer = setImmediate,
   ) {}
 
   /** Credits `bytes` to a stream at the end of the batch. */
-  add(streamId: number, bytes: number): void {
+  add(streamId: StreamId, bytes: number): void {
     this.pending.set(streamId, (this.pending.get(streamId) ?? 0) + bytes);
     if (this.scheduled) return;
     this.scheduled = true;
@@ -35,7 +37,7 @@ export class WindowUpdateBatch {
   private flush(): void {
     this.scheduled = false;
     const pending = this.pending;
-    this.pending = new Map();
+    this.pending = new Map<StreamId, number>();
     for (const [streamId, bytes] of pending) {
       if (this.wanted(streamId)) this.send(streamId, bytes);
     }

@@ -1,7 +1,10 @@
+import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { MAX_CHUNK_SIZE } from '../engine/constants.js';
+import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { encodeMessageStart, encodeMoreData, fastStreamId } from './data-frame-encoding.js';
+import { splitStreamId } from './stream-id-decoding.js';
 
 /** Full path of the forward-tunnel method. */
 export const OPEN_TUNNEL_PATH = '/grpctunnel.v1.TunnelService/OpenTunnel';
@@ -25,29 +28,61 @@ function view(bytes: Uint8Array): Buffer {
 }
 
 /** Encodes a client-to-server frame; data frames take the one-copy path. */
-export function encodeClientToServer(frame: ClientToServer): Buffer {
+export function encodeClientToServer(frame: ClientFrame): Buffer {
   const body = frame.frame;
-  if (body && fastStreamId(frame.streamId)) {
-    if (body.$case === 'moreRequestData') return encodeMoreData(frame.streamId, body.value);
-    if (body.$case === 'requestMessage') return encodeMessageStart(frame.streamId, body.value.size, body.value.data);
+  const id = frame.streamId;
+  if (body && typeof id === 'number' && fastStreamId(id)) {
+    if (body.$case === 'moreRequestData') return encodeMoreData(id, body.value);
+    if (body.$case === 'requestMessage') return encodeMessageStart(id, body.value.size, body.value.data);
   }
-  return view(ClientToServer.encode(frame).finish());
+  // The generated writer's int64() takes a bigint as well as a number, so an
+  // id past 2^53 is written exactly; only the generated type says number.
+  return view(ClientToServer.encode(frame as ClientToServer).finish());
 }
-/** Decodes a client-to-server frame; data fields are views of `buf`. */
-export const decodeClientToServer = (buf: Buffer): ClientToServer => ClientToServer.decode(buf);
-/** Encodes a server-to-client frame; data frames take the one-copy path. */
-export function encodeServerToClient(frame: ServerToClient): Buffer {
-  const body = frame.frame;
-  if (body && fastStreamId(frame.streamId)) {
-    if (body.$case === 'moreResponseData') return encodeMoreData(frame.streamId, body.value);
-    if (body.$case === 'responseMessage') return encodeMessageStart(frame.streamId, body.value.size, body.value.data);
-  }
-  return view(ServerToClient.encode(frame).finish());
-}
-/** Decodes a server-to-client frame; data fields are views of `buf`. */
-export const decodeServerToClient = (buf: Buffer): ServerToClient => ServerToClient.decode(buf);
 
-const openTunnel: MethodDefinition<ClientToServer, ServerToClient> = {
+/** Decodes a client-to-server frame with its exact stream id; data fields are views of `buf`. */
+export function decodeClientToServer(buf: Buffer): ClientFrame {
+  const split = splitStreamId(buf);
+  if (!split) return ClientToServer.decode(buf);
+  const frame: ClientFrame = ClientToServer.decode(
+    readerAt(split.rest, split.offset),
+    split.rest.length - split.offset,
+  );
+  frame.streamId = split.id;
+  return frame;
+}
+
+/** Encodes a server-to-client frame; data frames take the one-copy path. */
+export function encodeServerToClient(frame: ServerFrame): Buffer {
+  const body = frame.frame;
+  const id = frame.streamId;
+  if (body && typeof id === 'number' && fastStreamId(id)) {
+    if (body.$case === 'moreResponseData') return encodeMoreData(id, body.value);
+    if (body.$case === 'responseMessage') return encodeMessageStart(id, body.value.size, body.value.data);
+  }
+  return view(ServerToClient.encode(frame as ServerToClient).finish());
+}
+
+/** Decodes a server-to-client frame with its exact stream id; data fields are views of `buf`. */
+export function decodeServerToClient(buf: Buffer): ServerFrame {
+  const split = splitStreamId(buf);
+  if (!split) return ServerToClient.decode(buf);
+  const frame: ServerFrame = ServerToClient.decode(
+    readerAt(split.rest, split.offset),
+    split.rest.length - split.offset,
+  );
+  frame.streamId = split.id;
+  return frame;
+}
+
+/** A reader positioned after the stream id, so the frame is not copied to skip it. */
+function readerAt(bytes: Uint8Array, offset: number): BinaryReader {
+  const reader = new BinaryReader(bytes);
+  reader.pos = offset;
+  return reader;
+}
+
+const openTunnel: MethodDefinition<ClientFrame, ServerFrame> = {
   path: OPEN_TUNNEL_PATH,
   requestStream: true,
   responseStream: true,
@@ -58,7 +93,7 @@ const openTunnel: MethodDefinition<ClientToServer, ServerToClient> = {
   originalName: 'openTunnel',
 };
 
-const openReverseTunnel: MethodDefinition<ServerToClient, ClientToServer> = {
+const openReverseTunnel: MethodDefinition<ServerFrame, ClientFrame> = {
   path: OPEN_REVERSE_TUNNEL_PATH,
   requestStream: true,
   responseStream: true,

@@ -12,9 +12,9 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
+import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { asClient } from '../grpc/client/as-client.js';
 import {
   type ClientKeepaliveOptions,
@@ -95,7 +95,7 @@ export interface RetryEvent {
   readonly error: ServiceError | undefined;
 }
 
-type TunnelRpc = ClientDuplexStream<ServerToClient, ClientToServer>;
+type TunnelRpc = ClientDuplexStream<ServerFrame, ClientFrame>;
 type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
 
 /** Tunneled calls on this side have no ORCA load reports to feed; their records go nowhere. */

@@ -2,9 +2,9 @@
 // given (the grpc-js adapters ask for less than the protocol's 16 KiB).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { ServerFrame as ServerToClient } from '../../src/engine/frames.js';
 import { serverDataFrames } from '../../src/engine/frames.js';
 import { OutboundStream, SendScheduler } from '../../src/engine/outbound.js';
-import type { ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
 
 function chunksOf(frames: ServerToClient[]): number[] {
   return frames.map((f) => {

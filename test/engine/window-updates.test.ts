@@ -2,10 +2,11 @@
 // stream, and dropped for streams that can no longer receive data.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { StreamId } from '../../src/engine/stream-id.js';
 import { WindowUpdateBatch } from '../../src/engine/window-updates.js';
 
-function batch(open: Set<number>) {
-  const sent: Array<[number, number]> = [];
+function batch(open: Set<StreamId>) {
+  const sent: Array<[StreamId, number]> = [];
   const deferred: Array<() => void> = [];
   const updates = new WindowUpdateBatch(
     (id, n) => sent.push([id, n]),

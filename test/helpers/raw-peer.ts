@@ -11,6 +11,8 @@ import {
   type ServiceError,
   type StatusObject,
 } from '@grpc/grpc-js';
+import type { ClientFrame, ServerFrame } from '../../src/engine/frames.js';
+import type { StreamId } from '../../src/engine/stream-id.js';
 import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
 import {
   decodeClientToServer,
@@ -73,27 +75,40 @@ export class FrameQueue<F> {
   }
 }
 
-/** A raw tunnel client on a plain OpenTunnel RPC. */
-export interface RawClient {
-  send(frame: ClientToServer): void;
-  frames: FrameQueue<ServerToClient>;
+/**
+ * A raw tunnel client on a plain OpenTunnel RPC. Received frames are typed
+ * `S`: the generated type by default; a test whose peer uses stream ids past
+ * 2^53 (which arrive as bigints) opens it with {@link rawClient64}.
+ */
+export interface RawClient<S extends ServerFrame = ServerToClient> {
+  send(frame: ClientFrame): void;
+  frames: FrameQueue<S>;
   headers: Promise<Metadata>;
   status: Promise<StatusObject>;
   close(): void;
 }
 
 export function rawClient(address: string, negotiate = true): RawClient {
+  return openRawClient<ServerToClient>(address, negotiate);
+}
+
+/** A raw tunnel client whose received frames may carry stream ids past 2^53 (as bigints). */
+export function rawClient64(address: string, negotiate = true): RawClient<ServerFrame> {
+  return openRawClient<ServerFrame>(address, negotiate);
+}
+
+function openRawClient<S extends ServerFrame>(address: string, negotiate: boolean): RawClient<S> {
   const client = new Client(address, credentials.createInsecure());
   const md = new Metadata();
   if (negotiate) md.set('grpctunnel-negotiate', 'on');
-  const call: ClientDuplexStream<ClientToServer, ServerToClient> = client.makeBidiStreamRequest(
+  const call: ClientDuplexStream<ClientFrame, ServerFrame> = client.makeBidiStreamRequest(
     OPEN_TUNNEL_PATH,
     encodeClientToServer,
     decodeServerToClient,
     md,
   );
-  const frames = new FrameQueue<ServerToClient>();
-  call.on('data', (f: ServerToClient) => frames.push(f));
+  const frames = new FrameQueue<S>();
+  call.on('data', (f: S) => frames.push(f));
   call.on('error', (_e: ServiceError) => {});
   const status = new Promise<StatusObject>((resolve) =>
     call.on('status', (s: StatusObject) => {
@@ -118,7 +133,7 @@ export function rawClient(address: string, negotiate = true): RawClient {
 export interface RawServerTunnel {
   call: ServerDuplexStream<ClientToServer, ServerToClient>;
   frames: FrameQueue<ClientToServer>;
-  send(frame: ServerToClient): void;
+  send(frame: ServerFrame): void;
 }
 
 /** A grpc-js service implementation whose OpenTunnel is driven by `onTunnel`. */
@@ -130,7 +145,8 @@ export function rawTunnelService(onTunnel: (t: RawServerTunnel) => void) {
       call.on('end', () => frames.end());
       call.on('error', () => frames.end());
       call.on('cancelled', () => frames.end());
-      onTunnel({ call, frames, send: (f) => call.write(f) });
+      // The codec writes bigint ids as well; only the generated type says number.
+      onTunnel({ call, frames, send: (f) => call.write(f as ServerToClient) });
     },
   };
 }
@@ -151,12 +167,12 @@ export const RawTunnelServiceDefinition = {
 /** Frame builders for readable tests. */
 export const c2s = {
   newStream: (
-    streamId: number,
+    streamId: StreamId,
     methodName: string,
     rev = 1,
     window = 65536,
     md: Record<string, string> = {},
-  ): ClientToServer => ({
+  ): ClientFrame => ({
     streamId,
     frame: {
       $case: 'newStream',
@@ -168,28 +184,34 @@ export const c2s = {
       },
     },
   }),
-  message: (streamId: number, size: number, data: Uint8Array): ClientToServer => ({
+  message: (streamId: StreamId, size: number, data: Uint8Array): ClientFrame => ({
     streamId,
     frame: { $case: 'requestMessage', value: { size, data } },
   }),
-  more: (streamId: number, data: Uint8Array): ClientToServer => ({
+  more: (streamId: StreamId, data: Uint8Array): ClientFrame => ({
     streamId,
     frame: { $case: 'moreRequestData', value: data },
   }),
-  halfClose: (streamId: number): ClientToServer => ({ streamId, frame: { $case: 'halfClose', value: {} } }),
-  cancel: (streamId: number): ClientToServer => ({ streamId, frame: { $case: 'cancel', value: {} } }),
-  window: (streamId: number, n: number): ClientToServer => ({ streamId, frame: { $case: 'windowUpdate', value: n } }),
+  halfClose: (streamId: StreamId): ClientFrame => ({ streamId, frame: { $case: 'halfClose', value: {} } }),
+  cancel: (streamId: StreamId): ClientFrame => ({ streamId, frame: { $case: 'cancel', value: {} } }),
+  window: (streamId: StreamId, n: number): ClientFrame => ({ streamId, frame: { $case: 'windowUpdate', value: n } }),
 };
 
 /** Sends a complete unary request (one chunk) and half-closes. */
-export function sendUnary(peer: RawClient, streamId: number, payload: Buffer, method = '/test.Echo/Unary', rev = 1) {
+export function sendUnary<S extends ServerFrame>(
+  peer: RawClient<S>,
+  streamId: StreamId,
+  payload: Buffer,
+  method = '/test.Echo/Unary',
+  rev = 1,
+) {
   peer.send(c2s.newStream(streamId, method, rev));
   peer.send(c2s.message(streamId, payload.length, payload));
   peer.send(c2s.halfClose(streamId));
 }
 
 /** Waits for a stream's close_stream, returning every frame of that stream seen on the way. */
-export async function closeOf(peer: RawClient, streamId: number) {
+export async function closeOf<S extends ServerFrame>(peer: RawClient<S>, streamId: StreamId) {
   const frames = await peer.frames.until((f) => f.streamId === streamId && f.frame?.$case === 'closeStream');
   const mine = frames.filter((f) => f.streamId === streamId);
   const last = mine[mine.length - 1]!;

@@ -14,6 +14,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { DEFAULT_WINDOW_SIZE } from '../../src/engine/constants.js';
+import type { ClientFrame } from '../../src/engine/frames.js';
 import { DEFAULT_MAX_WINDOW_SIZE } from '../../src/engine/receive-window.js';
 import { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
 import {
@@ -412,7 +413,7 @@ describe('Go transcript: reverse tunnels', () => {
     const raw = new Client(address, credentials.createInsecure());
     const md = new Metadata();
     md.set('grpctunnel-negotiate', 'on');
-    const call: ClientDuplexStream<ServerToClient, ClientToServer> = raw.makeBidiStreamRequest(
+    const call: ClientDuplexStream<ServerToClient, ClientFrame> = raw.makeBidiStreamRequest(
       OPEN_REVERSE_TUNNEL_PATH,
       encodeServerToClient,
       decodeClientToServer,

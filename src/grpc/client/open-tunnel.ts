@@ -8,8 +8,8 @@ import {
   status as Status,
 } from '@grpc/grpc-js';
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
+import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
-import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
@@ -73,7 +73,7 @@ export function openTunnel(
   const client = asClient(connection);
   const metadata = options.metadata?.clone() ?? new Metadata();
   metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
-  const rpc: ClientDuplexStream<ClientToServer, ServerToClient> = client.makeBidiStreamRequest(
+  const rpc: ClientDuplexStream<ClientFrame, ServerFrame> = client.makeBidiStreamRequest(
     OPEN_TUNNEL_PATH,
     encodeClientToServer,
     decodeServerToClient,

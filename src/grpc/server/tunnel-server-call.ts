@@ -9,6 +9,7 @@ import {
 import { decodeTimeout } from '../../engine/deadline.js';
 import { localStatus } from '../../engine/status.js';
 import type { TunnelServerStream } from '../../engine/tunnel-server.js';
+import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { fromWireMetadata, toWireMetadata, wireHeader } from '../metadata.js';
 import { type OutgoingStatus, toStreamStatus } from '../status.js';
 import type { RegisteredMethod } from './service-registry.js';
@@ -26,7 +27,7 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
   private listener: InterceptingServerListener | undefined;
   private cancelled = false;
   private ended = false;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: LongTimer | undefined;
   private readonly deadline: Deadline = Number.POSITIVE_INFINITY;
   private readonly metadata: Metadata;
 
@@ -43,8 +44,10 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
     const timeout = wireHeader(stream.headers, 'grpc-timeout');
     const ms = timeout === undefined ? undefined : decodeTimeout(timeout);
     if (ms !== undefined) {
+      // grpc-timeout reaches 99,999,999 hours, far past one Node timer's
+      // range; setLongTimeout keeps such a deadline instead of firing at once.
       this.deadline = new Date(Date.now() + ms);
-      this.timer = setTimeout(() => this.expire(), ms);
+      this.timer = setLongTimeout(() => this.expire(), ms);
     }
     stream.handlers = {
       onMessage: (buf) => this.receive(buf),
@@ -149,7 +152,7 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
   }
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.clear();
     this.timer = undefined;
   }
 }
