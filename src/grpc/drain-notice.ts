@@ -1,6 +1,6 @@
 import { Code } from '../engine/codes.js';
 import { TUNNEL_STREAM_ID } from '../engine/constants.js';
-import type { ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
+import type { ServerFrame } from '../engine/frames.js';
 
 /**
  * The drain handshake of reverse tunnels, an extension that only peers of
@@ -39,7 +39,7 @@ const DRAIN_MESSAGE = 'the server is shutting down';
  * {@link DRAIN_HEADER}, since other clients treat a frame for stream -1
  * other than Settings as a protocol violation.
  */
-export function drainNotice(): ServerToClient {
+export function drainNotice(): ServerFrame {
   return {
     streamId: TUNNEL_STREAM_ID,
     frame: {
@@ -50,6 +50,6 @@ export function drainNotice(): ServerToClient {
 }
 
 /** Whether a frame from a tunnel server is the {@link drainNotice}. */
-export function isDrainNotice(frame: ServerToClient): boolean {
+export function isDrainNotice(frame: ServerFrame): boolean {
   return frame.streamId === TUNNEL_STREAM_ID && frame.frame?.$case === 'closeStream';
 }

@@ -9,9 +9,9 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
+import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
@@ -73,8 +73,8 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
   keepalive?: KeepaliveOptions | false;
 }
 
-type ForwardRpc = ServerDuplexStream<ClientToServer, ServerToClient>;
-type ReverseRpc = ServerDuplexStream<ServerToClient, ClientToServer>;
+type ForwardRpc = ServerDuplexStream<ClientFrame, ServerFrame>;
+type ReverseRpc = ServerDuplexStream<ServerFrame, ClientFrame>;
 
 function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): void {
   call.emit('error', { code, details } as Partial<ServerErrorResponse>);
@@ -288,7 +288,7 @@ export class TunnelServiceHandler extends ServiceHost {
     const frames: ClientFrameStream = {
       write: (frame, callback) => call.write(frame, callback),
       on: (_event, listener) =>
-        call.on('data', (frame: ServerToClient) => {
+        call.on('data', (frame: ServerFrame) => {
           if (!isDrainNotice(frame)) {
             listener(frame);
             return;

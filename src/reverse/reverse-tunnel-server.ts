@@ -304,7 +304,7 @@ export class ReverseTunnelServer extends ServiceHost {
         return true;
       },
       on: (_event, listener) =>
-        rpc.on('data', (frame: ClientToServer) => {
+        rpc.on('data', (frame: ClientFrame) => {
           if (!halfClosed) listener(frame);
         }),
     };

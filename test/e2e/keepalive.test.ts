@@ -82,7 +82,9 @@ describe('gateway keepalive with a frozen agent', { timeout: 60_000 }, () => {
       assert.equal(r.error?.code, status.UNAVAILABLE);
       assert.match(String(r.error?.details), /keepalive ping not answered within 1000 ms/);
     }
-    await gw.waitFor(/agent frozen disconnected: keepalive ping not answered within 1000 ms \(it had 2 tunnels; none left\)/);
+    await gw.waitFor(
+      /agent frozen disconnected: keepalive ping not answered within 1000 ms \(it had 2 tunnels; none left\)/,
+    );
     await untilPage(admin, (page) => page.includes('none connected'));
     assert.ok(detectedMs < 5000, `detected after ${detectedMs} ms`);
     console.log(`frozen agent detected after ${detectedMs} ms`);

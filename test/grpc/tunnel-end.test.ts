@@ -18,7 +18,7 @@ import {
   type StatusObject,
   status,
 } from '@grpc/grpc-js';
-import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import type { ClientFrame, ServerFrame } from '../../src/engine/frames.js';
 import { TunnelRpcEnd } from '../../src/grpc/client/tunnel-rpc-end.js';
 import {
   decodeServerToClient,
@@ -36,8 +36,8 @@ after(stopAllServers);
 
 const insecure = credentials.createInsecure();
 
-type ForwardRpc = ServerDuplexStream<ClientToServer, ServerToClient>;
-type ReverseRpc = ServerDuplexStream<ServerToClient, ClientToServer>;
+type ForwardRpc = ServerDuplexStream<ClientFrame, ServerFrame>;
+type ReverseRpc = ServerDuplexStream<ServerFrame, ClientFrame>;
 
 /** How a tunnel RPC ended, as the server saw it. */
 type ServerSaw = 'end' | 'cancelled';
@@ -204,7 +204,7 @@ describe('closing a nested tunnel (a tunnel RPC through another tunnel)', () => 
 describe('TunnelRpcEnd', () => {
   /** A real grpc-js tunnel RPC to the scripted server, and its status. */
   function rpcTo(s: Awaited<ReturnType<typeof scriptedServer>>) {
-    const rpc: ClientDuplexStream<ClientToServer, ServerToClient> = s.connection.makeBidiStreamRequest(
+    const rpc: ClientDuplexStream<ClientFrame, ServerFrame> = s.connection.makeBidiStreamRequest(
       OPEN_TUNNEL_PATH,
       encodeClientToServer,
       decodeServerToClient,

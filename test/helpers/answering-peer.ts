@@ -2,7 +2,7 @@
 // tests of the client side alone: it records what each call asked for and
 // answers every call the same way, with no engine and no timers of its own.
 import { Client, credentials, Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
-import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import type { ClientFrame, ServerFrame } from '../../src/engine/frames.js';
 import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../../src/grpc/tunnel-service.js';
 import { RawTunnelServiceDefinition } from './raw-peer.js';
 
@@ -20,8 +20,8 @@ export const ANSWER = Buffer.from('ok');
  * negotiate): once a call half-closes it gets empty headers, one message
  * ({@link ANSWER}) and status OK.
  */
-export function answerCalls(send: (frame: ServerToClient) => void, calls: AnsweredCall[]) {
-  return (frame: ClientToServer): void => {
+export function answerCalls(send: (frame: ServerFrame) => void, calls: AnsweredCall[]) {
+  return (frame: ClientFrame): void => {
     const { streamId } = frame;
     const body = frame.frame;
     if (body?.$case === 'newStream') {
@@ -47,7 +47,7 @@ export function answerCalls(send: (frame: ServerToClient) => void, calls: Answer
 /** A grpc-js service (definition, implementation) whose OpenTunnel answers every call. */
 export function answeringTunnelService(calls: AnsweredCall[]) {
   const implementation = {
-    openTunnel(call: ServerDuplexStream<ClientToServer, ServerToClient>) {
+    openTunnel(call: ServerDuplexStream<ClientFrame, ServerFrame>) {
       // Headers without grpctunnel-negotiate: the tunnel runs revision zero.
       call.sendMetadata(new Metadata());
       call.on(
@@ -64,7 +64,7 @@ export function answeringTunnelService(calls: AnsweredCall[]) {
 /** A reverse tunnel dialed into `address` by hand: the network server's pool gets a tunnel whose calls it answers. */
 export function answeringReverseTunnel(address: string, calls: AnsweredCall[]): { close(): void } {
   const client = new Client(address, credentials.createInsecure());
-  const call = client.makeBidiStreamRequest<ServerToClient, ClientToServer>(
+  const call = client.makeBidiStreamRequest<ServerFrame, ClientFrame>(
     OPEN_REVERSE_TUNNEL_PATH,
     encodeServerToClient,
     decodeClientToServer,

@@ -282,7 +282,7 @@ export async function rawHttp2TunnelServer(): Promise<RawHttp2TunnelServer> {
       { waitForTrailers: true },
     );
     stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-    const send = (frame: ServerToClient) => {
+    const send = (frame: ServerFrame) => {
       if (!stream.writableEnded) stream.write(grpcMessage(encodeServerToClient(frame)));
     };
     if (headers['grpctunnel-negotiate'] === 'on') {
@@ -291,7 +291,7 @@ export async function rawHttp2TunnelServer(): Promise<RawHttp2TunnelServer> {
         frame: { $case: 'settings', value: { supportedProtocolRevisions: [0, 1], initialWindowSize: 65536 } },
       });
     }
-    const requests = new Map<number, Buffer[]>();
+    const requests = new Map<StreamId, Buffer[]>();
     stream.on(
       'data',
       grpcMessages((message) => {

@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { type ChannelInterface, connectivityState } from '@grpc/grpc-js';
 import { Code } from '../../engine/codes.js';
+import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream } from '../../engine/tunnel-client.js';
-import type { ClientToServer, ServerToClient, Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
+import type { Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
 import { watchConnectivity } from '../connectivity.js';
 import { clientAuthContext } from '../context.js';
 import { statusError } from '../errors.js';
@@ -74,8 +75,8 @@ export interface TunnelChannelInfo {
 
 /** The tunnel RPC as a tunnel client sees it: ClientToServer frames out, ServerToClient frames in. */
 export interface ClientFrameStream {
-  write(frame: ClientToServer, callback: () => void): boolean;
-  on(event: 'data', listener: (frame: ServerToClient) => void): unknown;
+  write(frame: ClientFrame, callback: () => void): boolean;
+  on(event: 'data', listener: (frame: ServerFrame) => void): unknown;
 }
 
 type ChannelzRef = ReturnType<ChannelInterface['getChannelzRef']>;
@@ -134,7 +135,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
         if (this.closingWhenIdle) process.nextTick(() => this.close());
       },
     });
-    frames.on('data', (frame: ServerToClient) => this.engine.handleFrame(frame));
+    frames.on('data', (frame: ServerFrame) => this.engine.handleFrame(frame));
     this.engine.start();
   }
 

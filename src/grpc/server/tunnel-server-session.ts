@@ -1,8 +1,8 @@
 import type { ServerInterceptingCallInterface, ServerInterceptor } from '@grpc/grpc-js';
+import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
-import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import { type TunnelOptions, tunnelTuning } from '../client/tunnel-channel.js';
 import { serverAuthContext } from '../context.js';
 import { GRPC_CHUNK_SIZE } from '../tunnel-service.js';
@@ -22,8 +22,8 @@ export interface TunnelServerOptions extends TunnelOptions {
 
 /** The tunnel RPC as a tunnel server sees it: ServerToClient frames out, ClientToServer frames in. */
 export interface ServerFrameStream {
-  write(frame: ServerToClient, callback: () => void): boolean;
-  on(event: 'data', listener: (frame: ClientToServer) => void): unknown;
+  write(frame: ServerFrame, callback: () => void): boolean;
+  on(event: 'data', listener: (frame: ClientFrame) => void): unknown;
 }
 
 type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
@@ -75,7 +75,7 @@ export class TunnelServerSession {
         if (onIdle) process.nextTick(onIdle);
       },
     });
-    frames.on('data', (frame: ClientToServer) => this.engine.handleFrame(frame));
+    frames.on('data', (frame: ClientFrame) => this.engine.handleFrame(frame));
     this.engine.start();
   }
 
