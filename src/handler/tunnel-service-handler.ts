@@ -14,6 +14,7 @@ import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { thrownStatus } from '../grpc/errors.js';
+import { checkHandlerOptions } from '../grpc/options-check.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -92,6 +93,7 @@ export class TunnelServiceHandler extends ServiceHost {
 
   constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
     super();
+    checkHandlerOptions(options);
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.http2WindowSize = checkHttp2WindowSize(options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE);
     this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');

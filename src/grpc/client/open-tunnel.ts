@@ -10,6 +10,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
 import type { ClientToServer, ServerToClient } from '../../gen/grpctunnel/v1/tunnel.js';
 import { abortError, statusError } from '../errors.js';
+import { checkOpenTunnel } from '../options-check.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
 import { TunnelChannel, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
@@ -42,15 +43,16 @@ export function openTunnel(
   connection: Client | ChannelInterface,
   options: OpenTunnelOptions = {},
 ): Promise<TunnelChannel> {
-  const { signal } = options;
-  if (signal?.aborted) return Promise.reject(abortError(signal));
   let windows: ReceiveWindows;
   try {
+    checkOpenTunnel(connection, options);
     // Checks the window settings before dialing (RangeError).
     windows = new ReceiveWindows(tunnelTuning(options));
   } catch (err) {
     return Promise.reject(err);
   }
+  const { signal } = options;
+  if (signal?.aborted) return Promise.reject(abortError(signal));
   const client = asClient(connection);
   const metadata = options.metadata?.clone() ?? new Metadata();
   metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
