@@ -12,6 +12,7 @@ const MAX_WINDOW = 0x7fffffff;
 const MAX_MESSAGE = 0xffffffff;
 /** Longest delay a Node timer takes (about 24.8 days); longer ones fire at once. */
 const MAX_TIMER_MS = 0x7fffffff;
+const TIMER_HINT = ' (milliseconds; at most about 24.8 days)';
 /** Engine defaults the cross-field checks compare against. */
 const DEFAULT_INITIAL_WINDOW = 65536;
 const DEFAULT_INITIAL_DELAY_MS = 1000;
@@ -32,8 +33,10 @@ function shown(value: unknown): string {
       return String(value);
     case 'function':
       return 'a function';
+    case 'symbol':
+      return 'a symbol';
     default:
-      return `a ${typeof value}`;
+      return 'an object';
   }
 }
 
@@ -69,8 +72,10 @@ class Checker {
     if (typeof value !== 'number') throw this.typeError(key, 'a number', value);
     const ok = (options.integer ? Number.isInteger(value) : !Number.isNaN(value)) && value >= min && value <= max;
     if (!ok) {
-      const kind = options.integer ? 'an integer' : 'a number';
-      const range = max === Number.POSITIVE_INFINITY ? `>= ${min}` : `from ${min} to ${max}`;
+      // Bounds that only exclude Infinity read better as "finite".
+      const unbounded = max >= Number.MAX_SAFE_INTEGER;
+      const kind = options.integer ? 'an integer' : max === Number.POSITIVE_INFINITY ? 'a number' : 'a finite number';
+      const range = unbounded ? `>= ${min}` : `from ${min} to ${max}`;
       throw new RangeError(`${this.name(key)} must be ${kind} ${range}, got ${value}${options.hint ?? ''}`);
     }
   }
@@ -137,7 +142,7 @@ function tunnelOptions(check: Checker, o: Options): void {
   check.number('windowUpdateThreshold', o.windowUpdateThreshold, 1, MAX_WINDOW, { integer: true });
   check.number('maxReceiveMessageSize', o.maxReceiveMessageSize, 0, MAX_MESSAGE, {
     integer: true,
-    hint: ' (leave it unset for 4 MiB; there is no -1 for "unlimited")',
+    hint: ' (leave it unset for the 4 MiB default; -1 does not mean unlimited here)',
   });
 }
 
@@ -232,8 +237,8 @@ export function checkKeepOpenOptions(options: unknown): void {
   const b = check.object('backoff', o.backoff);
   const backoff = new Checker('ReverseTunnelServer.keepOpen', 'backoff.');
   // A zero or negative first delay (it never grows from zero) retried in a tight loop.
-  backoff.number('initialDelayMs', b.initialDelayMs, 1, MAX_TIMER_MS);
-  backoff.number('maxDelayMs', b.maxDelayMs, 1, MAX_TIMER_MS);
+  backoff.number('initialDelayMs', b.initialDelayMs, 1, MAX_TIMER_MS, { hint: TIMER_HINT });
+  backoff.number('maxDelayMs', b.maxDelayMs, 1, MAX_TIMER_MS, { hint: TIMER_HINT });
   const initial = (b.initialDelayMs as number | undefined) ?? DEFAULT_INITIAL_DELAY_MS;
   if (b.maxDelayMs !== undefined && (b.maxDelayMs as number) < initial) {
     const which = b.initialDelayMs === undefined ? `${initial}, the default` : String(initial);
@@ -257,7 +262,7 @@ export function checkWaitForReadyOptions(options: unknown): void {
   const check = new Checker('TunnelPool.waitForReady');
   const o = check.object('options', options);
   check.signal('signal', o.signal);
-  check.number('timeout', o.timeout, 0, MAX_TIMER_MS);
+  check.number('timeout', o.timeout, 0, MAX_TIMER_MS, { hint: TIMER_HINT });
 }
 
 /** Arguments of `createProxyHandler(target, options)`. */
