@@ -16,6 +16,7 @@ import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/cli
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
+import { checkHandlerOptions } from '../grpc/options-check.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
@@ -116,6 +117,7 @@ export class TunnelServiceHandler extends ServiceHost {
 
   constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
     super();
+    checkHandlerOptions(options);
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.http2WindowSize = checkHttp2WindowSize(options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE);
     this.keepalive = new ServerKeepalive(options.keepalive);

@@ -4,6 +4,7 @@ import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
 import { watchConnectivity } from '../grpc/connectivity.js';
 import { abortError, statusError } from '../grpc/errors.js';
 import { type LongTimer, setLongTimeout } from '../grpc/long-timer.js';
+import { checkWaitForReadyOptions, rejection } from '../grpc/options-check.js';
 import { PoolCall, type TunnelSource } from './pool-call.js';
 import type { PoolSelector, ReverseTunnelRegistry } from './registry.js';
 import type { ReverseTunnel } from './reverse-tunnel.js';
@@ -63,6 +64,8 @@ export class TunnelPool implements ChannelInterface, TunnelSource {
    * a DEADLINE_EXCEEDED `ServiceError` after `timeout`, or when `signal` aborts.
    */
   waitForReady(options: WaitForReadyOptions = {}): Promise<void> {
+    const refused = rejection(() => checkWaitForReadyOptions(options));
+    if (refused) return refused;
     if (this.ready()) return Promise.resolve();
     const { signal, timeout } = options;
     if (signal?.aborted) return Promise.reject(abortError(signal));

@@ -8,6 +8,7 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import { asClient } from '../grpc/client/as-client.js';
+import { checkProxyHandler } from '../grpc/options-check.js';
 import { HOP_HEADERS, onFinalStatus, rawBytes, relay } from './upstream.js';
 
 /** Options of {@link createProxyHandler}. */
@@ -26,6 +27,7 @@ export interface ProxyHandlerOptions {
  * control end to end (each side reads only as fast as the other writes).
  */
 export function createProxyHandler(target: Client | ChannelInterface, options: ProxyHandlerOptions = {}) {
+  checkProxyHandler(target, options);
   const client = asClient(target);
   return (call: ServerDuplexStream<Buffer, Buffer>): void => {
     const path = call.getPath();

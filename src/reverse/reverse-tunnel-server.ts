@@ -25,6 +25,7 @@ import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
+import * as check from '../grpc/options-check.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import {
@@ -161,6 +162,7 @@ export class ReverseTunnelServer extends ServiceHost {
     private readonly options: ReverseTunnelServerOptions = {},
   ) {
     super();
+    check.checkReverseServer(connection, options);
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.keepalive = clientKeepalive(options);
     this.client = asClient(connection);
@@ -180,10 +182,12 @@ export class ReverseTunnelServer extends ServiceHost {
 
   /**
    * Opens one reverse tunnel and serves calls on it until it ends; resolves
-   * (never rejects) with whether it started and why it ended. Call it again,
+   * with whether it started and why it ended (rejects only on invalid options). Call it again,
    * or use {@link keepOpen}, for more tunnels or to reconnect.
    */
   serve(options: ServeOptions = {}): Promise<ServeResult> {
+    const refused = check.rejection(() => check.checkServeOptions(options));
+    if (refused) return refused;
     if (this.stopper.signal.aborted || this.draining) {
       return Promise.resolve({
         started: false,
@@ -203,6 +207,7 @@ export class ReverseTunnelServer extends ServiceHost {
    * for `backoff.resetAfterMs`). Resolves once stopped.
    */
   async keepOpen(options: KeepOpenOptions = {}): Promise<void> {
+    check.checkKeepOpenOptions(options);
     const count = Math.max(1, Math.floor(options.tunnels ?? 1));
     const stop = options.signal ? AbortSignal.any([options.signal, this.stopper.signal]) : this.stopper.signal;
     const { tunnels: _n, backoff: backoffOptions, ...serveOptions } = options;
@@ -250,6 +255,7 @@ export class ReverseTunnelServer extends ServiceHost {
    * side once idle.
    */
   async gracefulStop(options: { signal?: AbortSignal } = {}): Promise<void> {
+    check.checkStopOptions(options);
     this.draining = true;
     const onAbort = () => this.stop();
     options.signal?.addEventListener('abort', onAbort, { once: true });

@@ -1,5 +1,7 @@
-// Reads ../shared/go-transcript.jsonl: frames recorded from the Go reference,
-// as protobuf JSON with proto field names, turned into our frame objects.
+// Reads test/fixtures/go-transcript.jsonl: frames recorded from the Go
+// reference, as protobuf JSON with proto field names, turned into our frame
+// objects. The recording lives inside the repository so a fresh clone can run
+// `npm test` (test/self-contained.test.ts keeps it that way).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ClientToServer, Metadata, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
@@ -15,8 +17,8 @@ export interface TranscriptLine {
   [key: string]: unknown;
 }
 
-/** Where the shared folder sits next to this repository (CI clones it beside the repo). */
-export const TRANSCRIPT_PATH = fileURLToPath(new URL('../../../../shared/go-transcript.jsonl', import.meta.url));
+/** The recorded Go frames, a fixture in the repository (this file runs from dist/test/helpers/). */
+export const TRANSCRIPT_PATH = fileURLToPath(new URL('../../../test/fixtures/go-transcript.jsonl', import.meta.url));
 
 export function loadTranscript(path = TRANSCRIPT_PATH): TranscriptLine[] {
   return readFileSync(path, 'utf8')

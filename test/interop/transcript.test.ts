@@ -1,4 +1,4 @@
-// Replays ../shared/go-transcript.jsonl, frames recorded from the Go
+// Replays test/fixtures/go-transcript.jsonl, frames recorded from the Go
 // reference: our codec must produce the recorded bytes, our tunnel server
 // must answer the go-server script as the Go server did, and our tunnel
 // client must send what the Go client sent to the go-client script. Where

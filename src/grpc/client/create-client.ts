@@ -1,4 +1,5 @@
 import { type Client, type ClientOptions, credentials } from '@grpc/grpc-js';
+import { checkCreateTunnelClient } from '../options-check.js';
 import type { TunnelChannel } from './tunnel-channel.js';
 
 /** A generated grpc-js client class (from grpc-tools, ts-proto, or `loadPackageDefinition`). */
@@ -19,5 +20,6 @@ export function createTunnelClient<C extends Client>(
   tunnel: TunnelChannel,
   options: ClientOptions = {},
 ): C {
+  checkCreateTunnelClient(clientClass, tunnel, options);
   return new clientClass(tunnel.getTarget(), credentials.createInsecure(), { ...options, channelOverride: tunnel });
 }

@@ -12,6 +12,7 @@ import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
+import { checkOpenTunnel } from '../options-check.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
 import { type ClientKeepaliveOptions, clientKeepalive, watchTunnelConnection } from './client-keepalive.js';
@@ -58,18 +59,19 @@ export function openTunnel(
   connection: Client | ChannelInterface,
   options: OpenTunnelOptions = {},
 ): Promise<TunnelChannel> {
-  const { signal, connectTimeoutMs } = options;
-  if (signal?.aborted) return Promise.reject(abortError(signal));
   let windows: ReceiveWindows;
   let keepalive: ReturnType<typeof clientKeepalive>;
   try {
-    checkConnectTimeout(connectTimeoutMs);
+    checkOpenTunnel(connection, options);
+    checkConnectTimeout(options.connectTimeoutMs);
     // Checks the window and keepalive settings before dialing (RangeError).
     windows = new ReceiveWindows(tunnelTuning(options));
     keepalive = clientKeepalive(options);
   } catch (err) {
     return Promise.reject(err);
   }
+  const { signal, connectTimeoutMs } = options;
+  if (signal?.aborted) return Promise.reject(abortError(signal));
   const client = asClient(connection);
   const metadata = options.metadata?.clone() ?? new Metadata();
   metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);

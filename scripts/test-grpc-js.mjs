@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+// Runs built tests against another @grpc/grpc-js version without touching the
+// repository's node_modules: installs that version into a temporary folder,
+// lays out a temporary tree (a copy of dist/, symlinks for everything else, a
+// node_modules whose @grpc/grpc-js is the other version) and runs node --test
+// there. ESM ignores NODE_PATH, so a separate tree is the way to swap a peer.
+//
+//   node scripts/test-grpc-js.mjs <version|lowest|newest> [dist test files or folders...]
+//
+// `lowest` is the lowest version the peerDependencies range admits; `newest`
+// the highest published one it admits (skipped when that is the version in
+// node_modules, which `npm test` has just tested). Run `npm run build` first.
+// The default test set is the grpc-level tests (about two minutes).
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DEFAULT_TESTS = ['dist/test/grpc', 'dist/test/interop'];
+
+const RANGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).peerDependencies['@grpc/grpc-js'];
+const INSTALLED = JSON.parse(
+  readFileSync(join(ROOT, 'node_modules', '@grpc', 'grpc-js', 'package.json'), 'utf8'),
+).version;
+
+function lowestAdmitted() {
+  // The range is a single caret bound on purpose; anything else needs a human.
+  const m = /^\^(\d+\.\d+\.\d+)$/.exec(RANGE.trim());
+  if (!m) throw new Error(`cannot find the lowest version of peer range ${JSON.stringify(RANGE)}`);
+  return m[1];
+}
+
+function newestAdmitted() {
+  const r = spawnSync('npm', ['view', `@grpc/grpc-js@${RANGE}`, 'version', '--json'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`npm view failed: ${r.stderr}`);
+  const versions = [JSON.parse(r.stdout)].flat();
+  return versions[versions.length - 1];
+}
+
+function run(cmd, args, options = {}) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', ...options });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+const [wanted = 'lowest', ...rest] = process.argv.slice(2);
+const version = wanted === 'lowest' ? lowestAdmitted() : wanted === 'newest' ? newestAdmitted() : wanted;
+if (wanted !== version && version === INSTALLED) {
+  console.log(`# @grpc/grpc-js ${version} (${wanted} in ${RANGE}) is the one in node_modules: already tested`);
+  process.exit(0);
+}
+const tests = (rest.length > 0 ? rest : DEFAULT_TESTS).flatMap((path) => testFiles(path)).sort();
+
+/** A test file, or the *.test.js files under a folder. */
+function testFiles(path) {
+  if (path.endsWith('.js')) return [path];
+  return readdirSync(join(ROOT, path), { recursive: true })
+    .filter((f) => f.endsWith('.test.js'))
+    .map((f) => join(path, f));
+}
+
+const tmp = mkdtempSync(join(tmpdir(), `grpctunnel-gjs-${version}-`));
+try {
+  const peer = join(tmp, 'peer');
+  run('npm', [
+    'install',
+    '--prefix',
+    peer,
+    '--no-save',
+    '--no-package-lock',
+    '--no-audit',
+    '--no-fund',
+    '--loglevel=error',
+    `@grpc/grpc-js@${version}`,
+  ]);
+
+  const tree = join(tmp, 'tree');
+  mkdirSync(tree);
+  for (const entry of readdirSync(ROOT)) {
+    if (entry === 'node_modules' || entry === 'dist') continue;
+    symlinkSync(join(ROOT, entry), join(tree, entry));
+  }
+  // A copy, not a link: Node resolves packages from a module's real path.
+  cpSync(join(ROOT, 'dist'), join(tree, 'dist'), { recursive: true });
+
+  const modules = realpathSync(join(ROOT, 'node_modules'));
+  mkdirSync(join(tree, 'node_modules', '@grpc'), { recursive: true });
+  for (const entry of readdirSync(modules)) {
+    if (entry === '@grpc' || entry.startsWith('.')) continue;
+    symlinkSync(join(modules, entry), join(tree, 'node_modules', entry));
+  }
+  for (const entry of readdirSync(join(modules, '@grpc'))) {
+    const from = entry === 'grpc-js' ? join(peer, 'node_modules', '@grpc', 'grpc-js') : join(modules, '@grpc', entry);
+    symlinkSync(from, join(tree, 'node_modules', '@grpc', entry));
+  }
+
+  const resolved = createRequire(join(tree, 'dist', 'src', 'index.js')).resolve('@grpc/grpc-js/package.json');
+  const got = JSON.parse(readFileSync(resolved, 'utf8')).version;
+  if (got !== version) throw new Error(`tree resolves @grpc/grpc-js ${got}, wanted ${version}`);
+  console.log(`# testing with @grpc/grpc-js ${got}`);
+
+  run(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=120000', '--test-force-exit', ...tests], {
+    cwd: tree,
+  });
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
