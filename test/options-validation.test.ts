@@ -359,7 +359,14 @@ const rows: Row[] = [
   {
     of: 'WaitForReadyOptions',
     option: 'timeout',
-    bad: delays(0),
+    // Any finite wait (beyond Node's 2^31-1 ms timer limit too).
+    bad: [
+      [-1, R],
+      [-100, R],
+      [Number.NaN, R],
+      [Number.POSITIVE_INFINITY, R],
+      ['100', T],
+    ],
     call: (v) =>
       handler()
         .asChannel()

@@ -1,4 +1,5 @@
 import type { connectivityState } from '@grpc/grpc-js';
+import { type LongTimer, setLongTimeout } from './long-timer.js';
 
 /**
  * grpc-js's `watchConnectivityState` contract for channels whose state
@@ -18,20 +19,16 @@ export function watchConnectivity(
     return;
   }
   const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
-  let timer: NodeJS.Timeout | undefined;
+  let timer: LongTimer | undefined;
   const unsubscribe = subscribe(() => {
     if (getState() === currentState) return;
     unsubscribe();
-    if (timer) clearTimeout(timer);
+    timer?.clear();
     callback();
   });
-  if (Number.isFinite(ms)) {
-    timer = setTimeout(
-      () => {
-        unsubscribe();
-        callback(new Error('Deadline passed without connectivity state change'));
-      },
-      Math.max(0, ms),
-    );
-  }
+  // Any deadline, even past Node's 2^31-1 ms timer limit (an infinite one sets no timer).
+  timer = setLongTimeout(() => {
+    unsubscribe();
+    callback(new Error('Deadline passed without connectivity state change'));
+  }, ms);
 }

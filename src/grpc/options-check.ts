@@ -276,7 +276,8 @@ export function checkWaitForReadyOptions(options: unknown): void {
   const check = new Checker('TunnelPool.waitForReady');
   const o = check.object('options', options);
   check.signal('signal', o.signal);
-  check.number('timeout', o.timeout, 0, MAX_TIMER_MS, { hint: TIMER_HINT });
+  // setLongTimeout waits past Node's 2^31-1 ms timer limit: any finite wait.
+  check.number('timeout', o.timeout, 0, Number.MAX_SAFE_INTEGER);
 }
 
 /** Arguments of `createProxyHandler(target, options)`. */
