@@ -136,9 +136,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (!isLoopback(host))
       logger.warn(`callers on ${options.listen} are not authenticated: anyone who can reach it can call every agent`);
   }
-  if (access.agentTokens?.hasUnboundToken) {
+  {
     const { host } = splitHostPort(options.agents);
-    if (!isLoopback(host)) logger.warn('an agent token may register any agent id: bind tokens to ids in --tokens-file');
+    if (!isLoopback(host) && !access.agentTokens) {
+      logger.warn(`agents on ${options.agents} are not authenticated: anyone who can reach it can serve any agent id`);
+    } else if (!isLoopback(host) && access.agentTokens?.hasUnboundToken) {
+      logger.warn('an agent token may register any agent id: bind tokens to ids in --tokens-file');
+    }
   }
   const refusedLog = rateLimited((m) => logger.warn(m));
   const limits = options.limits ?? DEFAULT_PEER_LIMITS;

@@ -190,45 +190,58 @@ async function gateway(argv: string[]): Promise<void> {
   }
   const tls = f['tls-cert'] ? { cert: read(f['tls-cert'], 'certificate'), key: read(f['tls-key'], 'key') } : undefined;
   const logger = createLogger(logLevel);
-  let running: Gateway;
+  // Signals are handled before the gateway starts: it logs (warnings, its
+  // addresses) while starting, and whoever reads them may signal it at once.
+  let starting: Promise<Gateway> = new Promise(() => {});
+  onSignals(() =>
+    starting.then(
+      (g) => g.close(),
+      () => undefined,
+    ),
+  );
+  starting = startGateway({
+    listen: f.listen,
+    agents: f.agents,
+    ...(f.admin ? { admin: f.admin } : {}),
+    access,
+    ...(tls ? { tls } : {}),
+    ...(f['client-ca'] ? { clientCa: read(f['client-ca'], 'client CA') } : {}),
+    allowUnauthenticatedCallers: f['allow-unauthenticated-callers'],
+    forwardCallerAuth: f['forward-caller-auth'],
+    ...(f['replica-id'] ? { replica: { id: f['replica-id'], count: f.replicas } } : {}),
+    limits: { maxConnectionsPerPeer: f['max-conns-per-peer'], idleTimeoutMs: f['idle-timeout'] },
+    readyAfterMs: f['ready-after'],
+    logger,
+    keepalive: keepalive(f.keepalive),
+  });
+  // SIGHUP: re-read the token files and the policy; a file that does not
+  // parse is reported and the rules in force stay.
+  process.on('SIGHUP', () => {
+    void starting.then(
+      (running) => {
+        try {
+          running.reload(
+            loadAccess((path) => {
+              try {
+                return readFileSync(path, 'utf8');
+              } catch (err) {
+                throw new AccessFileError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+              }
+            }),
+          );
+        } catch (err) {
+          logger.error(`reload failed, the previous rules stay: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      },
+      () => undefined,
+    );
+  });
   try {
-    running = await startGateway({
-      listen: f.listen,
-      agents: f.agents,
-      ...(f.admin ? { admin: f.admin } : {}),
-      access,
-      ...(tls ? { tls } : {}),
-      ...(f['client-ca'] ? { clientCa: read(f['client-ca'], 'client CA') } : {}),
-      allowUnauthenticatedCallers: f['allow-unauthenticated-callers'],
-      forwardCallerAuth: f['forward-caller-auth'],
-      ...(f['replica-id'] ? { replica: { id: f['replica-id'], count: f.replicas } } : {}),
-      limits: { maxConnectionsPerPeer: f['max-conns-per-peer'], idleTimeoutMs: f['idle-timeout'] },
-      readyAfterMs: f['ready-after'],
-      logger,
-      keepalive: keepalive(f.keepalive),
-    });
+    await starting;
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     fail(message.startsWith('refusing to serve callers') ? EXIT.usage : EXIT.failure, message);
   }
-  // SIGHUP: re-read the token files and the policy; a file that does not
-  // parse is reported and the rules in force stay.
-  process.on('SIGHUP', () => {
-    try {
-      running.reload(
-        loadAccess((path) => {
-          try {
-            return readFileSync(path, 'utf8');
-          } catch (err) {
-            throw new AccessFileError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-          }
-        }),
-      );
-    } catch (err) {
-      logger.error(`reload failed, the previous rules stay: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  });
-  onSignals(() => running.close());
 }
 
 async function agent(argv: string[]): Promise<void> {
