@@ -14,6 +14,7 @@ import { localStatus } from '../engine/status.js';
 import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { thrownStatus } from '../grpc/errors.js';
+import { peerFaults } from '../grpc/peer-faults.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
@@ -199,6 +200,7 @@ export class TunnelServiceHandler extends ServiceHost {
       this.options,
       () => call.getMetricsRecorder(),
       (status) => {
+        peerFaults.log(`${status.message} (tunnel from ${call.getPeer()})`);
         this.sessions.delete(session);
         endRpc(status.code, status.message);
       },

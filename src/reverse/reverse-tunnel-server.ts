@@ -18,6 +18,7 @@ import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel
 import { asClient } from '../grpc/client/as-client.js';
 import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
+import { peerFaults } from '../grpc/peer-faults.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
@@ -324,7 +325,7 @@ export class ReverseTunnelServer extends ServiceHost {
           this.options,
           () => discardingMetricsRecorder,
           (status) => {
-            experimental.log(logVerbosity.ERROR, `grpctunnel: reverse tunnel protocol error: ${status.message}`);
+            peerFaults.log(`reverse tunnel: ${status.message}`);
             failure = statusError(status.code, `reverse tunnel: ${status.message}`);
             tunnel.cancel(status.message);
           },
