@@ -152,7 +152,7 @@ interface EngineInternals {
   streams: Map<number, { in: { unread: number; window: number } }>;
 }
 
-function resolveId(ref: IdRef, opened: number[], last: number): number {
+export function resolveId(ref: IdRef, opened: number[], last: number): number {
   switch (ref.kind) {
     case 'next':
       return last + ref.gap;
@@ -167,7 +167,7 @@ function resolveId(ref: IdRef, opened: number[], last: number): number {
   }
 }
 
-function framesOf(a: Exclude<Action, { op: 'tick' }>, id: number): ClientToServer[] {
+export function framesOf(a: Exclude<Action, { op: 'tick' }>, id: number): ClientToServer[] {
   if (a.op !== 'burst') return [toFrame(a, id)];
   const frames: ClientToServer[] = [];
   for (let offset = 0; offset < a.size || offset === 0; offset += 16384) {
