@@ -31,7 +31,7 @@ const workers = flag('--workers', 6);
 // costs kilobytes, and the mix makes thousands a minute, so a real leak
 // crosses these within a minute; V8's and malloc's own settling stays under.
 const bounds = {
-  heapMB: flag('--max-heap-mb-per-min', 2),
+  heapMB: flag('--max-heap-mb-per-min', 3),
   externalMB: flag('--max-external-mb-per-min', 4),
   rssMB: flag('--max-rss-mb-per-min', 24),
   fds: flag('--max-fds-per-min', 3),
