@@ -311,7 +311,10 @@ export class TunnelServerEngine {
     this.scheduler.close();
     const streams = [...this.streams.values()];
     this.streams.clear();
-    for (const stream of streams) stream.abort(status);
+    for (const stream of streams) {
+      stream.abort(status);
+      stream.markDone(); // hands the stream's window growth back to the shared budget
+    }
   }
 
   /** @internal */

@@ -17,6 +17,7 @@ import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { checkHandlerOptions } from '../grpc/options-check.js';
+import { peerFaults } from '../grpc/peer-faults.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
@@ -226,6 +227,7 @@ export class TunnelServiceHandler extends ServiceHost {
       this.options,
       () => call.getMetricsRecorder(),
       (status) => {
+        peerFaults.log(`${status.message} (tunnel from ${call.getPeer()})`);
         this.sessions.delete(session);
         endRpc(status.code, status.message);
       },

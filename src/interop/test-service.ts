@@ -112,8 +112,6 @@ export function testServiceImplementation(onCall: () => void = () => {}): TestSe
       let last: Message | undefined;
       let stopped = false;
       const held: Message[] = [];
-      // Requests are handled one at a time, in order, each after its delay.
-      let queue = Promise.resolve();
       const end = () => {
         const req = last ?? empty();
         for (const reply of held) call.write(reply);
@@ -121,32 +119,37 @@ export function testServiceImplementation(onCall: () => void = () => {}): TestSe
         if (req.code !== 0) call.emit('error', failure(req, trailers));
         else call.end(trailers);
       };
-      call.on('data', (req: Message) => {
-        queue = queue.then(async () => {
-          if (stopped) return;
-          if (req.delayMillis > 0) await sleep(req.delayMillis);
-          last = req;
-          if (count === 0) {
-            call.sendMetadata(toMetadata(req.headers));
-            halfDuplex = req.count < 0;
-          }
-          count++;
-          if (req.code !== 0) {
-            stopped = true;
-            end();
-            return;
-          }
-          const reply = Message.fromPartial({ payload: req.payload, headers, count });
-          if (halfDuplex) held.push(reply);
-          else call.write(reply);
-        });
-      });
-      call.on('end', () => {
-        queue = queue.then(() => {
-          if (stopped) return;
+      // As the Go handler does: one request at a time, and the next is read
+      // only once the reply to this one is written. A peer that stops reading
+      // replies therefore stops being read, and one that keeps sending runs
+      // past its flow-control window (and gets RESOURCE_EXHAUSTED).
+      const handle = async (req: Message) => {
+        if (req.delayMillis > 0) await sleep(req.delayMillis);
+        last = req;
+        if (count === 0) {
+          call.sendMetadata(toMetadata(req.headers));
+          halfDuplex = req.count < 0;
+        }
+        count++;
+        if (req.code !== 0) {
           stopped = true;
           end();
-        });
+          return;
+        }
+        const reply = Message.fromPartial({ payload: req.payload, headers, count });
+        if (halfDuplex) held.push(reply);
+        else await new Promise<void>((resolve) => call.write(reply, () => resolve()));
+        call.resume();
+      };
+      call.on('data', (req: Message) => {
+        if (stopped) return;
+        call.pause();
+        void handle(req);
+      });
+      call.on('end', () => {
+        if (stopped) return;
+        stopped = true;
+        end();
       });
     },
 

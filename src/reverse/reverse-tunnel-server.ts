@@ -26,6 +26,7 @@ import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import * as check from '../grpc/options-check.js';
+import { peerFaults } from '../grpc/peer-faults.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import {
@@ -394,7 +395,7 @@ export class ReverseTunnelServer extends ServiceHost {
           this.options,
           () => discardingMetricsRecorder,
           (status) => {
-            experimental.log(logVerbosity.ERROR, `grpctunnel: reverse tunnel protocol error: ${status.message}`);
+            peerFaults.log(`reverse tunnel: ${status.message}`);
             failure = statusError(status.code, `reverse tunnel: ${status.message}`);
             tunnel.cancel(status.message);
           },

@@ -11,6 +11,7 @@ import { localStatus } from '../../engine/status.js';
 import type { TunnelServerStream } from '../../engine/tunnel-server.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { fromWireMetadata, toWireMetadata, wireHeader } from '../metadata.js';
+import { peerFaults } from '../peer-faults.js';
 import { type OutgoingStatus, toStreamStatus } from '../status.js';
 import type { RegisteredMethod } from './service-registry.js';
 import { type AuthContext, type ConnectionInfo, connectionInfoFromPeer, type TunnelInfo } from './tunnel-info.js';
@@ -127,7 +128,7 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
     try {
       message = this.method.deserialize(buf);
     } catch (err) {
-      experimental.log(logVerbosity.ERROR, `grpctunnel: failed to parse a request of ${this.method.path}: ${err}`);
+      peerFaults.log(`failed to parse a request of ${this.method.path} from ${this.tunnel.peer}: ${err}`);
       this.sendStatus({ code: Status.INTERNAL, details: 'Error deserializing request' });
       this.notifyCancelled();
       return;
