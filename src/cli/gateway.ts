@@ -252,6 +252,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ? http2.createSecureServer({
         cert: options.tls.cert,
         key: options.tls.key,
+        handshakeTimeout: limits.idleTimeoutMs,
         ...windows,
         // Client certificates are checked per call, so that a caller without
         // one gets a gRPC UNAUTHENTICATED instead of a failed handshake.
@@ -259,8 +260,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       })
     : http2.createServer(windows);
   const callerGuard = new PeerConnectionGuard(limits, onRefusedConnection('callers'));
-  // Under TLS the first bytes are the handshake's, which the TLS server times out itself.
-  front.on('connection', (socket: import('node:net').Socket) => callerGuard.accept(socket));
   closeIdleSessions(front, limits.idleTimeoutMs);
   const methodLabels = new BoundedLabels(MAX_METHOD_LABELS);
   const agentLabels = new BoundedLabels(MAX_AGENT_LABELS);
@@ -343,7 +342,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const hint = `${NOT_GRPC_TEXT}This is the caller port of a grpctunnel gateway.\n`;
   let sniffing: ReturnType<typeof sniffHttp1> | undefined;
   if (options.tls) answerHttp1OverTls(front as http2.Http2SecureServer, hint);
-  else sniffing = sniffHttp1(front as http2.Http2Server, hint);
+  else {
+    sniffing = sniffHttp1(front as http2.Http2Server, hint, {
+      timeoutMs: limits.idleTimeoutMs,
+      onSilent: (socket) => onRefusedConnection('callers')(socket.remoteAddress ?? 'unknown', 'idle'),
+    });
+  }
+  // Every connection passes the per-peer limit first; under TLS, a silent
+  // connection is closed by the TLS handshake timeout (set below).
+  (sniffing?.listener ?? front).on('connection', (socket: import('node:net').Socket) => callerGuard.accept(socket));
   const listenAddress = await listenHttp2(sniffing?.listener ?? front, options.listen);
 
   const startedAt = Date.now();

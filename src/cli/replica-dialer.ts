@@ -3,6 +3,7 @@
 // and keep it so as replicas come and go.
 import { type Client, connectivityState, type Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
 import { statusError } from '../grpc/errors.js';
+import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import { Backoff, type BackoffOptions } from '../reverse/backoff.js';
 import type { ReverseTunnelServer, ReverseTunnelServerOptions, ServeResult } from '../reverse/reverse-tunnel-server.js';
 import { ReplicaLedger, readAdvert } from './replicas.js';
@@ -44,19 +45,6 @@ export interface ReplicaDialerOptions {
 
 /** The status `authenticate` refuses a full replica's tunnel with (never sent to the gateway as a call status). */
 const FULL = Status.ALREADY_EXISTS;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /**
  * Keeps `perReplica` reverse tunnels on every replica of a gateway. Each
@@ -158,7 +146,7 @@ export class ReplicaDialer {
         delayMs = backoff.next();
         this.options.events.retrying(outcome.result.error, delayMs);
       }
-      await sleep(delayMs, this.quiet.signal);
+      await sleepUnlessAborted(delayMs, this.quiet.signal);
     }
     this.slots--;
   }

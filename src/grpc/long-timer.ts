@@ -41,3 +41,24 @@ export function setLongTimeout(callback: () => void, ms: number, unref = false):
     },
   };
 }
+
+/**
+ * Resolves after `ms` (any finite delay, as {@link setLongTimeout}), or at
+ * once when `signal` aborts; never rejects. For retry loops that stop waiting
+ * when they are told to stop.
+ */
+export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const done = () => {
+      timer.clear();
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setLongTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -41,13 +41,29 @@ export interface SniffingListener {
  * connections to it and answers anything else with `text` as an HTTP/1.1
  * response.
  */
-export function sniffHttp1(server: http2.Http2Server, text: string): SniffingListener {
+export function sniffHttp1(
+  server: http2.Http2Server,
+  text: string,
+  silence?: { timeoutMs: number; onSilent(socket: net.Socket): void },
+): SniffingListener {
   const pending = new Set<net.Socket>();
   const listener = net.createServer((socket) => {
     pending.add(socket);
-    socket.once('close', () => pending.delete(socket));
+    // A connection that never sends its first bytes is closed after
+    // `silence.timeoutMs` (it would otherwise sit here forever).
+    const timer = silence
+      ? setTimeout(() => {
+          silence.onSilent(socket);
+          socket.destroy();
+        }, silence.timeoutMs)
+      : undefined;
+    socket.once('close', () => {
+      clearTimeout(timer);
+      pending.delete(socket);
+    });
     socket.on('error', () => {});
     socket.once('data', (chunk: Buffer) => {
+      clearTimeout(timer);
       pending.delete(socket);
       socket.pause();
       const n = Math.min(chunk.length, PREFACE.length);

@@ -25,6 +25,7 @@ import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
+import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import * as check from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
 import { ServiceHost } from '../grpc/server/service-host.js';
@@ -122,22 +123,6 @@ interface OpenTunnel {
   readonly done: Promise<ServeResult>;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 /**
  * Serves gRPC services to a network server through reverse tunnels: this
  * side dials out (a grpc-js client of the server's TunnelService) and the
@@ -226,7 +211,7 @@ export class ReverseTunnelServer extends ServiceHost {
         attempt++;
         const delayMs = backoff.next();
         this.emit('retrying', { slot: index, attempt, delayMs, error: result.error } satisfies RetryEvent);
-        await sleep(delayMs, stop);
+        await sleepUnlessAborted(delayMs, stop);
       }
     };
     await Promise.all(Array.from({ length: count }, (_, i) => slot(i)));
