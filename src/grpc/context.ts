@@ -49,7 +49,7 @@ export function getTunnelInfo(call: HasAuthContext): TunnelInfo | undefined {
  * The tunnel channel that carried a client call (the call object grpc-js
  * returned, e.g. a `ClientUnaryCall`): useful with pools, where each call
  * may take a different tunnel. Undefined before the call has started on a
- * tunnel, and for calls that do not go through one. Needs grpc-js >= 1.12
+ * tunnel, and for calls that do not go through one. Needs grpc-js 1.12 or later
  * (client calls with `getAuthContext()`).
  */
 export function getTunnelChannel(call: HasAuthContext): TunnelChannel | undefined {

@@ -84,14 +84,14 @@ function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): v
 
 /**
  * The server side of `grpctunnel.v1.TunnelService`. Register it on a grpc-js
- * `Server` with {@link register}.
+ * `Server` with {@link TunnelServiceHandler.register}.
  *
- * - Forward tunnels: services added with {@link addService} (same arguments
+ * - Forward tunnels: services added with `addService` (same arguments
  *   as `Server.addService`) answer the calls that clients send through
  *   their tunnels.
  * - Reverse tunnels: clients that serve RPCs dial in; this side calls them
- *   through {@link asChannel}, {@link keyAsChannel} or a single tunnel from
- *   {@link allReverseTunnels}.
+ *   through {@link TunnelServiceHandler.asChannel}, {@link TunnelServiceHandler.keyAsChannel} or a single tunnel from
+ *   {@link TunnelServiceHandler.allReverseTunnels}.
  *
  * A reverse tunnel whose tunnel server drains leaves its pools at once and
  * is closed once its calls have finished: on the drain notice a

@@ -28,8 +28,8 @@ let poolIds = 0;
  * tunnel round-robin; tunnels join and leave as they open and close.
  *
  * With no tunnel ready a call fails UNAVAILABLE "no channels ready", unless
- * the caller set grpc-js's `waitForReady` call option (`new Metadata({
- * waitForReady: true })`): then it waits for a tunnel until its deadline.
+ * the caller set grpc-js's `waitForReady` call option
+ * (`new Metadata({ waitForReady: true })`): then it waits for a tunnel until its deadline.
  * `close()` does nothing: the tunnels belong to the handler.
  */
 export class TunnelPool implements ChannelInterface, TunnelSource {

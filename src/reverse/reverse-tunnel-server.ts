@@ -169,7 +169,7 @@ export class ReverseTunnelServer extends ServiceHost {
   /**
    * Opens one reverse tunnel and serves calls on it until it ends; resolves
    * with whether it started and why it ended (rejects only on invalid options). Call it again,
-   * or use {@link keepOpen}, for more tunnels or to reconnect.
+   * or use {@link ReverseTunnelServer.keepOpen}, for more tunnels or to reconnect.
    */
   serve(options: ServeOptions = {}): Promise<ServeResult> {
     const refused = check.rejection(() => check.checkServeOptions(options));
@@ -187,7 +187,7 @@ export class ReverseTunnelServer extends ServiceHost {
   }
 
   /**
-   * Keeps `tunnels` reverse tunnels open until {@link stop}, {@link gracefulStop}
+   * Keeps `tunnels` reverse tunnels open until {@link ReverseTunnelServer.stop}, {@link ReverseTunnelServer.gracefulStop}
    * or the signal: each one that ends or fails to open is opened again after
    * an exponential backoff with jitter (reset once a tunnel has been healthy
    * for `backoff.resetAfterMs`). Resolves once stopped.
@@ -218,9 +218,9 @@ export class ReverseTunnelServer extends ServiceHost {
   }
 
   /**
-   * Cancels every call on every tunnel now and ends {@link keepOpen}. Each
+   * Cancels every call on every tunnel now and ends {@link ReverseTunnelServer.keepOpen}. Each
    * tunnel RPC is half-closed, as the Go reference's `Stop` does, and the
-   * network server finishes it; {@link serve} resolves then (it cancels the
+   * network server finishes it; {@link ReverseTunnelServer.serve} resolves then (it cancels the
    * RPC, with an HTTP/2 reset, if the server has not finished it within 5 s).
    */
   stop(): void {
@@ -229,8 +229,8 @@ export class ReverseTunnelServer extends ServiceHost {
   }
 
   /**
-   * Stops gracefully; {@link keepOpen} does not reconnect. Resolves once
-   * every tunnel has ended. Aborting `signal` turns it into {@link stop}.
+   * Stops gracefully; {@link ReverseTunnelServer.keepOpen} does not reconnect. Resolves once
+   * every tunnel has ended. Aborting `signal` turns it into {@link ReverseTunnelServer.stop}.
    *
    * A network server of this project is told at once (drain-notice.ts): it
    * routes no new call to these tunnels, the calls it had already sent are

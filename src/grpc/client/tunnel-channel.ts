@@ -91,7 +91,7 @@ let channelIds = 0;
  * Events: `'close'` (error?: Error) once, when the tunnel ends for any reason.
  */
 export class TunnelChannel extends EventEmitter implements ChannelInterface {
-  /** Settles once the tunnel has ended: with the error that ended it, or undefined after {@link close}. */
+  /** Settles once the tunnel has ended: with the error that ended it, or undefined after {@link TunnelChannel.close}. */
   readonly closed: Promise<Error | undefined>;
   private resolveClosed!: (error: Error | undefined) => void;
   private closeError: Error | undefined;
@@ -226,7 +226,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
 
   /**
    * @internal The tunnel RPC ended (or must end): fail the calls in flight
-   * with `status` and settle {@link closed}. `error` is undefined for a close
+   * with `status` and settle {@link TunnelChannel.closed}. `error` is undefined for a close
    * the user asked for.
    */
   shutDown(error: Error | undefined, status?: StreamStatus): void {

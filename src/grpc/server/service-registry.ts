@@ -29,7 +29,7 @@ function kindOf(definition: MethodDefinition<unknown, unknown>): MethodKind {
 /**
  * Services hosted behind tunnels, keyed by full method path. It accepts the
  * same (definition, implementation) pairs as grpc-js's `Server.addService`,
- * so services from @grpc/proto-loader or generated code register unchanged.
+ * so services from `@grpc/proto-loader` or generated code register unchanged.
  */
 export class ServiceRegistry {
   private readonly methods = new Map<string, RegisteredMethod>();
