@@ -67,6 +67,9 @@ export class AgentTokens {
         ids.map((id) => new NamePattern(id)),
       );
     }
+    // An empty file must not turn into "any agent, no token" (a revoked
+    // last token, a half-written file on reload): it is refused.
+    if (grants.size === 0) throw new AccessFileError(`${source}: no tokens`);
     return new AgentTokens(grants);
   }
 

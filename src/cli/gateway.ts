@@ -285,7 +285,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         refusedLog(`refused a call to ${path} from ${socket?.remoteAddress ?? 'unknown'}: ${verdict.refused}`);
         return { refuse: refusal(Status.UNAUTHENTICATED, 'missing or invalid caller credentials') };
       }
-      if (!options.forwardCallerAuth) metadata.remove('authorization');
+      // With caller tokens, an authorization header is a gateway credential
+      // (it was just checked): never forwarded, whatever --forward-caller-auth says.
+      if (!options.forwardCallerAuth || access.callerTokens) metadata.remove('authorization');
       const requested = metadata.get(AGENT_HEADER)[0]?.toString();
       metadata.remove(AGENT_HEADER);
       let agent = requested;

@@ -108,9 +108,16 @@ export function listenGuarded(
 ): Promise<GuardedPort> {
   const { host, port } = splitHostPort(address);
   const injector = server.createConnectionInjector(credentials);
+  /** Sockets still waiting for their first bytes: ours to close until grpc-js takes them. */
+  const pending = new Set<net.Socket>();
   const tcp = net.createServer((socket) => {
+    // A peer may reset the connection at any moment: that is its business,
+    // never an unhandled 'error' that ends the gateway.
+    socket.on('error', () => {});
     if (!guard.accept(socket)) return;
+    pending.add(socket);
     void guard.firstBytes(socket).then((ok) => {
+      pending.delete(socket);
       if (ok) injector.injectConnection(socket);
     });
   });
@@ -126,6 +133,7 @@ export function listenGuarded(
           new Promise<void>((done) => {
             tcp.close(() => done());
             injector.destroy();
+            for (const socket of pending) socket.destroy();
           }),
       });
     });

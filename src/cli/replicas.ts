@@ -63,7 +63,9 @@ export class ReplicaLedger {
 
   /** Replicas to hold tunnels on: as many as the last advert said, or more if more were seen at once. */
   get replicas(): number {
-    return Math.max(this.advertised, this.held.size);
+    // Capped: a gateway naming a new replica on every connection must not
+    // make the agent dial without bound.
+    return Math.min(MAX_REPLICAS, Math.max(this.advertised, this.held.size));
   }
 
   /** Tunnels the agent should hold in all. */

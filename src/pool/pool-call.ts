@@ -23,6 +23,14 @@ type Write = { readonly message: Buffer; readonly callback: ((error?: Error | nu
  */
 const REPLAY_LIMIT = 256 * 1024;
 
+/**
+ * What one kept message costs beyond its bytes, and how many are kept at
+ * most: empty or tiny messages must not let a caller pile up entries (each
+ * may also hold on to the larger buffer it was cut from).
+ */
+const REPLAY_OVERHEAD = 64;
+const REPLAY_MESSAGES = 64;
+
 /** Refusals one call rides out; each one retires a tunnel, so this only guards against a pathological pool. */
 const MAX_REFUSALS = 8;
 
@@ -83,8 +91,8 @@ export class PoolCall {
     const callback = context.callback;
     if (this.sent && !this.finished) {
       this.sent.push(message);
-      this.sentBytes += message.length;
-      if (this.sentBytes > REPLAY_LIMIT) this.commit();
+      this.sentBytes += message.length + REPLAY_OVERHEAD;
+      if (this.sentBytes > REPLAY_LIMIT || this.sent.length > REPLAY_MESSAGES) this.commit();
     }
     if (this.inner) this.inner.sendMessageWithContext(context, message);
     else if (!this.finished) this.held.push({ message, callback });

@@ -42,6 +42,10 @@ describe('AgentTokens', () => {
       message: /^agents\.txt:2: the token needs the agent ids/,
     });
     assert.throws(() => AgentTokens.parse('k edge-1\nk edge-2'), AccessFileError);
+    // An empty file would otherwise mean "no tokens configured": any agent, any id.
+    assert.throws(() => AgentTokens.parse('# every token revoked\n', 'agents.txt'), {
+      message: 'agents.txt: no tokens',
+    });
   });
 
   it('--token tokens may register any id', () => {

@@ -148,3 +148,29 @@ it('closeIdleSessions closes node:http2 sessions without streams, and only once 
   assert.ok(ended, 'its stream finished');
   assert.ok(Date.now() - beforeAnswer >= 400);
 });
+
+it('a peer that resets its connection before sending anything harms nobody', async () => {
+  const guard = new PeerConnectionGuard({ maxConnectionsPerPeer: 10, idleTimeoutMs: 60_000 }, () => {});
+  const port = await listenGuarded(echoServer(), '127.0.0.1:0', ServerCredentials.createInsecure(), guard);
+  cleanups.push(() => port.close());
+  for (let i = 0; i < 5; i++) {
+    const s = await connect(port.address);
+    const gone = closed(s);
+    s.resetAndDestroy();
+    await gone;
+  }
+  await settled(() => guard.connections === 0);
+  const echo = new EchoClient(port.address, credentials.createInsecure());
+  cleanups.push(() => echo.close());
+  assert.equal((await unary(echo, Buffer.from('still here'))).value?.toString(), 'still here');
+});
+
+it('close() also closes connections still waiting for their first bytes', async () => {
+  const guard = new PeerConnectionGuard({ maxConnectionsPerPeer: 10, idleTimeoutMs: 60_000 }, () => {});
+  const port = await listenGuarded(echoServer(), '127.0.0.1:0', ServerCredentials.createInsecure(), guard);
+  const silent = await connect(port.address);
+  const gone = closed(silent);
+  await settled(() => guard.connections === 1);
+  await port.close();
+  await gone;
+});

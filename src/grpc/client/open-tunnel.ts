@@ -124,10 +124,16 @@ export function openTunnel(
         negotiated,
         options,
         { target, peer: rpc.getPeer(), authContext: rpc.getAuthContext?.() ?? null },
-        () => {
+        (error) => {
           unwatch();
           signal?.removeEventListener('abort', onAbort);
           endRpc();
+          // Ended before it was ready (a protocol error in negotiation): that
+          // is the cause the caller hears, not the RPC's end that follows.
+          if (!ready && error) {
+            connectTimer?.clear();
+            reject(error);
+          }
         },
         (opened) => {
           ready = true;

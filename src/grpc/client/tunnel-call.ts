@@ -135,8 +135,10 @@ export class TunnelCall implements ClientStreamHandlers {
     try {
       this.stream = this.channel.openStream(this.method, headers, this);
     } catch (err) {
-      // The tunnel ended while per-call credentials were being generated.
+      // The tunnel ended while per-call credentials were being generated:
+      // nothing reached the server, so a pool may send the call elsewhere.
       const details = this.channel.unavailableReason() ?? (err instanceof Error ? err.message : String(err));
+      this.refused = true;
       this.finish({ code: Status.UNAVAILABLE, details, metadata: new Metadata() });
       return;
     }
