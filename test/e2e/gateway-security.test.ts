@@ -11,7 +11,14 @@ import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
 import { collect, serverStream, unary } from '../helpers/calls.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
-import { type CliProcess, killAll, runCli } from '../helpers/cli.js';
+import {
+  type CliProcess,
+  type GatewayProcess,
+  killAll,
+  runCli,
+  startAgentCli,
+  startGatewayCli,
+} from '../helpers/cli.js';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 
@@ -34,38 +41,13 @@ async function target(): Promise<Target> {
   return { server, address, seen };
 }
 
-async function gateway(flags: string[]): Promise<{ p: CliProcess; listen: string; agents: string; admin: string }> {
-  const p = runCli([
-    'gateway',
-    '--listen',
-    '127.0.0.1:0',
-    '--agents',
-    '127.0.0.1:0',
-    '--admin',
-    '127.0.0.1:0',
-    ...flags,
-  ]);
-  const m = await p.waitFor(/callers on (\S+), agents on (\S+), admin on http:\/\/(\S+)\//);
-  return { p, listen: m[1] as string, agents: (m[2] as string).replace(/,$/, ''), admin: m[3] as string };
+/** A gateway with no agent token of its own: each test gives its credentials. */
+function gateway(flags: string[]): Promise<GatewayProcess> {
+  return startGatewayCli(flags, null);
 }
 
 function agent(agents: string, to: Target, id: string, token: string): CliProcess {
-  return runCli([
-    'agent',
-    '--gateway',
-    agents,
-    '--target',
-    to.address,
-    '--id',
-    id,
-    '--token',
-    token,
-    '--insecure',
-    '--tunnels',
-    '1',
-    '--max-backoff',
-    '200',
-  ]);
+  return startAgentCli(agents, to.address, id, ['--token', token, '--tunnels', '1']);
 }
 
 const as = (caller: string | undefined, agentId: string) => {

@@ -10,7 +10,17 @@ import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
 import { callKindTests } from '../helpers/call-kinds.js';
 import { unary } from '../helpers/calls.js';
 import { makePki } from '../helpers/certs.js';
-import { type CliProcess, freePort, killAll, runCli } from '../helpers/cli.js';
+import {
+  type CliProcess,
+  freePort,
+  type GatewayProcess,
+  killAll,
+  runCli,
+  scrapeMetrics,
+  startAgentCli,
+  startGatewayCli,
+  waitForAgent,
+} from '../helpers/cli.js';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 
@@ -26,45 +36,12 @@ async function target(): Promise<Target> {
   return { server, address, seen };
 }
 
-async function gateway(
-  extra: string[] = [],
-  agentsPort = 0,
-): Promise<{ p: CliProcess; listen: string; agents: string; admin: string }> {
-  const p = runCli([
-    'gateway',
-    '--listen',
-    '127.0.0.1:0',
-    '--agents',
-    `127.0.0.1:${agentsPort}`,
-    '--admin',
-    '127.0.0.1:0',
-    '--token',
-    'secret',
-    ...extra,
-  ]);
-  const m = await p.waitFor(/callers on (\S+), agents on (\S+), admin on http:\/\/(\S+)\//);
-  return { p, listen: m[1] as string, agents: (m[2] as string).replace(/,$/, ''), admin: m[3] as string };
+function gateway(extra: string[] = [], agentsPort = 0): Promise<GatewayProcess> {
+  return startGatewayCli(agentsPort === 0 ? extra : ['--agents', `127.0.0.1:${agentsPort}`, ...extra]);
 }
 
 async function agent(gatewayAgents: string, to: Target, id: string, extra: string[] = []): Promise<CliProcess> {
-  const p = runCli([
-    'agent',
-    '--gateway',
-    gatewayAgents,
-    '--target',
-    to.address,
-    '--id',
-    id,
-    '--token',
-    'secret',
-    '--insecure',
-    '--tunnels',
-    '2',
-    '--max-backoff',
-    '200',
-    ...extra,
-  ]);
-  return p;
+  return startAgentCli(gatewayAgents, to.address, id, ['--tunnels', '2', ...extra]);
 }
 
 const toAgent = (id: string) => {
@@ -82,7 +59,7 @@ describe('gateway and agent: one agent, every call kind', () => {
     t = await target();
     gw = await gateway();
     a = await agent(gw.agents, t, 'a1');
-    await agentReady(gw.admin, 'a1', 2);
+    await waitForAgent(gw.admin, 'a1', 2);
     echo = new EchoClient(gw.listen, credentials.createInsecure());
   });
   after(async () => {
@@ -121,12 +98,12 @@ describe('gateway and agent: one agent, every call kind', () => {
   });
 
   it('logs, and counts in /metrics, the calls it forwarded', async () => {
-    const before = await scrape(gw.admin);
+    const before = await scrapeMetrics(gw.admin);
     for (let i = 0; i < 3; i++) assert.equal((await unary(echo, Buffer.from('m'))).error, null);
     const failing = new Metadata();
     failing.set('x-status-code', String(status.NOT_FOUND));
     assert.equal((await unary(echo, Buffer.from('m'), failing)).error?.code, status.NOT_FOUND);
-    const afterScrape = await scrape(gw.admin);
+    const afterScrape = await scrapeMetrics(gw.admin);
     const count = (text: string, code: string) =>
       Number(
         new RegExp(
@@ -156,8 +133,8 @@ describe('gateway and agent: routing, pools, failures', () => {
     const gw = await gateway();
     const a1 = await agent(gw.agents, t1, 'one');
     const a2 = await agent(gw.agents, t2, 'two');
-    await agentReady(gw.admin, 'one', 2);
-    await agentReady(gw.admin, 'two', 2);
+    await waitForAgent(gw.admin, 'one', 2);
+    await waitForAgent(gw.admin, 'two', 2);
     const echo = new EchoClient(gw.listen, credentials.createInsecure());
 
     const ambiguous = await unary(echo, Buffer.from('x'));
@@ -173,7 +150,7 @@ describe('gateway and agent: routing, pools, failures', () => {
 
     // A second agent with id "one", in front of the other target: a pool.
     const a1b = await agent(gw.agents, t2, 'one');
-    await agentReady(gw.admin, 'one', 4);
+    await waitForAgent(gw.admin, 'one', 4);
     delete t2.seen.lastMetadata;
     for (let i = 0; i < 8; i++) assert.equal((await unary(echo, Buffer.from('p'), toAgent('one'))).error, null);
     assert.ok(t1.seen.lastMetadata && t2.seen.lastMetadata, 'both agents with id "one" took calls');
@@ -188,7 +165,7 @@ describe('gateway and agent: routing, pools, failures', () => {
     const t = await target();
     const gw = await gateway();
     let a = await agent(gw.agents, t, 'edge');
-    await agentReady(gw.admin, 'edge', 2);
+    await waitForAgent(gw.admin, 'edge', 2);
     const echo = new EchoClient(gw.listen, credentials.createInsecure());
     const slow = new Metadata();
     slow.set('x-delay-ms', '10000');
@@ -203,7 +180,7 @@ describe('gateway and agent: routing, pools, failures', () => {
     assert.equal((await unary(echo, Buffer.from('x'))).error?.code, status.UNAVAILABLE);
 
     a = await agent(gw.agents, t, 'edge');
-    await agentReady(gw.admin, 'edge', 2);
+    await waitForAgent(gw.admin, 'edge', 2);
     assert.equal((await unary(echo, Buffer.from('back'))).value?.toString(), 'back');
     echo.close();
     await a.stop();
@@ -238,10 +215,10 @@ describe('gateway and agent: routing, pools, failures', () => {
     const port = await freePort();
     let gw = await gateway([], port);
     const a = await agent(gw.agents, t, 'edge');
-    await agentReady(gw.admin, 'edge', 2);
+    await waitForAgent(gw.admin, 'edge', 2);
     assert.equal(await gw.p.stop(), 0);
     gw = await gateway([], port);
-    await agentReady(gw.admin, 'edge', 2);
+    await waitForAgent(gw.admin, 'edge', 2);
     const echo = new EchoClient(gw.listen, credentials.createInsecure());
     assert.equal((await unary(echo, Buffer.from('again'))).value?.toString(), 'again');
     echo.close();
@@ -274,7 +251,7 @@ describe('gateway and agent: routing, pools, failures', () => {
         '--tunnels',
         '1',
       ]);
-      await agentReady(gw.admin, 'tls', 1);
+      await waitForAgent(gw.admin, 'tls', 1);
       const echo = new EchoClient(gw.listen, credentials.createSsl(pki.ca));
       assert.equal((await unary(echo, Buffer.from('secure'))).value?.toString(), 'secure');
       const plain = new EchoClient(gw.listen, credentials.createInsecure());
@@ -309,17 +286,3 @@ describe('gateway and agent: routing, pools, failures', () => {
     await busy.p.stop();
   });
 });
-
-/** Waits until the gateway's status page shows `tunnels` tunnels of agent `id` (it counts only ready ones). */
-async function agentReady(admin: string, id: string, tunnels: number): Promise<void> {
-  const row = `<td>${id}</td><td>${tunnels}</td>`;
-  for (let i = 0; i < 500; i++) {
-    if ((await (await fetch(`http://${admin}/`)).text()).includes(row)) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`agent ${id} never had ${tunnels} tunnels at the gateway`);
-}
-
-async function scrape(admin: string): Promise<string> {
-  return (await fetch(`http://${admin}/metrics`)).text();
-}

@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
 import { parseDuration, parseKeepaliveFlag } from '../../src/cli/keepalive-flag.js';
 import { unary } from '../helpers/calls.js';
-import { type CliProcess, killAll, runCli } from '../helpers/cli.js';
+import { type CliProcess, killAll, runCli, startAgentCli, startGatewayCli } from '../helpers/cli.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 
@@ -39,33 +39,10 @@ describe('gateway keepalive with a frozen agent', { timeout: 60_000 }, () => {
   it('drops its tunnels, fails its calls UNAVAILABLE naming the cause, and takes it back once thawed', async () => {
     const started = await startServer((s) => s.addService(EchoService, echoImplementation()));
     target = started.server;
-    gw = runCli([
-      'gateway',
-      '--listen',
-      '127.0.0.1:0',
-      '--agents',
-      '127.0.0.1:0',
-      '--admin',
-      '127.0.0.1:0',
-      '--keepalive',
-      '500ms,1s',
-    ]);
-    const m = await gw.waitFor(/callers on (\S+), agents on (\S+), admin on http:\/\/(\S+)\//);
-    const [listen, agents, admin] = [m[1] as string, (m[2] as string).replace(/,$/, ''), m[3] as string];
-    agent = runCli([
-      'agent',
-      '--gateway',
-      agents,
-      '--target',
-      started.address,
-      '--id',
-      'frozen',
-      '--insecure',
-      '--tunnels',
-      '2',
-      '--max-backoff',
-      '200',
-    ]);
+    const gateway = await startGatewayCli(['--keepalive', '500ms,1s'], null);
+    gw = gateway.p;
+    const { listen, agents, admin } = gateway;
+    agent = startAgentCli(agents, started.address, 'frozen', ['--tunnels', '2']);
     await untilPage(admin, (page) => page.includes('<td>frozen</td><td>2</td>'));
     echo = new EchoClient(listen, credentials.createInsecure());
     // Calls without deadlines, held by the target until long after the test.

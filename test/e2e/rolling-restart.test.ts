@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { afterEach, it } from 'node:test';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { unary } from '../helpers/calls.js';
-import { type CliProcess, killAll, runCli } from '../helpers/cli.js';
+import { type CliProcess, killAll, startAgentCli, startGatewayCli, waitForAgent } from '../helpers/cli.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 
@@ -17,32 +17,7 @@ afterEach(async () => {
 const ID = 'edge';
 
 function agent(gatewayAgents: string, target: string): CliProcess {
-  return runCli([
-    'agent',
-    '--gateway',
-    gatewayAgents,
-    '--target',
-    target,
-    '--id',
-    ID,
-    '--token',
-    'secret',
-    '--insecure',
-    '--tunnels',
-    '2',
-    '--max-backoff',
-    '200',
-  ]);
-}
-
-/** Waits until the gateway's admin page lists `tunnels` tunnels for the id (no event crosses the process boundary). */
-async function tunnelsAtGateway(admin: string, tunnels: number): Promise<void> {
-  const row = `<td>${ID}</td><td>${tunnels}</td>`;
-  for (let i = 0; i < 500; i++) {
-    if ((await (await fetch(`http://${admin}/`)).text()).includes(row)) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`agent ${ID} never had ${tunnels} tunnels at the gateway`);
+  return startAgentCli(gatewayAgents, target, ID, ['--tunnels', '2']);
 }
 
 it('a rolling restart of the two CLI agents of an id, under steady calls through the gateway, loses no call', async () => {
@@ -76,23 +51,13 @@ it('a rolling restart of the two CLI agents of an id, under steady calls through
     }),
   );
   const [t0, t1] = targets as [(typeof targets)[0], (typeof targets)[0]];
-  const gw = runCli([
-    'gateway',
-    '--listen',
-    '127.0.0.1:0',
-    '--agents',
-    '127.0.0.1:0',
-    '--admin',
-    '127.0.0.1:0',
-    '--token',
-    'secret',
-  ]);
-  const m = await gw.waitFor(/callers on (\S+), agents on (\S+), admin on http:\/\/(\S+)\//);
-  const [listen, agents, admin] = [m[1] as string, (m[2] as string).replace(/,$/, ''), m[3] as string];
+  const gateway = await startGatewayCli();
+  const gw = gateway.p;
+  const { listen, agents, admin } = gateway;
 
   let a = agent(agents, t0.address);
   let b = agent(agents, t1.address);
-  await tunnelsAtGateway(admin, 4);
+  await waitForAgent(admin, ID, 4);
 
   const echo = new EchoClient(listen, credentials.createInsecure());
   let stopping = false;
@@ -117,7 +82,7 @@ it('a rolling restart of the two CLI agents of an id, under steady calls through
     const before = ok;
     assert.equal(await old.stop(), 0, 'the agent exits 0 after its graceful stop');
     const fresh = agent(agents, target);
-    await tunnelsAtGateway(admin, 4);
+    await waitForAgent(admin, ID, 4);
     await servedMoreThan(index, served[index] ?? 0);
     assert.ok(ok > before, 'calls were served while the agent was replaced');
     return fresh;

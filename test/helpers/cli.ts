@@ -99,8 +99,12 @@ export interface GatewayProcess {
   admin: string;
 }
 
-/** Starts `grpctunnel gateway` on free loopback ports (token "secret", admin on) and waits until it listens. */
-export async function startGatewayCli(extra: string[] = []): Promise<GatewayProcess> {
+/**
+ * Starts `grpctunnel gateway` on free loopback ports (admin on, agent token
+ * `token` unless null) and waits until it listens. Flags in `extra` come
+ * last, so they override these defaults (the CLI keeps a flag's last value).
+ */
+export async function startGatewayCli(extra: string[] = [], token: string | null = 'secret'): Promise<GatewayProcess> {
   const p = runCli([
     'gateway',
     '--listen',
@@ -109,15 +113,14 @@ export async function startGatewayCli(extra: string[] = []): Promise<GatewayProc
     '127.0.0.1:0',
     '--admin',
     '127.0.0.1:0',
-    '--token',
-    'secret',
+    ...(token === null ? [] : ['--token', token]),
     ...extra,
   ]);
   const m = await p.waitFor(/callers on (\S+), agents on (\S+), admin on http:\/\/(\S+)\//);
   return { p, listen: m[1] as string, agents: (m[2] as string).replace(/,$/, ''), admin: m[3] as string };
 }
 
-/** Starts `grpctunnel agent` (token "secret", plaintext, fast reconnects) in front of `target`. */
+/** Starts `grpctunnel agent` (token "secret", plaintext, fast reconnects) in front of `target`; `extra` overrides. */
 export function startAgentCli(gatewayAgents: string, target: string, id: string, extra: string[] = []): CliProcess {
   return runCli([
     'agent',
