@@ -5,7 +5,7 @@
 import type http2 from 'node:http2';
 import net from 'node:net';
 import type { Server, ServerCredentials } from '@grpc/grpc-js';
-import { splitHostPort } from './net.js';
+import { listenHttp2 } from './net.js';
 
 /** Limits of one listening port. */
 export interface PeerLimits {
@@ -100,13 +100,12 @@ export interface GuardedPort {
  * Give the grpc-js server `grpc.max_connection_idle_ms` too: it closes HTTP/2
  * sessions that hold no stream, which byte silence alone would not catch.
  */
-export function listenGuarded(
+export async function listenGuarded(
   server: Server,
   address: string,
   credentials: ServerCredentials,
   guard: PeerConnectionGuard,
 ): Promise<GuardedPort> {
-  const { host, port } = splitHostPort(address);
   const injector = server.createConnectionInjector(credentials);
   /** Sockets still waiting for their first bytes: ours to close until grpc-js takes them. */
   const pending = new Set<net.Socket>();
@@ -121,23 +120,16 @@ export function listenGuarded(
       if (ok) injector.injectConnection(socket);
     });
   });
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(new Error(`cannot listen on ${address}: ${err.message}`));
-    tcp.once('error', onError);
-    tcp.listen(port, host, () => {
-      tcp.removeListener('error', onError);
-      const bound = tcp.address();
-      resolve({
-        address: `${host}:${typeof bound === 'object' && bound ? bound.port : port}`,
-        close: () =>
-          new Promise<void>((done) => {
-            tcp.close(() => done());
-            injector.destroy();
-            for (const socket of pending) socket.destroy();
-          }),
-      });
-    });
-  });
+  const bound = await listenHttp2(tcp, address);
+  return {
+    address: bound,
+    close: () =>
+      new Promise<void>((done) => {
+        tcp.close(() => done());
+        injector.destroy();
+        for (const socket of pending) socket.destroy();
+      }),
+  };
 }
 
 /**
