@@ -4,13 +4,12 @@
 // on its own backoff. Measures how fast the tunnels come back, how the
 // gateway's memory behaves during the storm, refused accepts, and that calls
 // through every agent work again afterwards.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, makeGenericClientConstructor, Server, ServerCredentials } from '@grpc/grpc-js';
 import { addNotesService, type Note, NotesService } from '../src/cli/demo-service.js';
-
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+// The tests' process helper: it runs the built CLI and reads its log.
+import { type CliProcess, freePort, runCli } from '../test/helpers/cli.js';
 
 /** What {@link runStorm} measured. */
 export interface StormResult {
@@ -39,51 +38,6 @@ export interface StormOptions {
   log?: (line: string) => void;
 }
 
-interface Proc {
-  child: ChildProcess;
-  output(): string;
-  waitFor(pattern: RegExp, ms?: number): Promise<RegExpMatchArray>;
-  stop(signal?: NodeJS.Signals): Promise<void>;
-}
-
-function start(args: string[]): Proc {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const waiters = new Set<() => void>();
-  const onData = (b: Buffer) => {
-    out += b.toString();
-    for (const w of [...waiters]) w();
-  };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    child,
-    output: () => out,
-    waitFor(pattern, ms = 20_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const m = pattern.exec(out);
-          if (!m) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(m);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`timed out waiting for ${pattern}:\n${out.slice(-2000)}`));
-        }, ms);
-        waiters.add(check);
-        check();
-      });
-    },
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
-}
-
 function rssMiB(pid: number | undefined): number {
   try {
     const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
@@ -99,18 +53,6 @@ async function metric(admin: string, name: string, labels = ''): Promise<number>
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
 function gatewayArgs(agentsPort: number): string[] {
   return ['gateway', '--listen', '127.0.0.1:0', '--agents', `127.0.0.1:${agentsPort}`, '--admin', '127.0.0.1:0'];
 }
@@ -124,13 +66,13 @@ export async function runStorm(options: StormOptions): Promise<StormResult> {
     target.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
   const agentsPort = await freePort();
-  const procs: Proc[] = [];
+  const procs: CliProcess[] = [];
   try {
-    let gateway = start(gatewayArgs(agentsPort));
+    let gateway = runCli(gatewayArgs(agentsPort));
     procs.push(gateway);
-    let m = await gateway.waitFor(/callers on (\S+), agents on \S+, admin on http:\/\/(\S+)\//);
+    let m = await gateway.waitFor(/callers on (\S+), agents on \S+, admin on http:\/\/(\S+)\//, 20_000);
     for (let i = 0; i < options.agents; i++) {
-      const agent = start([
+      const agent = runCli([
         'agent',
         '--gateway',
         `127.0.0.1:${agentsPort}`,
@@ -154,9 +96,9 @@ export async function runStorm(options: StormOptions): Promise<StormResult> {
     log(`${total} tunnels open; gateway RSS ${steadyRssMiB.toFixed(1)} MiB; restarting the gateway`);
 
     await gateway.stop('SIGKILL');
-    gateway = start(gatewayArgs(agentsPort));
+    gateway = runCli(gatewayArgs(agentsPort));
     procs.push(gateway);
-    m = await gateway.waitFor(/callers on (\S+), agents on \S+, admin on http:\/\/(\S+)\//);
+    m = await gateway.waitFor(/callers on (\S+), agents on \S+, admin on http:\/\/(\S+)\//, 20_000);
     const began = Date.now();
     admin = m[2] as string;
     let halfMs = -1;
