@@ -3,6 +3,7 @@
 // mapping or a cable that was pulled. Closing one side is not passed on
 // either, once black-holed: the other side hears nothing, ever.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { WaitableCount } from './waitable-count.js';
 
 export interface BlackholeProxy {
   /** host:port to dial instead of the target. */
@@ -25,10 +26,8 @@ export async function startBlackholeProxy(target: string): Promise<BlackholeProx
   const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
   const sockets = new Set<Socket>();
   const pairs: { a: Socket; b: Socket; dead: boolean; deadUp: boolean; deadDown: boolean }[] = [];
-  let accepted = 0;
-  const waiters = new Set<() => void>();
+  const accepted = new WaitableCount();
   const server: Server = createServer((a) => {
-    accepted++;
     const b = createConnection({ host, port });
     const pair = { a, b, dead: false, deadUp: false, deadDown: false };
     pairs.push(pair);
@@ -49,7 +48,7 @@ export async function startBlackholeProxy(target: string): Promise<BlackholeProx
     b.on('close', () => {
       if (!pair.dead) a.destroy();
     });
-    for (const w of [...waiters]) w();
+    accepted.increment();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -57,7 +56,7 @@ export async function startBlackholeProxy(target: string): Promise<BlackholeProx
   return {
     address: `127.0.0.1:${address.port}`,
     get connections() {
-      return accepted;
+      return accepted.value;
     },
     blackhole(direction = 'both') {
       for (const pair of pairs) {
@@ -66,17 +65,7 @@ export async function startBlackholeProxy(target: string): Promise<BlackholeProx
         if (direction !== 'toTarget') pair.deadDown = true;
       }
     },
-    waitForConnections(n) {
-      return new Promise((resolve) => {
-        const check = () => {
-          if (accepted < n) return;
-          waiters.delete(check);
-          resolve();
-        };
-        waiters.add(check);
-        check();
-      });
-    },
+    waitForConnections: (n) => accepted.until(n),
     close() {
       for (const s of sockets) s.destroy();
       return new Promise((resolve) => server.close(() => resolve()));

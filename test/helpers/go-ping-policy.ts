@@ -8,6 +8,7 @@
 // ENHANCE_YOUR_CALM "too_many_pings" and the connection closed.
 import http2 from 'node:http2';
 import { OPEN_TUNNEL_PATH } from '../../src/index.js';
+import { WaitableCount } from './waitable-count.js';
 
 const TWO_HOURS_MS = 2 * 3_600_000;
 const MAX_PING_STRIKES = 2;
@@ -32,9 +33,8 @@ export async function startGoPolicyServer(options: {
   headers?: Record<string, string>;
 }): Promise<GoPolicyServer> {
   const minTimeMs = options.minTimeMs ?? 5 * 60_000;
-  let pings = 0;
+  const pings = new WaitableCount();
   let goaways = 0;
-  const waiters = new Set<() => void>();
   const sessions = new Set<http2.ServerHttp2Session>();
   const perConnection: number[] = [];
   const server = http2.createServer();
@@ -63,7 +63,6 @@ export async function startGoPolicyServer(options: {
       stream.resume(); // read (and drop) whatever the client sends; send nothing
     });
     session.on('ping', () => {
-      pings++;
       perConnection[index] = (perConnection[index] ?? 0) + 1;
       const now = Date.now();
       const last = lastPingAt;
@@ -79,7 +78,7 @@ export async function startGoPolicyServer(options: {
         session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from('too_many_pings'));
         session.close();
       }
-      for (const w of [...waiters]) w();
+      pings.increment();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -88,23 +87,13 @@ export async function startGoPolicyServer(options: {
   return {
     address: `127.0.0.1:${address.port}`,
     get pings() {
-      return pings;
+      return pings.value;
     },
     pingsPerConnection: () => [...perConnection],
     get goaways() {
       return goaways;
     },
-    waitForPings(n) {
-      return new Promise((resolve) => {
-        const check = () => {
-          if (pings < n) return;
-          waiters.delete(check);
-          resolve();
-        };
-        waiters.add(check);
-        check();
-      });
-    },
+    waitForPings: (n) => pings.until(n),
     close() {
       for (const s of sessions) s.destroy();
       return new Promise((resolve) => server.close(() => resolve()));
