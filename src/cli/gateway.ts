@@ -5,6 +5,7 @@ import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { Metadata, Server, ServerCredentials, status as Status, type StatusObject } from '@grpc/grpc-js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
+import { PeerFaultLog } from '../grpc/peer-faults.js';
 import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/server/http2-window.js';
 import { TunnelServiceHandler } from '../handler/tunnel-service-handler.js';
 import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
@@ -13,7 +14,7 @@ import { answerHttp1OverTls, sniffHttp1 } from '../proxy/http1-hint.js';
 import type { AccessPolicy, AgentTokens, CallerTokens } from './access.js';
 import { type AdminServer, startAdmin } from './admin.js';
 import { identifyCaller } from './caller-auth.js';
-import { type Logger, rateLimited } from './logger.js';
+import type { Logger } from './logger.js';
 import { BoundedLabels, codeName, createMetrics, OTHER_LABEL } from './metrics.js';
 import { listenHttp2, splitHostPort } from './net.js';
 import {
@@ -144,7 +145,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger.warn('an agent token may register any agent id: bind tokens to ids in --tokens-file');
     }
   }
-  const refusedLog = rateLimited((m) => logger.warn(m));
+  // Refused tunnels, calls and connections are peers' doing: logged, but a
+  // peer retrying in a loop must not flood the log.
+  const refusals = new PeerFaultLog({
+    linesPerInterval: 20,
+    intervalMs: 10_000,
+    prefix: '',
+    write: (line) => logger.warn(line),
+  });
+  const refusedLog = (line: string) => refusals.log(line);
   const limits = options.limits ?? DEFAULT_PEER_LIMITS;
   const recent: RecentError[] = [];
   const remember = (what: string) => {

@@ -23,28 +23,3 @@ export function createLogger(level: Level, write: (line: string) => void = (l) =
 
 /** A logger that drops everything (library use, tests). */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
-/**
- * Limits a log function to `burst` lines per `windowMs`: what peers can cause
- * (refused callers, bad tunnels) must not let them flood the log. Lines past
- * the limit are counted and reported in one line when the window turns.
- */
-export function rateLimited(log: (message: string) => void, burst = 20, windowMs = 10_000): (message: string) => void {
-  let windowStart = 0;
-  let written = 0;
-  let dropped = 0;
-  return (message) => {
-    const now = Date.now();
-    if (now - windowStart >= windowMs) {
-      if (dropped > 0)
-        log(`(${dropped} similar line${dropped === 1 ? '' : 's'} not logged in the last ${windowMs / 1000} s)`);
-      windowStart = now;
-      written = 0;
-      dropped = 0;
-    }
-    if (written < burst) {
-      written++;
-      log(message);
-    } else dropped++;
-  };
-}

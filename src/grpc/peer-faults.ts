@@ -10,6 +10,8 @@ export interface PeerFaultLogOptions {
   readonly now?: () => number;
   /** Where lines go. Default grpc-js's logger at INFO. */
   readonly write?: (line: string) => void;
+  /** Put before every line. Default `grpctunnel: ` (grpc-js's log is shared with other libraries). */
+  readonly prefix?: string;
 }
 
 /**
@@ -27,6 +29,7 @@ export class PeerFaultLog {
   private readonly intervalMs: number;
   private readonly now: () => number;
   private readonly write: (line: string) => void;
+  private readonly prefix: string;
   private intervalStart = Number.NEGATIVE_INFINITY;
   private written = 0;
   private suppressed = 0;
@@ -36,6 +39,7 @@ export class PeerFaultLog {
     this.intervalMs = options.intervalMs ?? 60_000;
     this.now = options.now ?? Date.now;
     this.write = options.write ?? ((line) => experimental.log(logVerbosity.INFO, line));
+    this.prefix = options.prefix ?? 'grpctunnel: ';
   }
 
   /** Logs one peer fault, unless this interval's lines are used up. */
@@ -43,7 +47,7 @@ export class PeerFaultLog {
     const now = this.now();
     if (now - this.intervalStart >= this.intervalMs) {
       if (this.suppressed > 0) {
-        this.write(`grpctunnel: ${this.suppressed} more peer faults were not logged`);
+        this.write(`${this.prefix}${this.suppressed} more peer faults were not logged`);
       }
       this.intervalStart = now;
       this.written = 0;
@@ -54,7 +58,7 @@ export class PeerFaultLog {
       return;
     }
     this.written++;
-    this.write(`grpctunnel: ${message}`);
+    this.write(`${this.prefix}${message}`);
   }
 }
 
