@@ -1,5 +1,5 @@
 import { type CallCredentials, Metadata, propagate, status as Status, type StatusObject } from '@grpc/grpc-js';
-import type { CallListener, ParentCall, TunnelCall } from '../grpc/client/tunnel-call.js';
+import { type CallListener, effectiveDeadline, type ParentCall, type TunnelCall } from '../grpc/client/tunnel-call.js';
 import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
 import { type LongTimer, setLongTimeout } from '../grpc/long-timer.js';
 import type { AuthContext } from '../grpc/server/tunnel-info.js';
@@ -35,10 +35,6 @@ const REPLAY_MESSAGES = 64;
 const MAX_REFUSALS = 8;
 
 let callNumbers = 0;
-
-function toMs(deadline: Date | number): number {
-  return deadline instanceof Date ? deadline.getTime() : deadline;
-}
 
 /**
  * A call on a pool: it takes a tunnel when it starts (round-robin) and then
@@ -144,8 +140,7 @@ export class PoolCall {
     // The wait honours what the call inherits from a parent server call, as
     // grpc-js applies propagation from the moment a call is created.
     const flags = this.propagateFlags ?? propagate.DEFAULTS;
-    let due = toMs(this.deadline);
-    if (this.parent && flags & propagate.DEADLINE) due = Math.min(due, toMs(this.parent.getDeadline()));
+    const due = effectiveDeadline(this.deadline, this.parent, this.propagateFlags);
     const expire = () =>
       this.fail({
         code: Status.DEADLINE_EXCEEDED,

@@ -38,6 +38,21 @@ function deadlineMs(deadline: Date | number | undefined): number {
 }
 
 /**
+ * A call's deadline in ms since the epoch: its own, or its parent server
+ * call's when that is sooner and the propagation flags carry deadlines (as
+ * grpc-js applies them, from the moment the call is created).
+ */
+export function effectiveDeadline(
+  deadline: Date | number,
+  parent: ParentCall | null,
+  propagateFlags: number | null | undefined,
+): number {
+  const flags = propagateFlags ?? propagate.DEFAULTS;
+  const own = deadlineMs(deadline);
+  return parent && flags & propagate.DEADLINE ? Math.min(own, deadlineMs(parent.getDeadline())) : own;
+}
+
+/**
  * One call through a tunnel, in the shape grpc-js's client stack expects of
  * a channel's call (messages are already serialized Buffers). It maps the
  * grpc-js call surface onto an engine stream and enforces the deadline.
@@ -68,11 +83,8 @@ export class TunnelCall implements ClientStreamHandlers {
     private readonly parent: ParentCall | null,
     propagateFlags: number | null | undefined,
   ) {
-    const flags = propagateFlags ?? propagate.DEFAULTS;
-    let ms = deadlineMs(deadline);
-    if (parent && flags & propagate.DEADLINE) ms = Math.min(ms, deadlineMs(parent.getDeadline()));
-    this.deadline = ms;
-    if (parent && flags & propagate.CANCELLATION) {
+    this.deadline = effectiveDeadline(deadline, parent, propagateFlags);
+    if (parent && (propagateFlags ?? propagate.DEFAULTS) & propagate.CANCELLATION) {
       this.onParentCancelled = () => this.cancelWithStatus(Status.CANCELLED, 'Cancelled by parent call');
     }
   }
