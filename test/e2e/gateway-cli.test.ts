@@ -21,17 +21,13 @@ import {
   startGatewayCli,
   waitForAgent,
 } from '../helpers/cli.js';
-import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
-import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
+import { EchoClient } from '../helpers/echo-service.js';
+import { startEchoTarget, stopAllServers, stopServer } from '../helpers/servers.js';
 
 /** Exit code of an agent whose --gateway does not serve reverse tunnels (documented in the README). */
 const EXIT_NOT_A_TUNNEL_ENDPOINT = 4;
 
-async function echoTarget() {
-  const seen: EchoObservations = { cancelled: [] };
-  const { server, address } = await startServer((s) => s.addService(EchoService, echoImplementation(seen)));
-  return { server, address, seen };
-}
+const echoTarget = startEchoTarget;
 
 const raw = (b: Buffer) => b;
 

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
+import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { collect, serverStream, unary } from '../helpers/calls.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
 import {
@@ -19,8 +19,8 @@ import {
   startAgentCli,
   startGatewayCli,
 } from '../helpers/cli.js';
-import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
-import { startServer, stopServer } from '../helpers/servers.js';
+import { EchoClient } from '../helpers/echo-service.js';
+import { type EchoTarget, startEchoTarget, stopServer } from '../helpers/servers.js';
 
 let dir: string;
 const file = (name: string, text: string) => {
@@ -29,17 +29,8 @@ const file = (name: string, text: string) => {
   return path;
 };
 
-interface Target {
-  server: Server;
-  address: string;
-  seen: EchoObservations;
-}
-
-async function target(): Promise<Target> {
-  const seen: EchoObservations = { cancelled: [] };
-  const { server, address } = await startServer((s) => s.addService(EchoService, echoImplementation(seen)));
-  return { server, address, seen };
-}
+type Target = EchoTarget;
+const target = startEchoTarget;
 
 /** A gateway with no agent token of its own: each test gives its credentials. */
 function gateway(flags: string[]): Promise<GatewayProcess> {

@@ -6,7 +6,7 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
+import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { callKindTests } from '../helpers/call-kinds.js';
 import { unary } from '../helpers/calls.js';
 import { makePki } from '../helpers/certs.js';
@@ -21,20 +21,11 @@ import {
   startGatewayCli,
   waitForAgent,
 } from '../helpers/cli.js';
-import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
-import { startServer, stopServer } from '../helpers/servers.js';
+import { EchoClient } from '../helpers/echo-service.js';
+import { type EchoTarget, startEchoTarget, stopServer } from '../helpers/servers.js';
 
-interface Target {
-  server: Server;
-  address: string;
-  seen: EchoObservations;
-}
-
-async function target(): Promise<Target> {
-  const seen: EchoObservations = { cancelled: [] };
-  const { server, address } = await startServer((s) => s.addService(EchoService, echoImplementation(seen)));
-  return { server, address, seen };
-}
+type Target = EchoTarget;
+const target = startEchoTarget;
 
 function gateway(extra: string[] = [], agentsPort = 0): Promise<GatewayProcess> {
   return startGatewayCli(agentsPort === 0 ? extra : ['--agents', `127.0.0.1:${agentsPort}`, ...extra]);

@@ -39,6 +39,19 @@ export async function startServer(
   return { server, address: `127.0.0.1:${port}` };
 }
 
+/** A plain grpc-js server with the echo service (the target behind an agent), and what its handlers saw. */
+export interface EchoTarget {
+  server: Server;
+  address: string;
+  seen: EchoObservations;
+}
+
+export async function startEchoTarget(): Promise<EchoTarget> {
+  const seen: EchoObservations = { cancelled: [] };
+  const { server, address } = await startServer((s) => s.addService(EchoService, echoImplementation(seen)));
+  return { server, address, seen };
+}
+
 /** Stops a server at once (cancelling calls). */
 export function stopServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
