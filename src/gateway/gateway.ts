@@ -154,6 +154,14 @@ export interface GatewayOptions {
    * replica that holds no agents yet. Default 10000.
    */
   readyAfterMs?: number;
+  /**
+   * For its first minute, the gateway holds a call for an agent that is not
+   * connected for up to this long (ms, within the caller's deadline), waiting
+   * for the agent to arrive: after a restart, agents reconnect over a few
+   * seconds while callers already arrive. 0 fails such calls at once with
+   * UNAVAILABLE. Default 5000.
+   */
+  agentArrivalWaitMs?: number;
   /** Where log lines go; by default warnings and errors go to stderr. */
   logger?: Logger;
   /** Liveness pings toward agents (see {@link TunnelServiceHandlerOptions.keepalive}). */
@@ -198,6 +206,16 @@ function refusal(code: Status, details: string): StatusObject {
 
 /** The path of the RPC agents open their tunnels with. */
 const OPEN_REVERSE_TUNNEL = '/grpctunnel.v1.TunnelService/OpenReverseTunnel';
+
+/**
+ * Agents reach a replica that has just started over its first seconds (each
+ * keeps dialing through the balancer until it holds tunnels on every
+ * replica), while callers may reach it as soon as the first agent made it
+ * ready. So for `windowMs` after start, a call for an agent that has not
+ * arrived yet waits a while for it (`agentArrivalWaitMs`, within the
+ * caller's deadline) instead of failing at once with UNAVAILABLE.
+ */
+const AGENT_ARRIVAL = { windowMs: 60_000, defaultWaitMs: 5000 };
 
 /** Methods named in /metrics; calls to others count under {@link OTHER_LABEL}. */
 const MAX_METHOD_LABELS = 500;
@@ -302,6 +320,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   };
   const limits = options.limits ?? DEFAULT_PEER_LIMITS;
+  const arrivalWaitMs = options.agentArrivalWaitMs ?? AGENT_ARRIVAL.defaultWaitMs;
   const recent: RecentError[] = [];
   const remember = (what: string) => {
     recent.unshift({ at: new Date(), what });
@@ -309,6 +328,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   const tunnelsOf = new Map<string, { open: number; most: number }>();
+  /** Calls waiting for an agent to reach this young replica, by agent id. */
+  const arrivals = new Map<string, Set<() => void>>();
   const agentLabels = new BoundedLabels(MAX_AGENT_LABELS);
 
   const handler = new TunnelServiceHandler({
@@ -380,6 +401,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       counts.most = Math.max(counts.most, counts.open);
       logger.debug(`agent ${id}: tunnel from ${t.info.peer} open (${plural(counts.open, 'tunnel')})`);
       if (counts.open === 1) logger.info(`agent ${id} connected from ${t.info.peer}`);
+      const waiting = arrivals.get(id);
+      if (waiting) for (const arrived of [...waiting]) arrived();
     },
     onReverseTunnelClose: (t: ReverseTunnel, error) => {
       const id = String(t.key);
@@ -448,7 +471,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   closeIdleSessions(front, limits.idleTimeoutMs);
   const methodLabels = new BoundedLabels(MAX_METHOD_LABELS);
   /** Where a call from `caller` for `agent` (none named: the only one connected) goes. */
-  const forwardTo = (path: string, metadata: Metadata, caller: string, agent: string | undefined): Route => {
+  const forwardTo = (
+    path: string,
+    metadata: Metadata,
+    caller: string,
+    agent: string | undefined,
+    signal: AbortSignal,
+  ): Route | Promise<Route> => {
     if (agent === undefined) {
       const ids = agentIds(handler);
       if (ids.length !== 1) {
@@ -469,8 +498,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return { refuse: refusal(Status.PERMISSION_DENIED, `caller ${caller} may not call ${path} on agent ${agent}`) };
     }
     const pool = handler.keyAsChannel(agent);
-    if (!pool.ready()) return { refuse: refusal(Status.UNAVAILABLE, `no agent ${agent} connected`) };
-    return { channel: pool, metadata, label: agent };
+    const route: Route = { channel: pool, metadata, label: agent };
+    if (pool.ready()) return route;
+    const absent: Route = { refuse: refusal(Status.UNAVAILABLE, `no agent ${agent} connected`) };
+    if (arrivalWaitMs <= 0 || Date.now() - startedAt >= AGENT_ARRIVAL.windowMs) return absent;
+    const id = agent;
+    return new Promise<Route>((resolve) => {
+      const waiters = arrivals.get(id) ?? new Set();
+      arrivals.set(id, waiters);
+      const done = (arrived: boolean) => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', gone);
+        waiters.delete(onArrival);
+        if (waiters.size === 0) arrivals.delete(id);
+        resolve(arrived ? route : absent);
+      };
+      const onArrival = () => done(true);
+      const gone = () => done(false);
+      const timer = setTimeout(gone, arrivalWaitMs);
+      waiters.add(onArrival);
+      signal.addEventListener('abort', gone, { once: true });
+    });
   };
   serveAnyMethod(front, {
     route(path, metadata, connection) {
@@ -539,7 +587,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           // (it was just checked): never forwarded, whatever forwardCallerAuth says.
           if (!options.forwardCallerAuth || access.callerTokens) metadata.remove('authorization');
           metadata.remove(AGENT_HEADER);
-          return forwardTo(path, metadata, name, agent ?? requested);
+          return forwardTo(path, metadata, name, agent ?? requested, connection.signal);
         });
       });
     },

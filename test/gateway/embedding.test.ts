@@ -193,6 +193,7 @@ describe('gateway hooks', () => {
 
   it('routeCall chooses the agent from the call; undefined falls back to the header', async () => {
     const gw = await gatewayWith({
+      agentArrivalWaitMs: 0,
       hooks: {
         routeCall: async (call, caller) => {
           assert.equal(caller, 'anonymous');
@@ -215,6 +216,25 @@ describe('gateway hooks', () => {
     const none = await unary(echo, Buffer.from('3'), md({ 'x-tenant': 'c' }));
     assert.equal(none.error?.code, status.UNAVAILABLE);
     assert.equal(none.error?.details, 'no agent tenant-c connected');
+  });
+
+  it('a young gateway holds a call for an agent until it arrives', async () => {
+    const routed = deferred<void>();
+    const gw = await gatewayWith({
+      agentArrivalWaitMs: 60_000,
+      hooks: {
+        // Routing by the header, synchronously: once this ran, the call waits at the gateway.
+        routeCall: () => void routed.resolve(),
+      },
+    });
+    const t = await targetServer();
+    const echo = client(gw);
+    const early = unary(echo, Buffer.from('early'), md({ 'grpctunnel-agent': 'late' }));
+    await routed.promise;
+    agentOf(gw, { id: 'late', target: t.address });
+    const result = await early;
+    assert.equal(result.error, null);
+    assert.equal(result.value?.toString(), 'early');
   });
 
   it('admitAgent refuses with its status, renames agents, and runs after the token check', async () => {
