@@ -39,7 +39,8 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
   --admin HOST:PORT      serve /metrics, /healthz (ready), /livez and a status page at /
   --token T              a token agents may present (authorization: Bearer T), valid for any agent id
   --tokens-file F        agent tokens, one per line: "TOKEN ID-PATTERN..." (* matches anything);
-                         a token may register only the ids it lists
+                         a token may register only the ids it lists; on SIGHUP, tunnels
+                         whose token no longer allows their id are closed
   --caller-tokens-file F caller tokens, one per line: "TOKEN CALLER-NAME"
   --client-ca C          ask callers for client certificates signed by this CA (needs --tls-cert)
   --policy F             who may call what: lines "allow CALLER AGENTS [/SERVICE/ or /SERVICE/METHOD ...]";
