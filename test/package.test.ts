@@ -93,6 +93,7 @@ function writeApp(app: string, tarballSpec: string, tarballIntegrity: string): v
     integrity: tarballIntegrity,
     dependencies: own.dependencies,
     peerDependencies: own.peerDependencies,
+    ...(own.peerDependenciesMeta && { peerDependenciesMeta: own.peerDependenciesMeta }),
   };
   const manifest = { name: 'app', version: '1.0.0', private: true, dependencies };
   writeFileSync(join(app, 'package.json'), JSON.stringify(manifest, null, 2));

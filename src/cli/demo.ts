@@ -3,7 +3,7 @@
 // out to a gateway and exposes it; a plain grpc-js client calls the gateway
 // with one call of each kind. Then the gateway stays up, with its admin page,
 // until Ctrl-C (or exits at once with --once). Also shows a forward tunnel.
-import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
+import { type ChannelInterface, connectivityState, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { AgentTokens, createLogger, startAgent, startGateway } from '../gateway/index.js';
 import { openTunnel, TunnelServiceHandler } from '../index.js';
 import { addNotesService, type Note, NotesClient, NotesService, notesImplementation } from './demo-service.js';
@@ -12,6 +12,19 @@ type Notes = InstanceType<typeof NotesClient> & Record<string, any>;
 
 function log(step: string, detail: string): void {
   console.log(`${step.padEnd(22)} ${detail}`);
+}
+
+/** Resolves once `channel` is READY, or rejects at `deadline`. */
+function ready(channel: ChannelInterface, deadline: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = (error?: Error) => {
+      if (error) return reject(error);
+      const state = channel.getConnectivityState(true);
+      if (state === connectivityState.READY) return resolve();
+      channel.watchConnectivityState(state, deadline, check);
+    };
+    check();
+  });
 }
 
 async function listen(server: Server): Promise<string> {
@@ -79,13 +92,11 @@ async function main(): Promise<void> {
     security: { insecure: true },
     logger: quiet,
   });
-  const laptop = gateway.handler.keyAsChannel('laptop');
-  const deadline = Date.now() + 5000;
-  while (laptop.size < 2 && Date.now() < deadline) {
-    await laptop.waitForReady({ timeout: 5000 });
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  log('agent', `"laptop" connected with ${gateway.handler.keyAsChannel('laptop').size} tunnels`);
+  // (A young gateway would hold calls for an agent on its way anyway; this
+  // waits only to say when it arrived.)
+  await ready(gateway.channelFor('laptop'), Date.now() + 5000);
+  const tunnels = gateway.agents().get('laptop') ?? 0;
+  log('agent', `"laptop" connected with ${tunnels} tunnel${tunnels === 1 ? '' : 's'} (it asked for 2)`);
 
   // 4. Any gRPC client calls the gateway as if it were the service.
   console.log('--- through the gateway to the agent (neither needs the .proto) ---');

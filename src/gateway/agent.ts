@@ -1,6 +1,14 @@
 // The agent: keeps reverse tunnels open to a gateway and forwards every call
 // that arrives through them to a target gRPC server, as raw bytes.
-import { type ChannelCredentials, Client, credentials, Metadata, status as Status } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  Client,
+  credentials,
+  Metadata,
+  type ServiceDefinition,
+  status as Status,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { TUNNEL_CHANNEL_OPTIONS } from '../grpc/client/channel-options.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { createProxyHandler } from '../proxy/proxy-handler.js';
@@ -10,6 +18,11 @@ import { createLogger, type Logger } from './logger.js';
 import { codeName } from './metrics.js';
 import { splitHostPort } from './net.js';
 import { ReplicaDialer } from './replica-dialer.js';
+
+/** Where an embedded agent adds its service implementations (as on a grpc-js `Server`). */
+export interface ServiceRegistrar {
+  addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void;
+}
 
 /** Options of {@link startAgent}. */
 export interface AgentOptions {
@@ -25,7 +38,7 @@ export interface AgentOptions {
    * `addService` implementations on it (a program embedding the agent).
    * Methods it does not serve go to `target`, or fail with UNIMPLEMENTED.
    */
-  services?: (server: ReverseTunnelServer) => void;
+  services?: (server: ServiceRegistrar) => void;
   /** This agent's id: callers route to it with the grpctunnel-agent header. */
   id: string;
   token?: string;
@@ -37,7 +50,7 @@ export interface AgentOptions {
   logger?: Logger;
   /** Reconnection delays (ms); defaults suit a real deployment (1 s to 30 s). */
   backoff?: { initialDelayMs?: number; maxDelayMs?: number };
-  /** Liveness pings toward the gateway (see {@link ReverseTunnelServerOptions.keepalive}). */
+  /** Liveness pings toward the gateway (see the `keepalive` option of `ReverseTunnelServer`). */
   keepalive?: KeepaliveOptions | false;
   /** Aborting it stops the agent as {@link Agent.stop} does. */
   signal?: AbortSignal;

@@ -3,7 +3,14 @@
 // tunnel of the chosen agent.
 import http2 from 'node:http2';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { Metadata, Server, ServerCredentials, status as Status, type StatusObject } from '@grpc/grpc-js';
+import {
+  type ChannelInterface,
+  Metadata,
+  Server,
+  ServerCredentials,
+  status as Status,
+  type StatusObject,
+} from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { statusError, thrownStatus } from '../grpc/errors.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
@@ -164,7 +171,7 @@ export interface GatewayOptions {
   agentArrivalWaitMs?: number;
   /** Where log lines go; by default warnings and errors go to stderr. */
   logger?: Logger;
-  /** Liveness pings toward agents (see {@link TunnelServiceHandlerOptions.keepalive}). */
+  /** Liveness pings toward agents (see the `keepalive` option of `TunnelServiceHandler`). */
   keepalive?: KeepaliveOptions | false;
   /** Custom caller authentication, routing and agent admission. */
   hooks?: GatewayHooks;
@@ -177,8 +184,21 @@ export interface Gateway {
   readonly listenAddress: string;
   readonly agentsAddress: string;
   readonly adminAddress: string | undefined;
-  /** The agents' tunnels: `handler.keyAsChannel(id)` calls an agent from this process. */
-  readonly handler: TunnelServiceHandler;
+  /** The agents connected now: each id with how many tunnels it has open here. */
+  agents(): ReadonlyMap<string, number>;
+  /**
+   * A grpc-js channel through the tunnels of agent `agentId`, to call it
+   * from this process. Calls made while the agent has no tunnel fail with
+   * UNAVAILABLE.
+   *
+   * @example
+   * ```ts
+   * const client = new SomeClient('', credentials.createInsecure(), {
+   *   channelOverride: gateway.channelFor('edge-1'),
+   * });
+   * ```
+   */
+  channelFor(agentId: string): ChannelInterface;
   /** The gateway's Prometheus metrics (served on the admin port; merge it into yours with `Registry.merge`). */
   readonly metrics: Registry;
   /**
@@ -238,6 +258,15 @@ function isLoopback(host: string): boolean {
 /** The agent ids with a ready tunnel (per key, not per tunnel: this runs on every call without a route header). */
 function agentIds(handler: TunnelServiceHandler): string[] {
   return handler.reverseTunnelKeys().map(String);
+}
+
+const handlers = new WeakMap<Gateway, TunnelServiceHandler>();
+
+/** The tunnel handler inside a gateway (for tests and the demo; not part of the public API). */
+export function handlerOf(gateway: Gateway): TunnelServiceHandler {
+  const handler = handlers.get(gateway);
+  if (!handler) throw new Error('not a gateway made by startGateway');
+  return handler;
 }
 
 /** Runs `next` on a value that may still be on its way, synchronously when it is already there. */
@@ -673,7 +702,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     listenAddress,
     agentsAddress,
     adminAddress: admin?.address,
-    handler,
+    agents() {
+      const counts = new Map<string, number>();
+      for (const t of handler.allReverseTunnels()) counts.set(String(t.key), (counts.get(String(t.key)) ?? 0) + 1);
+      return counts;
+    },
+    channelFor: (agentId) => handler.keyAsChannel(agentId),
     metrics: metrics.registry,
     reload(next) {
       access = next;
@@ -714,6 +748,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       admin?.close(),
     ]);
   };
+  handlers.set(gateway, handler);
   const signal = options.signal;
   const onAbort = () => void gateway.close();
   if (signal) {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
+import { handlerOf } from '../../src/gateway/gateway.js';
 import {
   AccessPolicy,
   type Agent,
@@ -79,15 +80,18 @@ function agentOf(gw: Gateway, options: Partial<AgentOptions> & { id: string }): 
 
 /** Resolves once the gateway holds `n` tunnels of `id`. */
 function tunnelsOf(gw: Gateway, id: string, n = 1): Promise<void> {
-  const count = () => gw.handler.allReverseTunnels().filter((t) => t.key === id).length;
+  const count = () =>
+    handlerOf(gw)
+      .allReverseTunnels()
+      .filter((t) => t.key === id).length;
   return new Promise((resolve) => {
     if (count() >= n) return resolve();
     const check = () => {
       if (count() < n) return;
-      gw.handler.off('reverseTunnelOpen', check);
+      handlerOf(gw).off('reverseTunnelOpen', check);
       resolve();
     };
-    gw.handler.on('reverseTunnelOpen', check);
+    handlerOf(gw).on('reverseTunnelOpen', check);
   });
 }
 
@@ -291,6 +295,13 @@ describe('embedded agent and gateway', () => {
       ),
     );
     assert.equal(other.code, status.UNIMPLEMENTED, 'no target: unknown methods are UNIMPLEMENTED');
+    // The embedding program calls its agents itself, and sees who is connected.
+    assert.deepEqual([...gw.agents()], [['inproc', 1]]);
+    const direct = new EchoClient('', credentials.createInsecure(), { channelOverride: gw.channelFor('inproc') });
+    const own = await unary(direct, Buffer.from('from the host'));
+    assert.equal(own.value?.toString(), 'from the host');
+    const nobody = new EchoClient('', credentials.createInsecure(), { channelOverride: gw.channelFor('nobody') });
+    assert.equal((await unary(nobody, Buffer.from('x'))).error?.code, status.UNAVAILABLE);
   });
 
   it('startAgent refuses to start with neither target nor services', () => {
@@ -352,7 +363,9 @@ describe('embedded agent and gateway', () => {
     const cut = gw.reload({ agentTokens: AgentTokens.parse('keep edge-1\n') });
     assert.equal(cut, 2);
     assert.deepEqual(
-      gw.handler.allReverseTunnels().map((x) => x.key),
+      handlerOf(gw)
+        .allReverseTunnels()
+        .map((x) => x.key),
       ['edge-1', 'edge-1'],
     );
     // The agent redials, is refused with its revoked token, and gives up.
