@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { clientStream, collect, serverStream, unary } from './helpers/calls.js';
-import { EchoClient } from './helpers/echo-service.js';
-import { forwardFixture, reverseFixture } from './helpers/servers.js';
+import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
+import { EchoClient } from '../helpers/echo-service.js';
+import { forwardFixture, reverseFixture } from '../helpers/servers.js';
 
 // The kinds a tunnel could leak; others (file reads of the runner) come and go.
 const WATCHED = new Set(['TCPSocketWrap', 'TCPServerWrap', 'Timeout', 'Immediate', 'TTYWrap', 'PipeWrap']);
