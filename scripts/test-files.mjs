@@ -1,45 +1,66 @@
-// Which built test files exist, and which of them must run alone. Shared by
-// scripts/test.mjs (npm test) and scripts/test-grpc-js.mjs.
+// Which built test files exist, which run one at a time, and which start
+// first. Shared by scripts/test.mjs (npm test) and scripts/test-grpc-js.mjs.
 //
 // A test runs only if its source does: the list comes from test/**/*.test.ts,
 // mapped to dist/test/**/*.test.js, so a compiled test whose source was
 // deleted or moved never runs again, even in a dist/ that was not pruned.
+// New test files are picked up by that listing and run concurrently unless
+// named in SERIAL.
 import { existsSync, readdirSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
- * Test files that must not share the machine with other test files: each
- * starts many processes, or measures time (keepalive detection, backoff
- * bounds, restarts under steady load) and would fail or flake when another
- * file takes the CPU. Everything else runs concurrently. Paths are relative
- * to test/ and name files or folders (a folder ends with '/'), so a new file
- * dropped into test/e2e/ runs alone without being listed here.
+ * Test files that run one at a time, in this order (beside the concurrent
+ * ones, never beside each other): each starts many processes, holds a load,
+ * or measures time (keepalive detection, backoff bounds, restarts under
+ * steady calls), and two of them together would fail or flake. Paths are
+ * relative to test/; one ending in '/' names a folder.
  */
 export const SERIAL = [
-  // Real CLI processes (gateway, agents, HAProxy, python3): several node
-  // processes per file, and timing bounds around restarts.
-  'e2e/',
-  // Packs the tarball and installs it with npm; runs the examples as programs.
-  'package.test.ts',
-  'examples.test.ts',
-  // Each scenario forks a child process per path.
-  'grpc/call-fidelity.test.ts',
+  // HAProxy in front of gateway replicas; 5 agents with 100 tunnels through
+  // a gateway restart; agents restarted under steady calls.
+  'e2e/replicas.test.ts',
+  'e2e/reconnect-storm.test.ts',
+  'e2e/rolling-restart.test.ts',
   // Timing: pings and black-holed connections must be noticed within bounds.
+  'e2e/keepalive.test.ts',
   'grpc/keepalive.test.ts',
-  // Load: 1,000 reverse tunnels; flow control under load; RST_STREAM budget.
-  'handler/scale.test.ts',
+  // Load and scale: flow control under load, 1,000 reverse tunnels.
   'grpc/load.test.ts',
-  'grpc/churn.test.ts',
+  'handler/scale.test.ts',
+  // A child process per path; npm pack and install.
+  'grpc/call-fidelity.test.ts',
+  'package.test.ts',
 ];
 
-/** Folders of the repository, from this script's place in scripts/. */
+/**
+ * Test files that run after both lanes, alone: the churn test opens and
+ * closes 300 tunnels a second for 20-60 s and needs the whole machine to keep
+ * that rate; beside other test files its tunnel server fell more than the
+ * 5 s end-of-RPC grace behind (the client then resets the RPCs) and its
+ * long-lived calls starved.
+ */
+export const ALONE = ['grpc/churn.test.ts'];
+
+/**
+ * Concurrent files known to take longest, started first so that they overlap
+ * the rest instead of starting last: the interop matrix's fixed-time load
+ * runs, the CLI end-to-end files, the tunnel-end cases that wait out timers.
+ */
+export const LONG = [
+  'interop/matrix.test.ts',
+  'e2e/gateway-cli.test.ts',
+  'e2e/gateway.test.ts',
+  'grpc/tunnel-end.test.ts',
+];
+
+/** The repository, from this script's place in scripts/. */
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** `test/a/b.test.ts` -> `a/b.test.ts` style paths of every test source, sorted. */
+/** `a/b.test.ts` style paths (relative to test/) of every test source, sorted. */
 export function testSources(root = ROOT) {
-  const dir = join(root, 'test');
-  return readdirSync(dir, { recursive: true })
+  return readdirSync(join(root, 'test'), { recursive: true })
     .map(String)
     .filter((f) => f.endsWith('.test.ts'))
     .map((f) => f.split(sep).join('/'))
@@ -71,8 +92,30 @@ export function testFiles(wanted = [], root = ROOT) {
   return built;
 }
 
-/** Whether a built test file (`dist/test/...js`) is in the serial group. */
-export function isSerial(file) {
-  const rel = relative('dist/test', file).split(sep).join('/').replace(/\.js$/, '.ts');
-  return SERIAL.some((s) => (s.endsWith('/') ? rel.startsWith(s) : rel === s));
+/** `dist/test/a/b.test.js` -> `a/b.test.ts`, as SERIAL and LONG name files. */
+function sourceOf(file) {
+  return relative('dist/test', file).split(sep).join('/').replace(/\.js$/, '.ts');
+}
+
+/** The index of the entry of `list` naming a built test file (`dist/test/...js`), or -1. */
+function indexIn(list, file) {
+  const source = sourceOf(file);
+  return list.findIndex((s) => (s.endsWith('/') ? source.startsWith(s) : source === s));
+}
+
+/**
+ * Splits built test files into the three groups npm test runs: `concurrent`
+ * (LONG ones first), `serial` and `alone` (each in its list's order).
+ */
+export function groups(files) {
+  const inOrder = (list) =>
+    files.filter((f) => indexIn(list, f) !== -1).sort((a, b) => indexIn(list, a) - indexIn(list, b));
+  const alone = inOrder(ALONE);
+  const serial = inOrder(SERIAL).filter((f) => !alone.includes(f));
+  const rest = files.filter((f) => !alone.includes(f) && !serial.includes(f));
+  const rank = (f) => {
+    const i = indexIn(LONG, f);
+    return i === -1 ? LONG.length : i;
+  };
+  return { concurrent: [...rest].sort((a, b) => rank(a) - rank(b)), serial, alone };
 }

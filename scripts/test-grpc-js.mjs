@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isSerial, testFiles } from './test-files.mjs';
+import { groups, testFiles } from './test-files.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEFAULT_TESTS = ['test/grpc', 'test/pool', 'test/handler', 'test/reverse', 'test/interop'];
@@ -95,14 +95,15 @@ try {
   if (got !== version) throw new Error(`tree resolves @grpc/grpc-js ${got}, wanted ${version}`);
   console.log(`# testing with @grpc/grpc-js ${got}`);
 
-  // The same two groups as npm test (scripts/test.mjs): most files at once, then the rest alone.
+  // The groups of npm test (scripts/test.mjs), one after the other: most files at once, then the rest one at a time.
+  const { concurrent, serial, alone } = groups(tests);
   const common = ['--test', '--test-timeout=120000', '--test-force-exit'];
-  const concurrency = Number(process.env.TEST_CONCURRENCY ?? 4);
-  const concurrent = tests.filter((f) => !isSerial(f));
-  const serial = tests.filter(isSerial);
+  const concurrency = Number(process.env.TEST_CONCURRENCY ?? 3);
   if (concurrent.length > 0)
     run(process.execPath, [...common, `--test-concurrency=${concurrency}`, ...concurrent], { cwd: tree });
-  if (serial.length > 0) run(process.execPath, [...common, '--test-concurrency=1', ...serial], { cwd: tree });
+  if (serial.length + alone.length > 0) {
+    run(process.execPath, [...common, '--test-concurrency=1', ...serial, ...alone], { cwd: tree });
+  }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

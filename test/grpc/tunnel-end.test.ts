@@ -301,9 +301,10 @@ describe('connectTimeoutMs', () => {
     handler.addService(EchoService, echoImplementation());
     const { server, address } = await startServer((s) => handler.register(s));
     const connection = new EchoClient(address, insecure);
-    const tunnel = await openTunnel(connection, { connectTimeoutMs: 100 });
-    // Waiting past the timeout is the point: nothing may happen when it would have fired.
-    await sleep(300);
+    // A bound a busy machine meets (100 ms did not, at load 8), then a wait
+    // past it: that nothing happens when the timer would have fired is the point.
+    const tunnel = await openTunnel(connection, { connectTimeoutMs: 1000 });
+    await sleep(1100);
     assert.equal(tunnel.error, undefined);
     const r = await unary(new EchoClient('t', insecure, { channelOverride: tunnel }), Buffer.from('later'));
     assert.equal(r.error, null);
