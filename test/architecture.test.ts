@@ -16,6 +16,7 @@ const LAYERS: string[][] = [
   ['grpc'],
   ['pool'],
   ['handler', 'reverse', 'proxy'],
+  ['gateway'],
   ['cli'],
   ['interop'],
 ];
@@ -77,4 +78,15 @@ it('the protocol engine does not import grpc-js or Node', () => {
       .map((s) => `${file} imports ${s}`),
   );
   assert.deepEqual(foreign, []);
+});
+
+it('only the gateway layer and the programs above it use prom-client', () => {
+  const users = sources(SRC).filter((file) =>
+    imports(file).some((s) => s === 'prom-client' || s.startsWith('prom-client/')),
+  );
+  assert.ok(users.length > 0);
+  assert.deepEqual(
+    users.filter((file) => !['gateway', 'cli'].includes(file.split('/')[0] as string)),
+    [],
+  );
 });

@@ -4,12 +4,9 @@
 // with one call of each kind. Then the gateway stays up, with its admin page,
 // until Ctrl-C (or exits at once with --once). Also shows a forward tunnel.
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
+import { AgentTokens, createLogger, startAgent, startGateway } from '../gateway/index.js';
 import { openTunnel, TunnelServiceHandler } from '../index.js';
-import { AgentTokens } from './access.js';
-import { startAgent } from './agent.js';
 import { addNotesService, type Note, NotesClient, NotesService, notesImplementation } from './demo-service.js';
-import { startGateway } from './gateway.js';
-import { createLogger } from './logger.js';
 
 type Notes = InstanceType<typeof NotesClient> & Record<string, any>;
 

@@ -1,14 +1,24 @@
 #!/usr/bin/env node
 // grpctunnel: the command line. `grpctunnel gateway ...` and `grpctunnel agent ...`.
 import { readFileSync } from 'node:fs';
+import {
+  AccessFileError,
+  AccessPolicy,
+  type Agent,
+  AgentTokens,
+  CallerTokens,
+  createLogger,
+  type Gateway,
+  type GatewayAccess,
+  LOG_LEVELS,
+  type LogLevel,
+  startAgent,
+  startGateway,
+} from '../gateway/index.js';
+import { splitHostPort } from '../gateway/net.js';
 import { resolveKeepalive } from '../grpc/keepalive.js';
-import { AccessFileError, AccessPolicy, AgentTokens, CallerTokens } from './access.js';
-import { type Agent, startAgent } from './agent.js';
 import { parseFlags } from './flags.js';
-import { type Gateway, type GatewayAccess, startGateway } from './gateway.js';
 import { parseKeepaliveFlag } from './keepalive-flag.js';
-import { createLogger, LEVELS, type Level } from './logger.js';
-import { splitHostPort } from './net.js';
 
 /** Exit codes (documented in the README). */
 const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notTunnelEndpoint: 4 } as const;
@@ -29,7 +39,8 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
   --admin HOST:PORT      serve /metrics, /healthz (ready), /livez and a status page at /
   --token T              a token agents may present (authorization: Bearer T), valid for any agent id
   --tokens-file F        agent tokens, one per line: "TOKEN ID-PATTERN..." (* matches anything);
-                         a token may register only the ids it lists
+                         a token may register only the ids it lists; on SIGHUP, tunnels
+                         whose token no longer allows their id are closed
   --caller-tokens-file F caller tokens, one per line: "TOKEN CALLER-NAME"
   --client-ca C          ask callers for client certificates signed by this CA (needs --tls-cert)
   --policy F             who may call what: lines "allow CALLER AGENTS [/SERVICE/ or /SERVICE/METHOD ...]";
@@ -90,10 +101,10 @@ function read(path: string, what: string): Buffer {
   }
 }
 
-function level(value: string): Level {
-  if (!(LEVELS as readonly string[]).includes(value))
-    fail(EXIT.usage, `--log-level must be one of ${LEVELS.join(', ')}`);
-  return value as Level;
+function level(value: string): LogLevel {
+  if (!(LOG_LEVELS as readonly string[]).includes(value))
+    fail(EXIT.usage, `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  return value as LogLevel;
 }
 
 /** Checks a host:port flag before anything starts, so a typo is a usage error (exit 2). */

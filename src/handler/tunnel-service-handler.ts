@@ -38,7 +38,9 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
    * with equal keys (compared as `Map` keys) form the pool that
    * {@link TunnelServiceHandler.keyAsChannel} returns. Throwing refuses the
    * tunnel: with the thrown error's gRPC `code` and `details` when it has
-   * them (e.g. UNAUTHENTICATED), else with INTERNAL.
+   * them (e.g. UNAUTHENTICATED), else with INTERNAL. It may answer later (a
+   * promise, e.g. after a lookup): the tunnel waits, and one whose RPC ends
+   * meanwhile is dropped; a rejected promise refuses it like a throw.
    */
   affinityKey?: (tunnel: TunnelInfo) => unknown;
   /** A reverse tunnel is ready and has joined its pools (also the `'reverseTunnelOpen'` event). */
@@ -280,6 +282,34 @@ export class TunnelServiceHandler extends ServiceHost {
       refuse(call, code, details);
       return;
     }
+    if (!(key instanceof Promise)) {
+      this.openReverse(call, info, key);
+      return;
+    }
+    // Until the key is known the RPC is only watched: a tunnel server that
+    // gives up meanwhile is not opened.
+    let gone = false;
+    const onGone = () => {
+      gone = true;
+    };
+    call.once('cancelled', onGone);
+    key.then(
+      (resolved) => {
+        call.off('cancelled', onGone);
+        if (gone) return;
+        if (this.draining) refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
+        else this.openReverse(call, info, resolved);
+      },
+      (err) => {
+        call.off('cancelled', onGone);
+        if (gone) return;
+        const { code, details } = refusalOf(err);
+        refuse(call, code, details);
+      },
+    );
+  }
+
+  private openReverse(call: ReverseRpc, info: TunnelInfo, key: unknown): void {
     this.raiseWindows(call);
     // The drain handshake: a tunnel server of this project that drains tells
     // us so, and we end the tunnel once idle (see drain-notice.ts).

@@ -29,12 +29,19 @@ export type Route =
 /** The connection a call arrived on (its TLS socket under TLS, for client certificates). */
 export interface CallConnection {
   readonly socket: Socket | TLSSocket | undefined;
+  /** Aborted when the call's HTTP/2 stream closes (for routing that takes a while). */
+  readonly signal: AbortSignal;
 }
 
 /** Options of {@link serveAnyMethod}. */
 export interface AnyMethodOptions {
-  /** Picks the channel for a call from its path and request metadata. */
-  route(path: string, metadata: Metadata, connection: CallConnection): Route;
+  /**
+   * Picks the channel for a call from its path and request metadata. It may
+   * answer later (a promise): the request's bytes wait, unread, under HTTP/2
+   * flow control; a caller that goes away meanwhile is counted as cancelled.
+   * A rejected promise refuses the call with INTERNAL (the reason is not sent).
+   */
+  route(path: string, metadata: Metadata, connection: CallConnection): Route | Promise<Route>;
   /**
    * Called exactly once per call with its outcome and duration (for logs and
    * metrics). `answered` says whether the upstream service responded (sent
@@ -174,66 +181,113 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
   }
   const timeout = headers['grpc-timeout'];
   const ms = typeof timeout === 'string' ? decodeTimeout(timeout) : undefined;
-  const route = options.route(path, metadata, { socket: stream.session?.socket as Socket | TLSSocket | undefined });
-  if ('refuse' in route) {
-    finish(route.refuse);
+  // The caller's deadline runs from when the call arrived, however long routing takes.
+  const deadline = ms === undefined ? undefined : started + ms;
+  const refuse = (result: StatusObject) => {
+    finish(result);
     stream.resume();
+  };
+  let route: Route | Promise<Route>;
+  try {
+    let aborter: AbortController | undefined;
+    route = options.route(path, metadata, {
+      socket: stream.session?.socket as Socket | TLSSocket | undefined,
+      // Made only when asked for: most routes answer at once.
+      get signal() {
+        if (!aborter) {
+          const made = new AbortController();
+          aborter = made;
+          if (stream.closed) made.abort();
+          else stream.once('close', () => made.abort());
+        }
+        return aborter.signal;
+      },
+    });
+  } catch {
+    refuse(status(Status.INTERNAL, 'the gateway failed to route the call'));
     return;
   }
-  label = route.label;
-  const upstream: ClientDuplexStream<Buffer, Buffer> = clientFor(route.channel).makeBidiStreamRequest(
-    path,
-    rawBytes,
-    rawBytes,
-    route.metadata ?? metadata,
-    ms === undefined ? {} : { deadline: Date.now() + ms },
+  if (!(route instanceof Promise)) {
+    forward(route);
+    return;
+  }
+  const gone = () => finish(status(Status.CANCELLED, 'the caller cancelled'));
+  stream.once('close', gone);
+  route.then(
+    (chosen) => {
+      stream.off('close', gone);
+      if (!done) forward(chosen);
+    },
+    () => {
+      stream.off('close', gone);
+      refuse(status(Status.INTERNAL, 'the gateway failed to route the call'));
+    },
   );
-  const sendHeaders = (md: Metadata) => {
-    if (headersSent || stream.destroyed) return;
-    headersSent = true;
-    stream.respond(
-      { ':status': 200, 'content-type': 'application/grpc', ...md.toHttp2Headers() },
-      { waitForTrailers: true },
-    );
-  };
-  upstream.on('metadata', sendHeaders);
-  upstream.on('data', (message: Buffer) => {
-    sendHeaders(new Metadata());
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(message.length, 1);
-    bytesOut += message.length;
-    stream.write(prefix);
-    relay(message, stream, upstream);
-  });
-  onFinalStatus(upstream, finish);
 
-  const reader = new MessageReader(limit, (message) => {
-    bytesIn += message.length;
-    relay(message, upstream, stream);
-  });
-  stream.on('data', (chunk: Buffer) => {
-    const failure = reader.push(chunk);
-    if (failure) {
-      // Report first: cancelling may deliver the upstream's CANCELLED at once.
-      finish(failure);
-      upstream.cancel();
-    }
-  });
-  stream.on('end', () => {
-    if (reader.partial) {
-      finish(status(Status.INTERNAL, 'the request ended in the middle of a message'));
-      upstream.cancel();
+  function forward(route: Route): void {
+    if ('refuse' in route) {
+      refuse(route.refuse);
       return;
     }
-    upstream.end();
-  });
-  // The caller went away (cancel, deadline on its side, or a lost connection).
-  // The call is counted here, once, before the upstream's own CANCELLED
-  // (which may arrive during cancel()) finds it finished.
-  stream.on('close', () => {
-    if (done) return;
-    finish(status(Status.CANCELLED, 'the caller cancelled'));
-    upstream.cancel();
-  });
+    label = route.label;
+    const upstream: ClientDuplexStream<Buffer, Buffer> = clientFor(route.channel).makeBidiStreamRequest(
+      path,
+      rawBytes,
+      rawBytes,
+      route.metadata ?? metadata,
+      deadline === undefined ? {} : { deadline },
+    );
+    relayCall(upstream);
+  }
+
+  function relayCall(upstream: ClientDuplexStream<Buffer, Buffer>): void {
+    const sendHeaders = (md: Metadata) => {
+      if (headersSent || stream.destroyed) return;
+      headersSent = true;
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', ...md.toHttp2Headers() },
+        { waitForTrailers: true },
+      );
+    };
+    upstream.on('metadata', sendHeaders);
+    upstream.on('data', (message: Buffer) => {
+      sendHeaders(new Metadata());
+      const prefix = Buffer.allocUnsafe(5);
+      prefix[0] = 0;
+      prefix.writeUInt32BE(message.length, 1);
+      bytesOut += message.length;
+      stream.write(prefix);
+      relay(message, stream, upstream);
+    });
+    onFinalStatus(upstream, finish);
+
+    const reader = new MessageReader(limit, (message) => {
+      bytesIn += message.length;
+      relay(message, upstream, stream);
+    });
+    stream.on('data', (chunk: Buffer) => {
+      const failure = reader.push(chunk);
+      if (failure) {
+        // Report first: cancelling may deliver the upstream's CANCELLED at once.
+        finish(failure);
+        upstream.cancel();
+      }
+    });
+    stream.on('end', () => {
+      if (reader.partial) {
+        finish(status(Status.INTERNAL, 'the request ended in the middle of a message'));
+        upstream.cancel();
+        return;
+      }
+      upstream.end();
+    });
+    // The caller went away (cancel, deadline on its side, or a lost connection).
+    // The call is counted here, once, before the upstream's own CANCELLED
+    // (which may arrive during cancel()) finds it finished.
+    stream.on('close', () => {
+      if (done) return;
+      finish(status(Status.CANCELLED, 'the caller cancelled'));
+      upstream.cancel();
+    });
+  }
 }

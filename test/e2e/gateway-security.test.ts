@@ -81,6 +81,28 @@ describe('agent tokens bound to ids', () => {
     await stopServer(t.server);
   });
 
+  it('SIGHUP with a token revoked closes its tunnels at once; the agent is refused and exits 3', async () => {
+    const t = await target();
+    const tokens = file('agent-tokens-revoke', 'k-keep edge-keep\nk-gone edge-gone\n');
+    const gw = await gateway(['--tokens-file', tokens]);
+    const kept = agent(gw.agents, t, 'edge-keep', 'k-keep');
+    const revoked = agent(gw.agents, t, 'edge-gone', 'k-gone');
+    await gw.p.waitFor(/agent edge-keep connected/);
+    await gw.p.waitFor(/agent edge-gone connected/);
+    writeFileSync(tokens, 'k-keep edge-keep\n');
+    gw.p.child.kill('SIGHUP');
+    await gw.p.waitFor(/credentials and policy reloaded; closed 1 tunnel of revoked agents/);
+    assert.equal(await revoked.exited, 3, 'the redial is refused for good');
+    assert.match(revoked.log(), /the gateway refused the token/);
+    const echo = new EchoClient(gw.listen, credentials.createInsecure());
+    assert.equal((await unary(echo, Buffer.from('k'), as(undefined, 'edge-keep'))).value?.toString(), 'k');
+    echo.close();
+    assert.doesNotMatch(gw.p.log(), /agent edge-keep disconnected/, 'the other agent kept its tunnel');
+    await kept.stop();
+    await gw.p.stop();
+    await stopServer(t.server);
+  });
+
   it('a tokens file line without ids is a usage error naming the line', async () => {
     const p = runCli([
       'gateway',

@@ -2,11 +2,13 @@
 // processes: three gateways, ten agents dialing the balanced agents address,
 // callers through the balanced callers address. Every call reaches its agent
 // from any replica; a killed replica costs callers nothing once the balancer
-// has noticed; when it comes back, every agent returns to it.
+// has noticed; when it comes back, every agent returns to it; and a rolling
+// restart of every replica (SIGTERM, restart, next once ready) loses no call.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
   type Client,
+  type ClientOptions,
   credentials,
   type handleUnaryCall,
   Metadata,
@@ -31,6 +33,7 @@ const WhoService = { who: methodDefinition('test.Who', 'Am', false, false, rawBy
 const WhoClient = makeGenericClientConstructor(WhoService, 'Who') as unknown as new (
   address: string,
   creds: ReturnType<typeof credentials.createInsecure>,
+  options?: ClientOptions,
 ) => Client & { who(req: Buffer, md: Metadata, cb: (e: ServiceError | null, r?: Buffer) => void): void };
 
 interface ReplicaProc {
@@ -103,10 +106,16 @@ describe('gateway replicas behind HAProxy', { skip }, () => {
       ports.push({ listen: await freePort(), agents: await freePort(), admin: await freePort() });
       replicas.push(await startReplica(i, ports[i] as (typeof ports)[number]));
     }
-    balancer = await startHaproxy([replicas.map((r) => r.agents), replicas.map((r) => r.listen)]);
+    // Agents reach every replica, ready or not (their tunnels are what makes
+    // a replica ready); callers reach only ready ones, as behind a Service.
+    balancer = await startHaproxy([
+      replicas.map((r) => r.agents),
+      { servers: replicas.map((r) => r.listen), healthz: replicas.map((r) => r.admin) },
+    ]);
     for (let a = 0; a < AGENTS; a++) {
       const name = `agent-${a}`;
-      const impl: handleUnaryCall<Buffer, Buffer> = (_call, cb) => cb(null, Buffer.from(name));
+      // A little work per call, so that a stopping replica has calls running.
+      const impl: handleUnaryCall<Buffer, Buffer> = (_call, cb) => setTimeout(() => cb(null, Buffer.from(name)), 5);
       const target = await startServer((s) => s.addService(WhoService, { who: impl }));
       agents.push(
         runCli([
@@ -174,5 +183,87 @@ describe('gateway replicas behind HAProxy', { skip }, () => {
     const direct = new WhoClient((replicas[1] as ReplicaProc).listen, credentials.createInsecure());
     for (let a = 0; a < AGENTS; a++) assert.deepEqual(await ask(direct, `agent-${a}`), { who: `agent-${a}` });
     direct.close();
+  });
+
+  it('a rolling restart of every replica under steady calls loses no call', async () => {
+    await eventually(
+      async () => (await Promise.all(replicas.map((r) => agentsHeld(r.admin)))).every((n) => n === AGENTS),
+      'every replica holds every agent',
+    );
+    // Callers on connections of their own (so the balancer spreads them);
+    // half of them retry UNAVAILABLE the way grpc-js's retry policy does.
+    const retrying = JSON.stringify({
+      methodConfig: [
+        {
+          name: [{}],
+          retryPolicy: {
+            maxAttempts: 5,
+            initialBackoff: '0.05s',
+            maxBackoff: '0.5s',
+            backoffMultiplier: 2,
+            retryableStatusCodes: ['UNAVAILABLE'],
+          },
+        },
+      ],
+    });
+    const LOOPS = 8;
+    const clients = Array.from(
+      { length: LOOPS },
+      (_, i) =>
+        new WhoClient(balancer.addresses[1] as string, credentials.createInsecure(), {
+          'grpc.use_local_subchannel_pool': 1,
+          ...(i % 2 === 1 && { 'grpc.service_config': retrying }),
+        }),
+    );
+    const results = { plain: { ok: 0, failed: [] as string[] }, retrying: { ok: 0, failed: [] as string[] } };
+    let stopping = false;
+    const loops = clients.map(async (client, i) => {
+      const tally = i % 2 === 1 ? results.retrying : results.plain;
+      for (let n = i; !stopping; n++) {
+        const agent = `agent-${n % AGENTS}`;
+        const reply = await ask(client, agent);
+        if (reply.who === agent) tally.ok++;
+        else tally.failed.push(`${status[reply.code ?? 2]} (${agent})`);
+      }
+    });
+    const timings: string[] = [];
+    const everyAgentBack: Array<Promise<unknown>> = [];
+    try {
+      for (let i = 0; i < REPLICAS; i++) {
+        const old = replicas[i] as ReplicaProc;
+        const okBefore = results.plain.ok + results.retrying.ok;
+        const stopAt = Date.now();
+        // SIGTERM: not ready, GOAWAY to agents and callers, running calls finish, exit 0.
+        assert.equal(await old.proc.stop(), 0, `replica r${i} exits 0 after its graceful stop`);
+        const stoppedIn = Date.now() - stopAt;
+        replicas[i] = await startReplica(i, ports[i] as (typeof ports)[number]);
+        const backAt = Date.now();
+        const fresh = replicas[i] as ReplicaProc;
+        // As a Deployment's rolling update does: the next replica stops as
+        // soon as this one is ready, not once every agent is back on it.
+        await eventually(async () => (await fetch(`http://${fresh.admin}/healthz`)).status === 200, `r${i} ready`);
+        const readyIn = Date.now() - backAt;
+        everyAgentBack.push(
+          eventually(async () => (await agentsHeld(fresh.admin)) === AGENTS, `every agent back on r${i}`).then(() =>
+            timings.push(
+              `r${i}: stopped in ${stoppedIn} ms, ready ${readyIn} ms and every agent back ${Date.now() - backAt} ms after its restart`,
+            ),
+          ),
+        );
+        assert.ok(results.plain.ok + results.retrying.ok > okBefore, 'calls kept succeeding during the restart');
+      }
+      await Promise.all(everyAgentBack);
+    } finally {
+      stopping = true;
+      await Promise.all(loops);
+      for (const c of clients) c.close();
+    }
+    console.log(`# rolling restart: ${timings.join('; ')}`);
+    console.log(
+      `# rolling restart: plain callers ${results.plain.ok} ok, ${results.plain.failed.length} failed ${JSON.stringify(results.plain.failed.slice(0, 5))}; retrying callers ${results.retrying.ok} ok, ${results.retrying.failed.length} failed`,
+    );
+    assert.deepEqual(results.retrying.failed, [], 'callers that retry UNAVAILABLE lose no call');
+    assert.deepEqual(results.plain.failed, [], 'callers that do not retry lose no call either');
+    assert.ok(results.plain.ok > 50 && results.retrying.ok > 50, 'both kinds of callers kept calling');
   });
 });

@@ -23,11 +23,23 @@ export interface Balancer {
 }
 
 /**
- * Starts HAProxy in TCP mode with one frontend per entry of `pools`, each
- * balancing round-robin over its backends (host:port). Long idle timeouts:
- * tunnels are long-lived, and liveness is the peers' own business.
+ * A pool whose servers are in rotation only while an HTTP readiness check
+ * answers 200 (`GET /healthz` on each server's `healthz` host:port, in the
+ * same order), as a Kubernetes Service follows its pods' readiness probes.
  */
-export async function startHaproxy(pools: string[][]): Promise<Balancer> {
+export interface CheckedPool {
+  servers: string[];
+  healthz: string[];
+}
+
+/**
+ * Starts HAProxy in TCP mode with one frontend per entry of `pools`, each
+ * balancing round-robin over its backends (host:port), checked by TCP
+ * connect or (a {@link CheckedPool}) by an HTTP readiness probe. A
+ * connection a stopped server refuses is redispatched to another. Long idle
+ * timeouts: tunnels are long-lived, and liveness is the peers' own business.
+ */
+export async function startHaproxy(pools: Array<string[] | CheckedPool>): Promise<Balancer> {
   const binary = haproxyPath();
   if (!binary) throw new Error('HAProxy is not installed (apt-get install haproxy)');
   const ports = await Promise.all(pools.map(() => freePort()));
@@ -40,12 +52,23 @@ export async function startHaproxy(pools: string[][]): Promise<Balancer> {
     '  timeout client 1h',
     '  timeout server 1h',
     '  timeout tunnel 1h',
+    '  retries 3',
+    '  option redispatch',
     '  default-server inter 200ms fall 2 rise 1',
   ];
-  for (const [i, backends] of pools.entries()) {
+  for (const [i, pool] of pools.entries()) {
     lines.push(`frontend f${i}`, `  bind 127.0.0.1:${ports[i]}`, `  default_backend b${i}`);
     lines.push(`backend b${i}`, '  balance roundrobin');
-    for (const [j, address] of backends.entries()) lines.push(`  server s${j} ${address} check`);
+    if (Array.isArray(pool)) {
+      for (const [j, address] of pool.entries()) lines.push(`  server s${j} ${address} check`);
+      continue;
+    }
+    lines.push('  option httpchk GET /healthz', '  http-check expect status 200');
+    for (const [j, address] of pool.servers.entries()) {
+      const probe = pool.healthz[j] as string;
+      const colon = probe.lastIndexOf(':');
+      lines.push(`  server s${j} ${address} check addr ${probe.slice(0, colon)} port ${probe.slice(colon + 1)}`);
+    }
   }
   const dir = mkdtempSync(join(tmpdir(), 'grpctunnel-haproxy-'));
   const config = join(dir, 'haproxy.cfg');

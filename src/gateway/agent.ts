@@ -6,7 +6,7 @@ import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { createProxyHandler } from '../proxy/proxy-handler.js';
 import { ReverseTunnelServer, type ServeResult } from '../reverse/reverse-tunnel-server.js';
 import { AGENT_HEADER } from './gateway.js';
-import type { Logger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { codeName } from './metrics.js';
 import { splitHostPort } from './net.js';
 import { ReplicaDialer } from './replica-dialer.js';
@@ -15,8 +15,17 @@ import { ReplicaDialer } from './replica-dialer.js';
 export interface AgentOptions {
   /** host:port of the gateway's agents port. */
   gateway: string;
-  /** host:port of the gRPC server to expose. */
-  target: string;
+  /**
+   * host:port of the gRPC server to expose (plaintext): every call the
+   * agent's own `services` do not serve is forwarded to it as raw bytes.
+   */
+  target?: string;
+  /**
+   * Serves calls in this process: called with each tunnel's server, to
+   * `addService` implementations on it (a program embedding the agent).
+   * Methods it does not serve go to `target`, or fail with UNIMPLEMENTED.
+   */
+  services?: (server: ReverseTunnelServer) => void;
   /** This agent's id: callers route to it with the grpctunnel-agent header. */
   id: string;
   token?: string;
@@ -24,11 +33,14 @@ export interface AgentOptions {
   tunnels: number;
   /** How to reach the gateway: plaintext, TLS with the system's roots, or TLS with this CA. */
   security: { insecure: true } | { ca?: Buffer };
-  logger: Logger;
+  /** Where log lines go; by default warnings and errors go to stderr. */
+  logger?: Logger;
   /** Reconnection delays (ms); defaults suit a real deployment (1 s to 30 s). */
   backoff?: { initialDelayMs?: number; maxDelayMs?: number };
   /** Liveness pings toward the gateway (see {@link ReverseTunnelServerOptions.keepalive}). */
   keepalive?: KeepaliveOptions | false;
+  /** Aborting it stops the agent as {@link Agent.stop} does. */
+  signal?: AbortSignal;
 }
 
 /** Why an agent gave up: retrying could not help. */
@@ -51,20 +63,38 @@ export interface Agent {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** Warnings and errors to stderr: what an embedding program sees unless it passes a logger. */
+const defaultLogger = createLogger('warn');
+
+/**
+ * Starts an agent: it dials the gateway, keeps `tunnels` reverse tunnels
+ * open to every gateway replica behind that address, and serves the calls
+ * that arrive through them (forwarding to `target`, or with `services`).
+ * The `grpctunnel agent` command is this function behind flags.
+ */
 export function startAgent(options: AgentOptions): Agent {
-  const { logger } = options;
+  options.signal?.throwIfAborted();
+  const logger = options.logger ?? defaultLogger;
   splitHostPort(options.gateway);
-  splitHostPort(options.target);
+  if (options.target === undefined && options.services === undefined) {
+    throw new Error('an agent needs a target to forward to, or services to serve');
+  }
+  if (options.target !== undefined) splitHostPort(options.target);
   const gatewayCredentials: ChannelCredentials =
     'insecure' in options.security ? credentials.createInsecure() : credentials.createSsl(options.security.ca ?? null);
   const backoff = { initialDelayMs: 1000, maxDelayMs: 30_000, ...options.backoff };
   // The target's responses travel on to the tunnel: let them stream as fast.
-  const target = new Client(options.target, credentials.createInsecure(), TUNNEL_CHANNEL_OPTIONS);
-  const proxy = createProxyHandler(target, {
-    onFinish: (path, status) => {
-      if (status.code !== Status.OK) logger.warn(`call ${path} failed: ${codeName(status.code)} ${status.details}`);
-    },
-  });
+  const target =
+    options.target === undefined
+      ? undefined
+      : new Client(options.target, credentials.createInsecure(), TUNNEL_CHANNEL_OPTIONS);
+  const proxy =
+    target &&
+    createProxyHandler(target, {
+      onFinish: (path, status) => {
+        if (status.code !== Status.OK) logger.warn(`call ${path} failed: ${codeName(status.code)} ${status.details}`);
+      },
+    });
   const metadata = new Metadata();
   metadata.set(AGENT_HEADER, options.id);
   if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
@@ -89,7 +119,8 @@ export function startAgent(options: AgentOptions): Agent {
         authenticate,
         ...(options.keepalive !== undefined && { keepalive: options.keepalive }),
       });
-      server.setUnknownMethodHandler(proxy);
+      options.services?.(server);
+      if (proxy) server.setUnknownMethodHandler(proxy);
       return server;
     },
     metadata,
@@ -129,17 +160,25 @@ export function startAgent(options: AgentOptions): Agent {
     },
   });
   const done = dialer.done.then((failure) => {
-    target.close();
+    target?.close();
+    options.signal?.removeEventListener('abort', onAbort);
     return failure as AgentFailure | undefined;
   });
-  return {
+  let stopped: Promise<void> | undefined;
+  const agent: Agent = {
     done,
-    async stop(graceMs = 5000) {
-      stopping = true;
-      const timer = setTimeout(() => dialer.stop(), graceMs);
-      await dialer.gracefulStop();
-      clearTimeout(timer);
-      await done;
+    stop(graceMs = 5000) {
+      stopped ??= (async () => {
+        stopping = true;
+        const timer = setTimeout(() => dialer.stop(), graceMs);
+        await dialer.gracefulStop();
+        clearTimeout(timer);
+        await done;
+      })();
+      return stopped;
     },
   };
+  const onAbort = () => void agent.stop();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  return agent;
 }

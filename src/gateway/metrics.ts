@@ -33,6 +33,8 @@ export function createMetrics(sources: {
   agents: () => number;
   tunnels: () => number;
   activeStreams: () => number;
+  /** Open tunnels per agent label (bounded by the caller: labels are series). */
+  tunnelsPerAgent: () => ReadonlyMap<string, number>;
   replica?: string;
 }) {
   const registry = new Registry();
@@ -51,6 +53,18 @@ export function createMetrics(sources: {
   gauge('grpctunnel_gateway_agents', 'Distinct agent ids connected.', sources.agents);
   gauge('grpctunnel_gateway_tunnels', 'Reverse tunnels open.', sources.tunnels);
   gauge('grpctunnel_gateway_active_streams', 'Calls in flight through tunnels.', sources.activeStreams);
+  // Which agents this replica holds: behind a load balancer each replica
+  // reports its own, and together they show every agent reaching every replica.
+  new Gauge({
+    name: 'grpctunnel_gateway_agent_tunnels',
+    help: 'Reverse tunnels open, per agent id.',
+    labelNames: ['agent'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [agent, n] of sources.tunnelsPerAgent()) this.set({ agent }, n);
+    },
+  });
   return {
     registry,
     calls: new Counter({

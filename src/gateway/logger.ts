@@ -1,8 +1,8 @@
 // One-line logs with a level filter, for the gateway and the agent.
 
 /** Log levels, most verbose first. */
-export const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
-export type Level = (typeof LEVELS)[number];
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Writes log lines at or above a level. */
 export interface Logger {
@@ -13,10 +13,10 @@ export interface Logger {
 }
 
 /** A logger that writes `time level message` lines to `write` (stderr by default). */
-export function createLogger(level: Level, write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const min = LEVELS.indexOf(level);
-  const at = (l: Level) => (message: string) => {
-    if (LEVELS.indexOf(l) >= min) write(`${new Date().toISOString()} ${l.toUpperCase().padEnd(5)} ${message}\n`);
+export function createLogger(level: LogLevel, write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+  const min = LOG_LEVELS.indexOf(level);
+  const at = (l: LogLevel) => (message: string) => {
+    if (LOG_LEVELS.indexOf(l) >= min) write(`${new Date().toISOString()} ${l.toUpperCase().padEnd(5)} ${message}\n`);
   };
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }

@@ -1,0 +1,26 @@
+/**
+ * The grpctunnel gateway and agent as a library (`grpctunnel/gateway`):
+ * embed the gateway in a Node service with hooks for caller authentication,
+ * routing and agent admission, or run agents from a program. The
+ * `grpctunnel` command is a thin layer of flags over these functions.
+ *
+ * @packageDocumentation
+ */
+
+export { AccessFileError, AccessPolicy, AgentTokens, CallerTokens } from './access.js';
+export { type Agent, AgentFailure, type AgentOptions, startAgent } from './agent.js';
+export {
+  AGENT_HEADER,
+  type AgentTunnelRequest,
+  type CallerIdentity,
+  type Gateway,
+  type GatewayAccess,
+  type GatewayHooks,
+  type GatewayOptions,
+  GatewayRefusal,
+  type IncomingCall,
+  startGateway,
+} from './gateway.js';
+export { createLogger, LOG_LEVELS, type Logger, type LogLevel, silentLogger } from './logger.js';
+export type { PeerLimits } from './peer-limits.js';
+export type { ReplicaAdvert } from './replicas.js';
