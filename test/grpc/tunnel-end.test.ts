@@ -284,7 +284,9 @@ describe('connectTimeoutMs', () => {
 
   it('rejects when the server answers but never sends Settings, and half-closes the RPC', async () => {
     const s = await scriptedServer();
-    const opening = openTunnel(s.connection, { connectTimeoutMs: 200 });
+    // The headers must reach the client before the timeout for this case
+    // (otherwise it is the one above): 200 ms was not always enough under load.
+    const opening = openTunnel(s.connection, { connectTimeoutMs: 1000 });
     const call = await s.nextForward();
     const saw = serverSaw(call);
     answer(call, false);
