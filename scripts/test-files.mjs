@@ -100,7 +100,12 @@ function sourceOf(file) {
 /** The index of the entry of `list` naming a built test file (`dist/test/...js`), or -1. */
 function indexIn(list, file) {
   const source = sourceOf(file);
-  return list.findIndex((s) => (s.endsWith('/') ? source.startsWith(s) : source === s));
+  return list.findIndex((entry) => names(entry, source));
+}
+
+/** Whether a SERIAL/ALONE/LONG entry (a file, or a folder ending in '/') names `source`. */
+function names(entry, source) {
+  return entry.endsWith('/') ? source.startsWith(entry) : source === entry;
 }
 
 /**
