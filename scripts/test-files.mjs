@@ -18,9 +18,8 @@ import { fileURLToPath } from 'node:url';
  * relative to test/; one ending in '/' names a folder.
  */
 export const SERIAL = [
-  // HAProxy in front of gateway replicas; 5 agents with 100 tunnels through
-  // a gateway restart; agents restarted under steady calls.
-  'e2e/replicas.test.ts',
+  // 5 agents with 100 tunnels through a gateway restart; agents restarted
+  // under steady calls.
   'e2e/reconnect-storm.test.ts',
   'e2e/rolling-restart.test.ts',
   // Timing: pings and black-holed connections must be noticed within bounds.
@@ -35,13 +34,16 @@ export const SERIAL = [
 ];
 
 /**
- * Test files that run after both lanes, alone: the churn test opens and
- * closes 300 tunnels a second for 20-60 s and needs the whole machine to keep
- * that rate; beside other test files its tunnel server fell more than the
- * 5 s end-of-RPC grace behind (the client then resets the RPCs) and its
- * long-lived calls starved.
+ * Test files that run after both lanes, one at a time, with nothing else:
+ * - HAProxy in front of three gateway replicas restarted one by one under
+ *   steady calls: beside the concurrent lane, callers that do not retry lost
+ *   calls (UNAVAILABLE); alone it passed.
+ * - the churn test opens and closes 300 tunnels a second for 20-60 s and
+ *   needs the whole machine to keep that rate: beside other test files its
+ *   tunnel server fell more than the 5 s end-of-RPC grace behind (the client
+ *   then resets the RPCs) and its long-lived calls starved.
  */
-export const ALONE = ['grpc/churn.test.ts'];
+export const ALONE = ['e2e/replicas.test.ts', 'grpc/churn.test.ts'];
 
 /**
  * Concurrent files known to take longest, started first so that they overlap
