@@ -28,9 +28,6 @@ export const SERIAL = [
   // Load and scale: flow control under load, 1,000 reverse tunnels.
   'grpc/load.test.ts',
   'handler/scale.test.ts',
-  // A child process per path; npm pack and install.
-  'grpc/call-fidelity.test.ts',
-  'package.test.ts',
 ];
 
 /**
@@ -47,10 +44,12 @@ export const ALONE = ['e2e/replicas.test.ts', 'grpc/churn.test.ts'];
 
 /**
  * Concurrent files known to take longest, started first so that they overlap
- * the rest instead of starting last: the interop matrix's fixed-time load
- * runs, the CLI end-to-end files, the tunnel-end cases that wait out timers.
+ * the rest instead of starting last: npm pack and install into an empty
+ * project, the interop matrix's fixed-time load runs, the CLI end-to-end
+ * files, the tunnel-end cases that wait out timers.
  */
 export const LONG = [
+  'package.test.ts',
   'interop/matrix.test.ts',
   'e2e/gateway-cli.test.ts',
   'e2e/gateway.test.ts',
