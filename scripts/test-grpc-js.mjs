@@ -98,7 +98,7 @@ try {
   // The groups of npm test (scripts/test.mjs), one after the other: most files at once, then the rest one at a time.
   const { concurrent, serial, alone } = groups(tests);
   const common = ['--test', '--test-timeout=120000', '--test-force-exit'];
-  const concurrency = Number(process.env.TEST_CONCURRENCY ?? 3);
+  const concurrency = Number(process.env.TEST_CONCURRENCY ?? 4);
   if (concurrent.length > 0)
     run(process.execPath, [...common, `--test-concurrency=${concurrency}`, ...concurrent], { cwd: tree });
   if (serial.length + alone.length > 0) {

@@ -8,7 +8,7 @@
 // source exists run (see scripts/test-files.mjs).
 //
 // One process per test file, in two lanes side by side, then a last phase:
-// - the concurrent lane: most files, TEST_CONCURRENCY at once (default 3),
+// - the concurrent lane: most files, TEST_CONCURRENCY at once (default 4),
 //   the LONG ones first. They wait on sockets and timers far more than they
 //   compute, so even 2 cores keep up.
 // - the serial lane: the SERIAL files, one at a time, so no two of the
@@ -24,7 +24,7 @@ const flags = args.filter((a) => a.startsWith('--'));
 // A terminal gets the readable reporter (the child's stdout is a pipe, so it would pick TAP).
 if (process.stdout.isTTY && !flags.some((f) => f.startsWith('--test-reporter'))) flags.push('--test-reporter=spec');
 const files = testFiles(args.filter((a) => !a.startsWith('--')));
-const concurrency = Number(process.env.TEST_CONCURRENCY ?? 3);
+const concurrency = Number(process.env.TEST_CONCURRENCY ?? 4);
 if (!Number.isInteger(concurrency) || concurrency < 1) {
   throw new RangeError(`TEST_CONCURRENCY must be a positive integer, got ${process.env.TEST_CONCURRENCY}`);
 }
