@@ -91,8 +91,11 @@ describe('reverse tunnel pools', () => {
     await first?.channel.closed;
     assert.deepEqual(events, ['open ', 'open x', 'close ']);
     assert.deepEqual(eventsSeen, ['close ']);
+    const lastClosed = new Promise<void>((resolve) =>
+      f.handler.on('reverseTunnelClose', (t: ReverseTunnel) => t.key === 'x' && resolve()),
+    );
     await f.close();
-    await new Promise((resolve) => setImmediate(resolve));
+    await lastClosed;
     assert.deepEqual(events, ['open ', 'open x', 'close ', 'close x']);
     assert.equal(f.handler.openReverseTunnels, 0);
     assert.equal(f.handler.allReverseTunnels().length, 0);
