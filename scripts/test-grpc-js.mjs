@@ -10,16 +10,18 @@
 // `lowest` is the lowest version the peerDependencies range admits; `newest`
 // the highest published one it admits (skipped when that is the version in
 // node_modules, which `npm test` has just tested). Run `npm run build` first.
-// The default test set is the grpc-level tests (about two minutes).
+// The default test set is the grpc-level tests and the layers on them (about
+// two minutes).
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { groups, testFiles } from './test-files.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DEFAULT_TESTS = ['dist/test/grpc', 'dist/test/interop'];
+const DEFAULT_TESTS = ['test/grpc', 'test/pool', 'test/handler', 'test/reverse', 'test/interop'];
 
 const RANGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).peerDependencies['@grpc/grpc-js'];
 const INSTALLED = JSON.parse(
@@ -51,15 +53,7 @@ if (wanted !== version && version === INSTALLED) {
   console.log(`# @grpc/grpc-js ${version} (${wanted} in ${RANGE}) is the one in node_modules: already tested`);
   process.exit(0);
 }
-const tests = (rest.length > 0 ? rest : DEFAULT_TESTS).flatMap((path) => testFiles(path)).sort();
-
-/** A test file, or the *.test.js files under a folder. */
-function testFiles(path) {
-  if (path.endsWith('.js')) return [path];
-  return readdirSync(join(ROOT, path), { recursive: true })
-    .filter((f) => f.endsWith('.test.js'))
-    .map((f) => join(path, f));
-}
+const tests = testFiles(rest.length > 0 ? rest : DEFAULT_TESTS, ROOT);
 
 const tmp = mkdtempSync(join(tmpdir(), `grpctunnel-gjs-${version}-`));
 try {
@@ -101,9 +95,15 @@ try {
   if (got !== version) throw new Error(`tree resolves @grpc/grpc-js ${got}, wanted ${version}`);
   console.log(`# testing with @grpc/grpc-js ${got}`);
 
-  run(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=120000', '--test-force-exit', ...tests], {
-    cwd: tree,
-  });
+  // The groups of npm test (scripts/test.mjs), one after the other: most files at once, then the rest one at a time.
+  const { concurrent, serial, alone } = groups(tests);
+  const common = ['--test', '--test-timeout=120000', '--test-force-exit'];
+  const concurrency = Number(process.env.TEST_CONCURRENCY ?? 4);
+  if (concurrent.length > 0)
+    run(process.execPath, [...common, `--test-concurrency=${concurrency}`, ...concurrent], { cwd: tree });
+  if (serial.length + alone.length > 0) {
+    run(process.execPath, [...common, '--test-concurrency=1', ...serial, ...alone], { cwd: tree });
+  }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

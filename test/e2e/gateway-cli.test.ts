@@ -21,7 +21,7 @@ import {
   startGatewayCli,
   waitForAgent,
 } from '../helpers/cli.js';
-import { EchoClient } from '../helpers/echo-service.js';
+import { EchoClient, nextHandlerStarted } from '../helpers/echo-service.js';
 import { startEchoTarget, stopAllServers, stopServer } from '../helpers/servers.js';
 
 /** Exit code of an agent whose --gateway does not serve reverse tunnels (documented in the README). */
@@ -231,18 +231,13 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await waitForAgent(gw.admin, 'cc', 1);
     const echo = new EchoClient(gw.listen, credentials.createInsecure());
     assert.equal(await call(echo, '/test.Echo/Unary'), null);
-    delete t.seen.lastMetadata;
     const md = new Metadata();
     md.set('x-delay-ms', '10000');
+    const reached = nextHandlerStarted(t.seen, 'unary');
     const ended = new Promise<ServiceError | null>((resolve) => {
       const c = echo.unary(Buffer.from('x'), md, (err: ServiceError | null) => resolve(err));
-      // Cancel once the target's handler holds the call (no event reaches the test for that).
-      const poll = setInterval(() => {
-        if (t.seen.lastMetadata) {
-          clearInterval(poll);
-          c.cancel();
-        }
-      }, 10);
+      // Cancel once the target's handler holds the call.
+      void reached.then(() => c.cancel());
     });
     assert.equal((await ended)?.code, status.CANCELLED);
     const total = (text: string) =>

@@ -13,7 +13,7 @@ import type { MethodDefinition, UntypedServiceImplementation } from '@grpc/grpc-
 import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
 import { createProxyHandler } from '../../src/index.js';
 import { type CliProcess, killAll, runCli } from '../helpers/cli.js';
-import { type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import { type EchoObservations, EchoService, echoImplementation, handlerCancelled } from '../helpers/echo-service.js';
 import { type ReverseFixture, reverseFixture, startServer, stopServer } from '../helpers/servers.js';
 
 const SCRIPT = fileURLToPath(new URL('../../../test/python/echo_client.py', import.meta.url));
@@ -61,11 +61,6 @@ function comparable(s: Scenario): Scenario {
   const out: Scenario = { ...s };
   for (const key of ['headers', 'trailers']) if (out[key]) out[key] = strip(out[key]);
   return out;
-}
-
-async function waitUntil(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 250 && !check(); i++) await new Promise((r) => setTimeout(r, 20));
-  assert.ok(check(), what);
 }
 
 describe('python3-grpcio (gRPC C core) as the caller', { skip }, () => {
@@ -138,7 +133,7 @@ describe('python3-grpcio (gRPC C core) as the caller', { skip }, () => {
       for (const [name, expected] of baseline) {
         assert.deepEqual(comparable(through.get(name) as Scenario), comparable(expected), `scenario ${name}`);
       }
-      await waitUntil(() => behind.cancelled.includes('serverStream'), 'the target saw the cancellation');
+      await handlerCancelled(behind, 'serverStream'); // the target saw the cancellation
       assert.equal(behind.lastMetadata?.get('grpctunnel-agent').length, 0, 'the routing header is not forwarded');
     });
   });
@@ -170,7 +165,7 @@ describe('python3-grpcio (gRPC C core) as the caller', { skip }, () => {
       for (const [name, expected] of baseline) {
         assert.deepEqual(comparable(through.get(name) as Scenario), comparable(expected), `scenario ${name}`);
       }
-      await waitUntil(() => fixture.seen.cancelled.includes('serverStream'), 'the agent saw the cancellation');
+      await handlerCancelled(fixture.seen, 'serverStream'); // the agent saw the cancellation
     });
   });
 });

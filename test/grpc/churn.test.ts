@@ -4,9 +4,12 @@
 // second, whatever the error code); once it is empty the server sends
 // GOAWAY(INTERNAL_ERROR) and every stream of the connection fails. A tunnel
 // that ended its RPC with a reset tripped this after about 15 s of 100
-// closes a second. These runs open and close tunnels at that rate for a
-// minute next to long-lived tunnels that carry calls, and count on the wire
-// (through a relay) the resets the client sent and the GOAWAYs it got.
+// closes a second. These runs open and close tunnels at that rate next to
+// long-lived tunnels that carry calls, and count on the wire (through a
+// relay) the resets the client sent and the GOAWAYs it got. Each run lasts
+// until it has closed enough tunnels that, had each close been a reset, the
+// bucket would be empty (about 15 s at the full rate; longer on a busy
+// machine, which cannot keep the rate), at least MIN_SECONDS, at most SECONDS.
 import assert from 'node:assert/strict';
 import { after, describe, it, type TestContext } from 'node:test';
 import { type Client, connectivityState, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -17,19 +20,25 @@ import { type FrameTap, FrameType, startFrameTap } from '../helpers/h2-frame-tap
 import { rawHttp2TunnelServer } from '../helpers/raw-peer.js';
 import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 
-// The runs go side by side (a minute in all, not three); a failed one's servers are stopped at the end.
+// The runs go side by side; a failed one's servers are stopped at the end.
 after(stopAllServers);
 
-/** How long each run lasts; set CHURN_SECONDS (at least 20) for shorter runs while developing. */
+/** How long a run may last at most, to reach enough closes; CHURN_SECONDS sets it. */
 const SECONDS = Number(process.env.CHURN_SECONDS ?? 60);
+/** How long a run lasts at least, however fast it reaches enough closes. */
+const MIN_SECONDS = Math.min(20, SECONDS);
 /** Tunnels opened and closed a second. */
 const RATE = 100;
 const LONG_LIVED = 4;
 /** nghttp2's defaults (NGHTTP2_DEFAULT_STREAM_RESET_BURST and _RATE), which node:http2 does not change. */
 const RESET_BURST = 1000;
 const RESET_RATE = 33;
-/** Closes a run must reach for resets, had each close been one, to have emptied nghttp2's bucket. */
-const ENOUGH_TO_TRIP = RESET_BURST + (RESET_RATE + 1) * SECONDS;
+/**
+ * Closes a run must have made after `seconds` for resets, had each close
+ * been one, to have emptied nghttp2's bucket (with one close a second more
+ * than the refill, as a margin).
+ */
+const enoughToTrip = (seconds: number) => RESET_BURST + (RESET_RATE + 1) * seconds;
 const TICK_MS = 10;
 const insecure = credentials.createInsecure();
 
@@ -56,20 +65,29 @@ class Caller {
 }
 
 /**
- * Starts `cycle` `RATE` times a second for `SECONDS` s: each tick launches
- * the cycles that are due by the clock, so late ticks on a busy machine do
- * not lower the rate. `onTick` runs every fifth tick. Resolves once every
- * cycle has finished.
+ * Starts `cycle` `RATE` times a second: each tick launches the cycles that
+ * are due by the clock, so late ticks on a busy machine do not lower the
+ * rate. Stops launching after MIN_SECONDS once `closed()` (the closes so far)
+ * is enough to have tripped the bucket, or after SECONDS. `onTick` runs every
+ * fifth tick. Resolves, once every cycle has finished, with the seconds the
+ * run lasted.
  */
-async function paced(cycle: (index: number) => Promise<void>, onTick: () => void): Promise<void> {
+async function paced(
+  cycle: (index: number) => Promise<void>,
+  onTick: () => void,
+  closed: () => number,
+): Promise<number> {
   const started = Date.now();
   const running = new Set<Promise<void>>();
   let launched = 0;
   let ticks = 0;
+  let seconds = 0;
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const elapsed = Date.now() - started;
-      if (elapsed >= SECONDS * 1000) {
+      seconds = elapsed / 1000;
+      const enough = seconds >= MIN_SECONDS && closed() >= enoughToTrip(seconds);
+      if (enough || seconds >= SECONDS) {
         clearInterval(timer);
         resolve();
         return;
@@ -84,6 +102,7 @@ async function paced(cycle: (index: number) => Promise<void>, onTick: () => void
     }, TICK_MS);
   });
   await Promise.all(running);
+  return seconds;
 }
 
 /** What crossed the wire during a run. */
@@ -107,6 +126,8 @@ function wireOf(tap: FrameTap): Wire {
 interface ChurnOutcome {
   /** Tunnels opened and closed by the churn (for reverse tunnels, those the gRPC client closed). */
   closed: number;
+  /** How long the churn ran. */
+  seconds: number;
   /** What went wrong in churn cycles. */
   churnFailures: string[];
   /** Long-lived tunnels that ended during the run, with why. */
@@ -118,7 +139,7 @@ function assertHealthy(t: TestContext, outcome: ChurnOutcome, wire: Wire): void 
   const callFailures = outcome.callers.flatMap((c) => c.failures);
   const calls = outcome.callers.map((c) => c.calls);
   t.diagnostic(
-    `closed ${outcome.closed}, churn failures ${outcome.churnFailures.length}, long-lived lost ${outcome.lost.length}, ` +
+    `closed ${outcome.closed} in ${outcome.seconds.toFixed(1)} s, churn failures ${outcome.churnFailures.length}, long-lived lost ${outcome.lost.length}, ` +
       `long-lived calls ${calls.join('/')} (${callFailures.length} failed), client RST_STREAM ${wire.resets}, server GOAWAY ${wire.goaways}, server RST_STREAM ${wire.serverResets}`,
   );
   assert.deepEqual(outcome.lost, [], 'no long-lived tunnel is lost');
@@ -126,10 +147,12 @@ function assertHealthy(t: TestContext, outcome: ChurnOutcome, wire: Wire): void 
   assert.deepEqual(outcome.churnFailures.slice(0, 5), [], 'every churned tunnel opens and closes cleanly');
   assert.equal(wire.goaways, 0, 'the server never sends GOAWAY');
   assert.equal(wire.resets, 0, 'the client never resets a stream');
-  for (const caller of outcome.callers) assert.ok(caller.calls > SECONDS, 'the long-lived tunnels carried calls');
+  for (const caller of outcome.callers) {
+    assert.ok(caller.calls > outcome.seconds, 'the long-lived tunnels carried calls');
+  }
   assert.ok(
-    outcome.closed >= ENOUGH_TO_TRIP,
-    `${outcome.closed} closes in ${SECONDS} s: too few for resets to have emptied nghttp2's bucket`,
+    outcome.closed >= enoughToTrip(outcome.seconds),
+    `${outcome.closed} closes in ${outcome.seconds.toFixed(1)} s: too few for resets to have emptied nghttp2's bucket`,
   );
 }
 
@@ -139,7 +162,7 @@ async function forwardChurn(connection: Client): Promise<ChurnOutcome> {
   const callers = long.map((tunnel) => new Caller(new EchoClient('tunnel', insecure, { channelOverride: tunnel })));
   const churnFailures: string[] = [];
   let closed = 0;
-  await paced(
+  const seconds = await paced(
     async (index) => {
       try {
         const tunnel = await openTunnel(connection);
@@ -157,16 +180,19 @@ async function forwardChurn(connection: Client): Promise<ChurnOutcome> {
     () => {
       for (const caller of callers) caller.tick();
     },
+    () => closed,
   );
   await Promise.all(callers.map((c) => c.idle()));
   const lost = long
     .filter((t) => t.getConnectivityState(false) !== connectivityState.READY)
     .map((t) => t.error?.message ?? 'closed');
   for (const tunnel of long) tunnel.close();
-  return { closed, churnFailures, lost, callers };
+  return { closed, seconds, churnFailures, lost, callers };
 }
 
-describe(`${RATE} tunnels a second opened and closed on one connection for ${SECONDS} s`, { concurrency: true }, () => {
+describe(`${RATE} tunnels a second opened and closed on one connection, until resets would have tripped nghttp2`, {
+  concurrency: true,
+}, () => {
   it('forward, against TunnelServiceHandler on a grpc-js server: no long-lived tunnel is lost', async (t) => {
     const handler = new TunnelServiceHandler();
     handler.addService(EchoService, echoImplementation());
@@ -238,7 +264,7 @@ describe(`${RATE} tunnels a second opened and closed on one connection for ${SEC
 
     const churnFailures: string[] = [];
     let closed = 0;
-    await paced(
+    const seconds = await paced(
       async (index) => {
         const metadata = new Metadata();
         metadata.set('x-pool', 'churn');
@@ -264,6 +290,7 @@ describe(`${RATE} tunnels a second opened and closed on one connection for ${SEC
       () => {
         for (const caller of callers) caller.tick();
       },
+      () => closed,
     );
     await Promise.all(callers.map((c) => c.idle()));
     const wire = wireOf(tap);
@@ -273,6 +300,6 @@ describe(`${RATE} tunnels a second opened and closed on one connection for ${SEC
     connection.close();
     await stopServer(server);
     await tap.close();
-    assertHealthy(t, { closed, churnFailures, lost: lostDuringRun, callers }, wire);
+    assertHealthy(t, { closed, seconds, churnFailures, lost: lostDuringRun, callers }, wire);
   });
 });

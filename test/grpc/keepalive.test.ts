@@ -14,9 +14,16 @@ import {
   TunnelServiceHandler,
 } from '../../src/index.js';
 import { type BlackholeProxy, startBlackholeProxy } from '../helpers/blackhole-proxy.js';
-import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import {
+  EchoClient,
+  type EchoObservations,
+  EchoService,
+  echoImplementation,
+  handlerCancelled,
+} from '../helpers/echo-service.js';
 import { startGoPolicyServer } from '../helpers/go-ping-policy.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
+import { until } from '../helpers/until.js';
 
 const FAST = { timeMs: 300, timeoutMs: 1000 } as const;
 const CAUSE = /keepalive ping not answered within 1000 ms/;
@@ -37,15 +44,6 @@ async function runningBidi(
   call.write(Buffer.from('ping'));
   await echoed;
   return { call, failed };
-}
-
-/** Bounded poll for a condition no event reports (a handler-side count). */
-async function until(condition: () => boolean, ms = 10_000): Promise<void> {
-  const start = Date.now();
-  while (!condition()) {
-    if (Date.now() - start > ms) throw new Error('condition not reached');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 async function forwardThroughProxy(handlerKeepalive: object | false, clientKeepalive: object | false) {
@@ -140,7 +138,9 @@ describe('keepalive, forward tunnels through a black-holed connection', { timeou
       await runningBidi(f.echo);
       assert.equal(f.handler.openTunnels, 1);
       f.proxy.blackhole(direction);
-      await until(() => f.handler.openTunnels === 0 && f.seen.cancelled.includes('bidi'));
+      await handlerCancelled(f.seen, 'bidi');
+      // The handler emits nothing when a forward tunnel ends: poll its count.
+      await until(() => f.handler.openTunnels === 0, 'the handler ended the tunnel');
     });
   }
 });
@@ -210,10 +210,12 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     const f = await reverseThroughProxy(FAST, FAST);
     const { failed } = await runningBidi(f.echo);
     const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
+    const dropped = new Promise((resolve) => f.handler.once('reverseTunnelClose', resolve));
     f.proxy.blackhole();
     assert.match((await failed).details, CAUSE);
-    await reopened;
-    await until(() => f.handler.allReverseTunnels().length === 1 && f.handler.openReverseTunnels === 1);
+    await Promise.all([dropped, reopened]);
+    assert.equal(f.handler.allReverseTunnels().length, 1);
+    assert.equal(f.handler.openReverseTunnels, 1);
     const { call } = await runningBidi(f.echo);
     call.end();
   });
@@ -292,7 +294,8 @@ describe('keepalive toward a server with grpc-go ping policy', { timeout: 60_000
     const tunnel = await openTunnel(connection, { keepalive: { timeMs: 100, timeoutMs: 1000 } });
     cleanups.push(() => tunnel.close());
     await strict.waitForPings(4);
-    await until(() => strict.goaways === 1);
+    await strict.waitForGoaways(1);
+    assert.equal(strict.goaways, 1);
     await tunnel.closed;
   });
 });

@@ -1,5 +1,8 @@
 // A raw-bytes test service: messages are Buffers passed through unchanged,
-// so tests control exact sizes (empty, 1 byte, 16 KiB, 4 MiB).
+// so tests control exact sizes (empty, 1 byte, 16 KiB, 4 MiB). Tests wait on
+// what its handlers do (handlerStarted, handlerCancelled) and decide when a
+// held unary call answers (x-hold, release) instead of sleeping.
+import { EventEmitter } from 'node:events';
 import {
   type ChannelCredentials,
   type Client,
@@ -71,6 +74,8 @@ function delay(md: Metadata): number {
 export interface EchoObservations {
   /** Calls whose handler saw cancellation, by method name. */
   cancelled: string[];
+  /** Calls whose handler started, by method name, in order. */
+  started?: string[];
   /** Metadata of the last call. */
   lastMetadata?: Metadata;
   /** Deadline the last call saw. */
@@ -83,35 +88,117 @@ export interface EchoObservations {
   writesAfterEnd?: number;
 }
 
+/** The echo service's method names, as `started` and `cancelled` record them. */
+export type EchoMethod = keyof typeof EchoService;
+
+const releasedAlready = new WeakSet<EchoObservations>();
+
+// Events per observations object ('started', 'cancelled', 'release'), kept
+// beside it so tests may keep passing plain `{ cancelled: [] }` literals.
+const signals = new WeakMap<EchoObservations, EventEmitter>();
+function signalsOf(seen: EchoObservations): EventEmitter {
+  let emitter = signals.get(seen);
+  if (!emitter) {
+    emitter = new EventEmitter();
+    emitter.setMaxListeners(0);
+    signals.set(seen, emitter);
+  }
+  return emitter;
+}
+
+/** Resolves once `count` entries of `list` name `method` (at once if they already do). */
+function waitForEntries(seen: EchoObservations, event: string, list: () => string[], method: string, count: number) {
+  const emitter = signalsOf(seen);
+  return new Promise<void>((resolve) => {
+    const check = () => {
+      if (countOf(list(), method) < count) return;
+      emitter.off(event, check);
+      resolve();
+    };
+    emitter.on(event, check);
+    check();
+  });
+}
+
+/** Resolves once `count` handlers of `method` have started, i.e. the call reached the service. */
+export function handlerStarted(seen: EchoObservations, method: EchoMethod, count = 1): Promise<void> {
+  return waitForEntries(seen, 'started', () => seen.started ?? [], method, count);
+}
+
+/** Resolves once `count` handlers of `method` have seen their call cancelled. */
+export function handlerCancelled(seen: EchoObservations, method: EchoMethod, count = 1): Promise<void> {
+  return waitForEntries(seen, 'cancelled', () => seen.cancelled, method, count);
+}
+
+const countOf = (list: string[] | undefined, method: string) => (list ?? []).filter((m) => m === method).length;
+
+/** Resolves once one more handler of `method` than now has started: for a service other tests used before. */
+export function nextHandlerStarted(seen: EchoObservations, method: EchoMethod): Promise<void> {
+  return handlerStarted(seen, method, countOf(seen.started, method) + 1);
+}
+
+/** Resolves once one more handler of `method` than now has seen cancellation. */
+export function nextHandlerCancelled(seen: EchoObservations, method: EchoMethod): Promise<void> {
+  return handlerCancelled(seen, method, countOf(seen.cancelled, method) + 1);
+}
+
+/**
+ * Lets every unary call sent with the `x-hold` header answer: those held now
+ * and those that arrive later. A test holds a call to keep it running for as
+ * long as it needs, rather than guessing a delay long enough.
+ */
+export function release(seen: EchoObservations): void {
+  releasedAlready.add(seen);
+  signalsOf(seen).emit('release');
+}
+
 /** The implementation; `seen` records what handlers observed. */
 export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
-  const observe = (call: {
-    metadata: Metadata;
-    getDeadline(): Date | number;
-    getPeer(): string;
-    getAuthContext(): unknown;
-  }) => {
+  const emitter = signalsOf(seen);
+  const cancelled = (method: EchoMethod) => {
+    seen.cancelled.push(method);
+    emitter.emit('cancelled');
+  };
+  const observe = (
+    method: EchoMethod,
+    call: {
+      metadata: Metadata;
+      getDeadline(): Date | number;
+      getPeer(): string;
+      getAuthContext(): unknown;
+    },
+  ) => {
+    seen.started ??= [];
+    seen.started.push(method);
+    // Emitted after the observations below are recorded, for a test that reads them.
+    process.nextTick(() => emitter.emit('started'));
     seen.lastTunnel = getTunnelInfo(call);
     seen.lastMetadata = call.metadata;
     seen.lastDeadline = call.getDeadline();
     seen.lastPeer = call.getPeer();
   };
   const unary: handleUnaryCall<Buffer, Buffer> = (call, callback) => {
-    observe(call);
+    observe('unary', call);
     const { headers, trailers } = split(call.metadata);
     call.sendMetadata(headers);
-    const timer = setTimeout(() => {
+    const answer = () => {
       const err = requestedError(call.metadata, trailers);
       if (err) callback(err as ServiceError);
       else callback(null, call.request, trailers);
-    }, delay(call.metadata));
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const held = call.metadata.get('x-hold').length > 0 && !releasedAlready.has(seen);
+    const onRelease = () => answer();
+    if (held) emitter.once('release', onRelease);
+    else timer = setTimeout(answer, delay(call.metadata));
     call.on('cancelled', () => {
       clearTimeout(timer);
-      seen.cancelled.push('unary');
+      emitter.off('release', onRelease);
+      cancelled('unary');
     });
   };
   const clientStream: handleClientStreamingCall<Buffer, Buffer> = (call, callback) => {
-    observe(call);
+    observe('clientStream', call);
     const { headers, trailers } = split(call.metadata);
     call.sendMetadata(headers);
     let count = 0;
@@ -120,7 +207,7 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
       count++;
       total += b.length;
     });
-    call.on('cancelled', () => seen.cancelled.push('clientStream'));
+    call.on('cancelled', () => cancelled('clientStream'));
     call.on('end', () => {
       const err = requestedError(call.metadata, trailers);
       if (err) callback(err as ServiceError);
@@ -128,7 +215,7 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
     });
   };
   const serverStream: handleServerStreamingCall<Buffer, Buffer> = (call) => {
-    observe(call);
+    observe('serverStream', call);
     const { headers, trailers } = split(call.metadata);
     call.sendMetadata(headers);
     const { count, size } = JSON.parse(call.request.toString() || '{"count":0,"size":0}') as {
@@ -139,7 +226,7 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
     let timer: NodeJS.Timeout | undefined;
     call.on('cancelled', () => {
       if (timer) clearTimeout(timer);
-      seen.cancelled.push('serverStream');
+      cancelled('serverStream');
     });
     const step = () => {
       if (call.cancelled) return;
@@ -158,11 +245,11 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
     timer = setTimeout(step, delay(call.metadata));
   };
   const bidi: handleBidiStreamingCall<Buffer, Buffer> = (call) => {
-    observe(call);
+    observe('bidi', call);
     const { headers, trailers } = split(call.metadata);
     call.sendMetadata(headers);
     call.on('data', (b: Buffer) => call.write(b));
-    call.on('cancelled', () => seen.cancelled.push('bidi'));
+    call.on('cancelled', () => cancelled('bidi'));
     call.on('end', () => {
       const err = requestedError(call.metadata, trailers);
       if (err) call.emit('error', err);
@@ -171,19 +258,19 @@ export function echoImplementation(seen: EchoObservations = { cancelled: [] }) {
   };
   // Never reads: its requests pile up against the flow-control window.
   const stall: handleBidiStreamingCall<Buffer, Buffer> = (call) => {
-    observe(call);
-    call.on('cancelled', () => seen.cancelled.push('stall'));
+    observe('stall', call);
+    call.on('cancelled', () => cancelled('stall'));
   };
   // Writes as fast as the stream takes messages until the call ends; counts
   // writes that still "succeed" after it ended (a loop that would spin). Bounded.
   const flood: handleServerStreamingCall<Buffer, Buffer> = (call) => {
-    observe(call);
+    observe('flood', call);
     const message = Buffer.alloc(100_000, 1);
     let ended = false;
     seen.writesAfterEnd = 0;
     call.on('cancelled', () => {
       ended = true;
-      seen.cancelled.push('flood');
+      cancelled('flood');
     });
     const pump = () => {
       for (let i = 0; i < 100_000 && !call.cancelled && !call.destroyed; i++) {

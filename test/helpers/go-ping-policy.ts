@@ -23,6 +23,8 @@ export interface GoPolicyServer {
   readonly goaways: number;
   /** Resolves once `n` pings have arrived, over all connections. */
   waitForPings(n: number): Promise<void>;
+  /** Resolves once it has sent `n` GOAWAYs. */
+  waitForGoaways(n: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -34,7 +36,7 @@ export async function startGoPolicyServer(options: {
 }): Promise<GoPolicyServer> {
   const minTimeMs = options.minTimeMs ?? 5 * 60_000;
   const pings = new WaitableCount();
-  let goaways = 0;
+  const goaways = new WaitableCount();
   const sessions = new Set<http2.ServerHttp2Session>();
   const perConnection: number[] = [];
   const server = http2.createServer();
@@ -74,7 +76,7 @@ export async function startGoPolicyServer(options: {
         strikes++;
       }
       if (strikes > MAX_PING_STRIKES) {
-        goaways++;
+        goaways.increment();
         session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from('too_many_pings'));
         session.close();
       }
@@ -91,9 +93,10 @@ export async function startGoPolicyServer(options: {
     },
     pingsPerConnection: () => [...perConnection],
     get goaways() {
-      return goaways;
+      return goaways.value;
     },
     waitForPings: (n) => pings.until(n),
+    waitForGoaways: (n) => goaways.until(n),
     close() {
       for (const s of sessions) s.destroy();
       return new Promise((resolve) => server.close(() => resolve()));

@@ -79,7 +79,8 @@ export async function startHaproxy(pools: Array<string[] | CheckedPool>): Promis
   child.stderr?.on('data', (b: Buffer) => (log += b.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const addresses = ports.map((p) => `127.0.0.1:${p}`);
-  // Ready once every frontend accepts connections.
+  // Ready once every frontend accepts connections. HAProxy prints nothing
+  // when it starts listening, so this is a bounded poll of the ports.
   const { connect } = await import('node:net');
   for (const port of ports) {
     for (let attempt = 0; ; attempt++) {

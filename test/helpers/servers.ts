@@ -109,6 +109,22 @@ export async function forwardFixture(
   };
 }
 
+/**
+ * Resolves once `handler` has seen `n` more reverse tunnels open (counting
+ * from this call): the signal that a keepOpen() or serve() has arrived.
+ */
+export function reverseTunnelsOpened(handler: TunnelServiceHandler, n: number): Promise<void> {
+  let opened = 0;
+  return new Promise((resolve) => {
+    const onOpen = () => {
+      if (++opened < n) return;
+      handler.off('reverseTunnelOpen', onOpen);
+      resolve();
+    };
+    handler.on('reverseTunnelOpen', onOpen);
+  });
+}
+
 /** A network server with the tunnel service, and a reverse tunnel server dialing in with the echo service. */
 export interface ReverseFixture {
   server: Server;

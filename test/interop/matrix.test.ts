@@ -59,8 +59,14 @@ function stopServer(child: ChildProcess): Promise<number | null> {
 
 const count = (stderr: string, pattern: RegExp) => Number(pattern.exec(stderr)?.[1] ?? Number.NaN);
 
+// Each cell is a client process running load for a fixed time (5 s, 10 s for
+// 'both') against the one server of its row, with its own tunnels and reverse
+// key: the six cells of a row at once take a third of the wall time, and less
+// CPU (each runs for its time, however much it gets done).
+const CELLS_AT_ONCE = 6;
+
 for (const serverFlow of [true, false]) {
-  describe(`interop matrix, server flow control ${serverFlow ? 'on' : 'off'}`, () => {
+  describe(`interop matrix, server flow control ${serverFlow ? 'on' : 'off'}`, { concurrency: CELLS_AT_ONCE }, () => {
     let server: Awaited<ReturnType<typeof startServer>>;
     before(async () => {
       server = await startServer(serverFlow ? [] : ['-no-flow-control']);

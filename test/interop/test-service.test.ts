@@ -108,7 +108,19 @@ describe('grpchantesting.TestService', () => {
       });
       call.write(Message.fromPartial({ count: halfDuplex ? -1 : 0 }));
       call.write(Message.fromPartial({}));
-      await new Promise((r) => setTimeout(r, 50));
+      if (halfDuplex) {
+        // Nothing may come before the half-close, and nothing signals "the
+        // server read both and held its replies": give a wrong early reply
+        // time to show (an absence, so a wait, not a synchronisation).
+        await new Promise((r) => setTimeout(r, 50));
+      } else {
+        // Full duplex: both replies come while the request stream is open.
+        await new Promise<void>((resolve) => {
+          const check = () => seen.length >= 2 && resolve();
+          call.on('data', check);
+          check();
+        });
+      }
       ended = true;
       call.end();
       await done;

@@ -4,6 +4,7 @@
 // client must send what the Go client sent to the go-client script. Where
 // we differ on purpose, the assertion says so.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import {
   Client,
@@ -26,6 +27,7 @@ import {
 import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
 import { Message, TestServiceClient, TestServiceService } from '../../src/interop/gen/grpchantesting/test.js';
 import { testServiceImplementation } from '../../src/interop/test-service.js';
+import { Changes } from '../helpers/changes.js';
 import { type RawClient, RawTunnelServiceDefinition, rawClient, rawTunnelService } from '../helpers/raw-peer.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 import { clientFrame, loadTranscript, serverFrame, type TranscriptLine } from '../helpers/transcript.js';
@@ -84,6 +86,7 @@ describe('Go transcript: our tunnel server answers the go-server script as the G
     assert.deepEqual(headers.get('grpctunnel-negotiate'), expectedHeaders['grpctunnel-negotiate']);
 
     // Collect everything our server sends.
+    const received = new Changes();
     const collect = (async () => {
       for (;;) {
         const f = await peer.frames.next(10_000).catch(() => undefined);
@@ -91,13 +94,10 @@ describe('Go transcript: our tunnel server answers the go-server script as the G
         const list = ours.get(f.streamId) ?? [];
         list.push(f);
         ours.set(f.streamId, list);
+        received.notify();
       }
     })();
     const seenKinds = (id: number, kind: string) => (ours.get(id) ?? []).filter((f) => kindOf(f) === kind).length;
-    const until = async (cond: () => boolean) => {
-      for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-      assert.ok(cond(), 'timed out waiting for our server');
-    };
 
     // Play the script in order. Before each script frame, wait until our
     // server has sent (per stream) as many envelopes, headers and closes as
@@ -115,7 +115,7 @@ describe('Go transcript: our tunnel server answers the go-server script as the G
       }
       for (const [key, n] of expectedCount) {
         const [id, kind] = key.split(':') as [string, string];
-        await until(() => seenKinds(Number(id), kind) >= n);
+        await received.until(() => seenKinds(Number(id), kind) >= n, `our server's ${kind} #${n} on stream ${id}`);
       }
       peer.send(clientFrame(line.frame));
     }
@@ -227,6 +227,7 @@ describe('Go transcript: our tunnel client sends what the Go client sent to the 
     const script = framesOf(lines, 'script').map((l) => serverFrame(l.frame as Record<string, unknown>));
     const goSent = framesOf(lines, 'go').map((l) => clientFrame(l.frame as Record<string, unknown>));
     const sent: ClientToServer[] = [];
+    const received = new Changes();
     let tunnelHeaders: Metadata | undefined;
 
     const { server, address } = await startServer((s) =>
@@ -243,6 +244,7 @@ describe('Go transcript: our tunnel client sends what the Go client sent to the 
               const f = await t.frames.next(10_000).catch(() => undefined);
               if (!f) return;
               sent.push(f);
+              received.notify();
               // Answer a stream once it half-closes, with the script's frames for it.
               if (f.frame?.$case === 'halfClose') {
                 for (const s of script.filter((x) => x.streamId === f.streamId)) t.send(s);
@@ -291,9 +293,12 @@ describe('Go transcript: our tunnel client sends what the Go client sent to the 
     const bidi = client.bidiStream();
     bidi.on('error', () => {});
     bidi.write(Message.fromPartial({ payload: Buffer.from('x') }));
-    await waitFor(() => sent.some((f) => f.streamId === 3 && f.frame?.$case === 'requestMessage'));
+    await received.until(
+      () => sent.some((f) => f.streamId === 3 && f.frame?.$case === 'requestMessage'),
+      'the bidi request on stream 3',
+    );
     bidi.cancel();
-    await waitFor(() => sent.some((f) => f.streamId === 3 && f.frame?.$case === 'cancel'));
+    await received.until(() => sent.some((f) => f.streamId === 3 && f.frame?.$case === 'cancel'), 'its cancel');
 
     assert.equal(tunnelHeaders?.get('grpctunnel-negotiate')[0], 'on');
     assert.equal(tunnelHeaders?.get('tunnel-key')[0], 't1');
@@ -347,17 +352,13 @@ function reassemble(frames: ClientToServer[]): Buffer {
   return Buffer.concat(parts);
 }
 
-async function waitFor(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 300 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(cond(), 'timed out');
-}
-
 describe('Go transcript: reverse tunnels', () => {
   it('our reverse tunnel server answers the go-reverse-server script as the Go one did', async () => {
     const lines = scenario('go-reverse-server');
     const script = framesOf(lines, 'script').map((l) => clientFrame(l.frame as Record<string, unknown>));
     const goFrames = framesOf(lines, 'go').map((l) => serverFrame(l.frame as Record<string, unknown>));
     const ours: ServerToClient[] = [];
+    const received = new Changes();
     let requestHeaders: Metadata | undefined;
     const { server, address } = await startServer((s) =>
       s.addService(
@@ -370,6 +371,7 @@ describe('Go transcript: reverse tunnels', () => {
             call.sendMetadata(reply);
             call.on('data', (f: ServerToClient) => {
               ours.push(f);
+              received.notify();
               // Once Settings arrives, play the script; the window updates it
               // holds are the network server acknowledging our replies.
               if (f.frame?.$case === 'settings') for (const s of script) call.write(s);
@@ -385,7 +387,7 @@ describe('Go transcript: reverse tunnels', () => {
     const md = new Metadata();
     md.set('client-key', 'edge-1');
     const served = reverse.serve({ metadata: md });
-    await waitFor(() => ours.filter((f) => f.frame?.$case === 'closeStream').length === 2);
+    await received.until(() => ours.filter((f) => f.frame?.$case === 'closeStream').length === 2, 'two close_stream');
     assert.equal(requestHeaders?.get('client-key')[0], 'edge-1');
     assert.equal(requestHeaders?.get('grpctunnel-negotiate')[0], 'on');
     assert.deepEqual(ours[0], goFrames[0], 'Settings first');
@@ -445,8 +447,10 @@ describe('Go transcript: reverse tunnels', () => {
       goSent.map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex')),
       'the same frames, byte for byte',
     );
+    const tunnelClosed = once(handler, 'reverseTunnelClose');
     call.end();
-    await waitFor(() => handler.openReverseTunnels === 0);
+    await tunnelClosed;
+    assert.equal(handler.openReverseTunnels, 0);
     raw.close();
     await stopServer(server);
   });

@@ -5,7 +5,7 @@ import { afterEach, describe, it } from 'node:test';
 import { credentials, InterceptingCall, type Interceptor, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { getTunnelChannel, type ReverseTunnel, type TunnelChannel } from '../../src/index.js';
 import { unary } from '../helpers/calls.js';
-import { EchoClient } from '../helpers/echo-service.js';
+import { EchoClient, handlerStarted } from '../helpers/echo-service.js';
 import { reverseFixture, stopAllServers } from '../helpers/servers.js';
 
 // A failed test skips its own cleanup; never let that hang the run.
@@ -91,8 +91,11 @@ describe('reverse tunnel pools', () => {
     await first?.channel.closed;
     assert.deepEqual(events, ['open ', 'open x', 'close ']);
     assert.deepEqual(eventsSeen, ['close ']);
+    const lastClosed = new Promise<void>((resolve) =>
+      f.handler.on('reverseTunnelClose', (t: ReverseTunnel) => t.key === 'x' && resolve()),
+    );
     await f.close();
-    await new Promise((resolve) => setImmediate(resolve));
+    await lastClosed;
     assert.deepEqual(events, ['open ', 'open x', 'close ', 'close x']);
     assert.equal(f.handler.openReverseTunnels, 0);
     assert.equal(f.handler.allReverseTunnels().length, 0);
@@ -145,7 +148,7 @@ describe('reverse tunnel pools', () => {
     slow.set('x-delay-ms', '5000');
     // Round-robin: the first call goes to the first tunnel, the second to `lost`.
     const inFlight = [unary(f.echo, Buffer.from('1'), slow), unary(f.echo, Buffer.from('2'), slow)];
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await handlerStarted(f.seen, 'unary', 2);
     const closed = new Promise<void>((resolve) => f.handler.once('reverseTunnelClose', () => resolve()));
     doomed.abort();
     await closed;

@@ -3,11 +3,11 @@
 // sockets, servers or timers beyond what the process had before.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { clientStream, collect, serverStream, unary } from './helpers/calls.js';
-import { EchoClient } from './helpers/echo-service.js';
-import { forwardFixture, reverseFixture } from './helpers/servers.js';
+import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
+import { EchoClient, handlerStarted } from '../helpers/echo-service.js';
+import { forwardFixture, reverseFixture, reverseTunnelsOpened } from '../helpers/servers.js';
+import { until } from '../helpers/until.js';
 
 // The kinds a tunnel could leak; others (file reads of the runner) come and go.
 const WATCHED = new Set(['TCPSocketWrap', 'TCPServerWrap', 'Timeout', 'Immediate', 'TTYWrap', 'PipeWrap']);
@@ -37,8 +37,12 @@ it('leaves no handles, timers or sockets behind', async () => {
     const c = collect(cancelled);
     cancelled.cancel();
     await c;
-    const inFlight = unary(f.echo, Buffer.from('x'), slow);
-    await sleep(20);
+    // A call still running when the tunnel goes: the echo service's stall
+    // handler never answers, and it is the only stall call, so its start is
+    // the signal that the call is in flight on both sides.
+    const stalled = f.echo.stall();
+    const inFlight = collect(stalled);
+    await handlerStarted(f.seen, 'stall');
     if (round === 0) f.tunnel.close();
     else f.server.forceShutdown();
     await inFlight;
@@ -57,18 +61,18 @@ it('leaves no handles, timers or sockets behind', async () => {
       .keyAsChannel('none')
       .waitForReady({ timeout: 10 })
       .catch(() => undefined);
+    const keptOpen = reverseTunnelsOpened(f.handler, 2);
     const kept = f.reverseServer.keepOpen({ tunnels: 2, backoff: { initialDelayMs: 10 } });
-    await sleep(50);
+    await keptOpen;
     if (graceful) await f.reverseServer.gracefulStop();
     else f.reverseServer.stop();
     await kept;
     await f.close();
   }
-  // grpc-js closes sockets asynchronously; give it a moment.
-  let now = resources();
-  for (let i = 0; i < 100 && JSON.stringify(now) !== JSON.stringify(baseline); i++) {
-    await sleep(20);
-    now = resources();
-  }
-  assert.deepEqual(now, baseline);
+  // grpc-js closes sockets asynchronously, and no event says when the last
+  // handle is gone: poll (bounded) for the counts to come back, then compare.
+  await until(() => JSON.stringify(resources()) === JSON.stringify(baseline), 'handles back to the baseline', {
+    timeoutMs: 2000,
+  }).catch(() => undefined);
+  assert.deepEqual(resources(), baseline);
 });

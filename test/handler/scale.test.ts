@@ -7,6 +7,7 @@ import { createTunnelClient, type ReverseTunnel } from '../../src/index.js';
 import { unary } from '../helpers/calls.js';
 import { EchoClient } from '../helpers/echo-service.js';
 import { reverseFixture, stopAllServers } from '../helpers/servers.js';
+import { WaitableCount } from '../helpers/waitable-count.js';
 
 // A failed test skips its own cleanup; never let that hang the run.
 afterEach(stopAllServers);
@@ -15,13 +16,13 @@ it('holds 1,000 reverse tunnels, calls each one, and forgets them all after they
   const count = 1000;
   const f = await reverseFixture({ affinityKey: (t) => t.metadata.get('tunnel-id')[0] }, {}, {}, 0);
   let opened = 0;
-  let closed = 0;
+  const closed = new WaitableCount();
   const allOpen = new Promise<void>((resolve) =>
     f.handler.on('reverseTunnelOpen', () => {
       if (++opened === count) resolve();
     }),
   );
-  f.handler.on('reverseTunnelClose', () => closed++);
+  f.handler.on('reverseTunnelClose', () => closed.increment());
   for (let i = 0; i < count; i++) {
     const metadata = new Metadata();
     metadata.set('tunnel-id', `t${i}`);
@@ -42,8 +43,8 @@ it('holds 1,000 reverse tunnels, calls each one, and forgets them all after they
 
   f.reverseServer.stop();
   await Promise.all(f.served);
-  for (let i = 0; i < 100 && closed < count; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  assert.equal(closed, count);
+  await closed.until(count);
+  assert.equal(closed.value, count);
   assert.equal(f.handler.openReverseTunnels, 0);
   assert.equal(f.handler.allReverseTunnels().length, 0);
   assert.equal(f.handler.asChannel().ready(), false);

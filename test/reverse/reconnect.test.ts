@@ -6,7 +6,7 @@ import { credentials } from '@grpc/grpc-js';
 import { type RetryEvent, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
-import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
+import { reverseTunnelsOpened, startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 
 // A failed test skips its own cleanup; never let that hang the run.
 afterEach(stopAllServers);
@@ -28,17 +28,15 @@ it('keeps two tunnels open and reconnects after the network server restarts', as
   reverse.on('connected', () => events.push('connected'));
   reverse.on('disconnected', () => events.push('disconnected'));
   reverse.on('retrying', (e: RetryEvent) => retries.push(e));
+  const firstOpen = reverseTunnelsOpened(first, 2);
   const kept = reverse.keepOpen({ tunnels: 2, backoff: { initialDelayMs: 50, maxDelayMs: 200 } });
 
-  while (first.asChannel().size < 2)
-    await first
-      .asChannel()
-      .waitForReady({ timeout: 5000 })
-      .then(() => tick());
+  await firstOpen;
   assert.equal(first.asChannel().size, 2);
 
   await stopServer(server);
   const second = new TunnelServiceHandler();
+  const secondOpen = reverseTunnelsOpened(second, 2);
   const { server: restarted } = await startServer((s) => second.register(s), { port });
   const pool = second.asChannel();
   await pool.waitForReady({ timeout: 5000 });
@@ -46,7 +44,8 @@ it('keeps two tunnels open and reconnects after the network server restarts', as
   const r = await unary(echo, Buffer.from('back'));
   assert.equal(r.error, null);
   assert.equal(r.value?.toString(), 'back');
-  while (pool.size < 2) await tick();
+  await secondOpen;
+  assert.equal(pool.size, 2);
 
   assert.deepEqual(events.slice(0, 4), ['connected', 'connected', 'disconnected', 'disconnected']);
   assert.ok(events.filter((e) => e === 'connected').length >= 4);
@@ -62,7 +61,3 @@ it('keeps two tunnels open and reconnects after the network server restarts', as
   connection.close();
   await stopServer(restarted);
 });
-
-function tick(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 10));
-}
