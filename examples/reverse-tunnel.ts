@@ -34,7 +34,7 @@ const running = agent.keepOpen({ tunnels: 2, metadata });
 
 // Back on the network server: call the agent through its pool.
 const pool = handler.keyAsChannel('edge-1');
-await pool.waitForReady({ timeout: 5_000 });
+await pool.waitForReady({ timeoutMs: 5_000 });
 const edge = new GreeterClient('edge-1', credentials.createInsecure(), { channelOverride: pool });
 const reply = await new Promise<string>((resolve, reject) =>
   edge.sayHello({ name: 'from the network server', times: 0 }, (err, r) => (err ? reject(err) : resolve(r.message))),

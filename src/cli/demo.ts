@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   const laptop = gateway.handler.keyAsChannel('laptop');
   const deadline = Date.now() + 5000;
   while (laptop.size < 2 && Date.now() < deadline) {
-    await laptop.waitForReady({ timeout: 5000 });
+    await laptop.waitForReady({ timeoutMs: 5000 });
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   log('agent', `"laptop" connected with ${gateway.handler.keyAsChannel('laptop').size} tunnels`);

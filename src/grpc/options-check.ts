@@ -277,6 +277,7 @@ export function checkWaitForReadyOptions(options: unknown): void {
   const o = check.object('options', options);
   check.signal('signal', o.signal);
   // setLongTimeout waits past Node's 2^31-1 ms timer limit: any finite wait.
+  check.number('timeoutMs', o.timeoutMs, 0, Number.MAX_SAFE_INTEGER);
   check.number('timeout', o.timeout, 0, Number.MAX_SAFE_INTEGER);
 }
 

@@ -12,7 +12,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { type ClientFrameStream, TunnelChannelImpl, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
@@ -20,16 +20,16 @@ import { checkHandlerOptions } from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
-import { ServiceHost } from '../grpc/server/service-host.js';
+import { ServiceHost, servicesOf } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
 import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
 import { ReverseTunnelRegistry } from '../pool/registry.js';
-import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
-import { TunnelPool } from '../pool/tunnel-pool.js';
+import type { PooledTunnel, ReverseTunnel } from '../pool/reverse-tunnel.js';
+import { type TunnelPool, TunnelPoolImpl } from '../pool/tunnel-pool.js';
 
-/** Options of {@link TunnelServiceHandler}. */
-export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
+/** Options of {@link TunnelServiceHandler}; `K` is the type of the affinity keys. */
+export interface TunnelServiceHandlerOptions<K = unknown> extends TunnelServerOptions {
   /** Refuse reverse tunnels: `OpenReverseTunnel` fails with UNIMPLEMENTED. Default false. */
   noReverseTunnels?: boolean;
   /**
@@ -40,16 +40,22 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
    * tunnel: with the thrown error's gRPC `code` and `details` when it has
    * them (e.g. UNAUTHENTICATED), else with INTERNAL.
    */
-  affinityKey?: (tunnel: TunnelInfo) => unknown;
-  /** A reverse tunnel is ready and has joined its pools (also the `'reverseTunnelOpen'` event). */
-  onReverseTunnelOpen?: (tunnel: ReverseTunnel) => void;
+  affinityKey?: (tunnel: TunnelInfo) => K;
   /**
-   * A reverse tunnel that had opened has ended and left its pools (also the
-   * `'reverseTunnelClose'` event). `error` says why, as a grpc-js
-   * `ServiceError` (`code`, `details`, `metadata`; UNAVAILABLE when the
-   * tunnel server ended or lost it); undefined when this side closed it.
+   * A reverse tunnel is ready and has joined its pools.
+   *
+   * @deprecated Listen to the `'reverseTunnelOpen'` event instead (the same
+   * call, and more than one listener may hear it); this option goes away before 1.0.
    */
-  onReverseTunnelClose?: (tunnel: ReverseTunnel, error: Error | undefined) => void;
+  // Method syntax keeps TunnelServiceHandler<string> assignable to TunnelServiceHandler<unknown>.
+  onReverseTunnelOpen?(tunnel: ReverseTunnel<K>): void;
+  /**
+   * A reverse tunnel that had opened has ended and left its pools.
+   *
+   * @deprecated Listen to the `'reverseTunnelClose'` event instead (the same
+   * arguments); this option goes away before 1.0.
+   */
+  onReverseTunnelClose?(tunnel: ReverseTunnel<K>, error: Error | undefined): void;
   /**
    * HTTP/2 receive window, in bytes, of each connection that carries a
    * tunnel RPC (the connection's window and each of its streams'). grpc-js's
@@ -73,6 +79,19 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
    * ping this server every second.
    */
   keepalive?: KeepaliveOptions | false;
+}
+
+/** The events of a {@link TunnelServiceHandler}, with the arguments each listener gets. */
+export interface TunnelServiceHandlerEvents<K = unknown> {
+  /** A reverse tunnel is ready and has joined its pools. */
+  reverseTunnelOpen: [tunnel: ReverseTunnel<K>];
+  /**
+   * A reverse tunnel that had opened has ended and left its pools. `error`
+   * says why, as a grpc-js `ServiceError` (`code`, `details`, `metadata`;
+   * UNAVAILABLE when the tunnel server ended or lost it); undefined when this
+   * side closed it.
+   */
+  reverseTunnelClose: [tunnel: ReverseTunnel<K>, error: Error | undefined];
 }
 
 type ForwardRpc = ServerDuplexStream<ClientFrame, ServerFrame>;
@@ -100,15 +119,16 @@ function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): v
  * agent does); a pool call refused so, having had no response yet, is sent
  * again on another tunnel of its pool.
  *
- * Events: `'reverseTunnelOpen'` (tunnel), `'reverseTunnelClose'` (tunnel, error?).
+ * Events: see {@link TunnelServiceHandlerEvents}. `K` is the type of the
+ * affinity keys, as the `affinityKey` option returns them.
  */
-export class TunnelServiceHandler extends ServiceHost {
+export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelServiceHandlerEvents<K>> {
   /** Forward tunnels, each with the function that ends its tunnel RPC with OK. */
   private readonly sessions = new Map<TunnelServerSession, () => void>();
-  private readonly reverse = new ReverseTunnelRegistry();
+  private readonly reverse = new ReverseTunnelRegistry<K>();
   /** Reverse tunnels whose RPC is open, ready or not yet. */
-  private readonly reverseChannels = new Set<TunnelChannel>();
-  private readonly allPool: TunnelPool;
+  private readonly reverseChannels = new Set<TunnelChannelImpl>();
+  private readonly allPool: TunnelPoolImpl<K>;
   /** Receive windows of every tunnel of this handler: one growth budget for all. */
   private readonly windows: ReceiveWindows;
   private draining = false;
@@ -116,13 +136,13 @@ export class TunnelServiceHandler extends ServiceHost {
   private warnedWindows = false;
   private readonly keepalive: ServerKeepalive;
 
-  constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
+  constructor(private readonly options: TunnelServiceHandlerOptions<K> = {}) {
     super();
     checkHandlerOptions(options);
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.http2WindowSize = checkHttp2WindowSize(options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE);
     this.keepalive = new ServerKeepalive(options.keepalive);
-    this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
+    this.allPool = new TunnelPoolImpl(this.reverse, { all: true }, 'reverse-tunnels');
   }
 
   /** Raises the HTTP/2 windows of the tunnel RPC's connection; says once if this grpc-js does not allow it. */
@@ -166,17 +186,17 @@ export class TunnelServiceHandler extends ServiceHost {
   }
 
   /** One channel over every ready reverse tunnel, round-robin. */
-  asChannel(): TunnelPool {
+  asChannel(): TunnelPool<K> {
     return this.allPool;
   }
 
   /** One channel over the ready reverse tunnels whose affinity key is `key`, round-robin. */
-  keyAsChannel(key: unknown): TunnelPool {
-    return new TunnelPool(this.reverse, { key }, `reverse-tunnels:${String(key)}`);
+  keyAsChannel(key: K): TunnelPool<K> {
+    return new TunnelPoolImpl(this.reverse, { key }, `reverse-tunnels:${String(key)}`);
   }
 
   /** A snapshot of the ready reverse tunnels, in the order they opened. */
-  allReverseTunnels(): ReverseTunnel[] {
+  allReverseTunnels(): ReverseTunnel<K>[] {
     return this.reverse.snapshot();
   }
 
@@ -184,7 +204,7 @@ export class TunnelServiceHandler extends ServiceHost {
    * The affinity keys that have ready reverse tunnels (each once), without
    * walking every tunnel: for example the agents a gateway can route to.
    */
-  reverseTunnelKeys(): unknown[] {
+  reverseTunnelKeys(): K[] {
     return this.reverse.keys();
   }
 
@@ -222,7 +242,7 @@ export class TunnelServiceHandler extends ServiceHost {
     const session: TunnelServerSession = new TunnelServerSession(
       call,
       negotiated,
-      this.registry,
+      servicesOf(this),
       tunnelInfo('forward', call),
       this.options,
       () => call.getMetricsRecorder(),
@@ -272,9 +292,9 @@ export class TunnelServiceHandler extends ServiceHost {
       return;
     }
     const info = tunnelInfo('reverse', call);
-    let key: unknown;
+    let key: K;
     try {
-      key = this.options.affinityKey?.(info);
+      key = this.options.affinityKey?.(info) as K;
     } catch (err) {
       const { code, details } = refusalOf(err);
       refuse(call, code, details);
@@ -288,7 +308,7 @@ export class TunnelServiceHandler extends ServiceHost {
     let ended = false;
     let peerEnded = false;
     let retiring = false;
-    let tunnel: ReverseTunnel | undefined;
+    let tunnel: PooledTunnel<K> | undefined;
     const frames: ClientFrameStream = {
       write: (frame, callback) => call.write(frame, callback),
       on: (_event, listener) =>
@@ -302,7 +322,7 @@ export class TunnelServiceHandler extends ServiceHost {
           else channel.closeWhenIdle();
         }),
     };
-    const channel: TunnelChannel = new TunnelChannel(
+    const channel: TunnelChannelImpl = new TunnelChannelImpl(
       frames,
       negotiated,
       tunnelTuning(this.options),
@@ -321,7 +341,7 @@ export class TunnelServiceHandler extends ServiceHost {
         }
         tunnel = { channel: ready, key, info, openedAt: new Date() };
         this.reverse.add(tunnel);
-        this.notify(() => this.options.onReverseTunnelOpen?.(tunnel as ReverseTunnel));
+        this.notify(() => this.options.onReverseTunnelOpen?.(tunnel as ReverseTunnel<K>));
         this.emit('reverseTunnelOpen', tunnel);
       },
       this.windows,

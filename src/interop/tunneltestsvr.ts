@@ -29,7 +29,7 @@ function main(): void {
       const key = call.request.clientKey;
       const pool = handler.keyAsChannel(key);
       void pool
-        .waitForReady({ timeout: 1000 })
+        .waitForReady({ timeoutMs: 1000 })
         .then(async () => {
           log(`Sending RPCs over reverse tunnel to ${key}`);
           const client = new TestServiceClient(key, credentials.createInsecure(), { channelOverride: pool });

@@ -28,7 +28,7 @@ import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import * as check from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
-import { ServiceHost } from '../grpc/server/service-host.js';
+import { ServiceHost, servicesOf } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import {
   type ServerFrameStream,
@@ -86,6 +86,16 @@ export interface KeepOpenOptions extends ServeOptions {
   backoff?: BackoffOptions;
 }
 
+/** The events of a {@link ReverseTunnelServer}, with the arguments each listener gets. */
+export interface ReverseTunnelServerEvents {
+  /** A tunnel was established (the network server answered and was authenticated) and serves calls. */
+  connected: [info: TunnelInfo];
+  /** A tunnel that had been established ended: how, and which one. */
+  disconnected: [result: ServeResult, info: TunnelInfo];
+  /** {@link ReverseTunnelServer.keepOpen} will open a tunnel again after a wait. */
+  retrying: [event: RetryEvent];
+}
+
 /** Payload of the `'retrying'` event. */
 export interface RetryEvent {
   /** Which of the kept-open tunnels (0-based). */
@@ -131,10 +141,9 @@ interface OpenTunnel {
  * connection with {@link TUNNEL_CHANNEL_OPTIONS} when large requests travel
  * through the tunnel.
  *
- * Events: `'connected'` (info: TunnelInfo), `'disconnected'` (result:
- * ServeResult, info: TunnelInfo), `'retrying'` (RetryEvent).
+ * Events: see {@link ReverseTunnelServerEvents}.
  */
-export class ReverseTunnelServer extends ServiceHost {
+export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> {
   private readonly client: Client;
   private readonly tunnels = new Set<OpenTunnel>();
   private readonly stopper = new AbortController();
@@ -375,7 +384,7 @@ export class ReverseTunnelServer extends ServiceHost {
         const session = new TunnelServerSession(
           frames,
           headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON,
-          this.registry,
+          servicesOf(this),
           info,
           this.options,
           () => discardingMetricsRecorder,
