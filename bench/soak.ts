@@ -219,13 +219,13 @@ async function main(): Promise<number> {
           call('churn-reverse', client),
         ]);
         client.close();
-        await tunnelServer.gracefulStop({ signal: AbortSignal.timeout(10_000) });
+        await tunnelServer.tryShutdown({ signal: AbortSignal.timeout(10_000) });
         const result = await served;
         if (result.error) fail(`reverse churn: the tunnel ended with ${result.error.message}`);
         churned.reverse++;
       } catch (err) {
         fail(`reverse churn: ${err instanceof Error ? err.message : String(err)}`);
-        tunnelServer.stop();
+        tunnelServer.forceShutdown();
       } finally {
         connection.close();
       }
@@ -240,7 +240,7 @@ async function main(): Promise<number> {
   forward.close();
   reverse.close();
   longForward.close();
-  longReverse.stop();
+  longReverse.forceShutdown();
   await longReverseOpen;
   reverseConnection.close();
   direct.close();

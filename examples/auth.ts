@@ -90,7 +90,7 @@ const served = agent.serve();
 await handler.asChannel().waitForReady({ timeoutMs: 5_000 });
 const back = new GreeterClient('agent', credentials.createInsecure(), { channelOverride: handler.asChannel() });
 console.log(await hello(back, 'reverse call'));
-agent.stop();
+agent.forceShutdown();
 await served;
 connection.close();
 server.tryShutdown(() => console.log('done'));

@@ -45,7 +45,7 @@ console.log(reply); // hello, from the network server
 const anonymous = await new ReverseTunnelServer(connection).serve();
 console.log(`anonymous agent: started=${anonymous.started}, code=${anonymous.error?.code}`);
 
-await agent.gracefulStop(); // running calls finish, then the tunnels end
+await agent.tryShutdown(); // running calls finish, then the tunnels end
 await running;
 connection.close();
 server.tryShutdown(() => console.log('done'));

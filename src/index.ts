@@ -20,7 +20,7 @@ export {
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
   type KeepaliveOptions,
 } from './grpc/keepalive.js';
-export type { ServiceHost } from './grpc/server/service-host.js';
+export type { ServiceHost, ShutdownOptions } from './grpc/server/service-host.js';
 export type { AuthContext, TunnelInfo } from './grpc/server/tunnel-info.js';
 export type { TunnelServerOptions } from './grpc/server/tunnel-server-session.js';
 export {

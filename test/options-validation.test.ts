@@ -336,6 +336,24 @@ const rows: Row[] = [
     bad: notSignals,
     call: (v) => reverse().gracefulStop({ signal: v as AbortSignal }),
   },
+  {
+    of: 'ShutdownOptions',
+    option: 'signal',
+    bad: notSignals,
+    call: (v) => reverse().tryShutdown({ signal: v as AbortSignal }),
+  },
+  {
+    of: 'TunnelServiceHandler.tryShutdown',
+    option: 'signal',
+    bad: notSignals,
+    call: (v) => handler().tryShutdown({ signal: v as AbortSignal }),
+  },
+  {
+    of: 'TunnelServiceHandler.tryShutdown',
+    option: 'options',
+    bad: notObjects,
+    call: (v) => handler().tryShutdown(v as object),
+  },
 
   // TunnelPool#waitForReady(options)
   {

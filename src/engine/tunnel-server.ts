@@ -166,6 +166,18 @@ export class TunnelServerStream {
     );
   }
 
+  /**
+   * Ends the call from this side at once (a forced shutdown): what it had
+   * not sent is dropped, the client gets `status`, the handler hears of a
+   * cancel, as with grpc-js's `server.forceShutdown()`.
+   */
+  cancel(status: StreamStatus): void {
+    if (this.state !== 'open') return;
+    this.out.discard(new TunnelError(status.code as Code, status.message));
+    this.close(status, false);
+    this.handlers.onCancel(status);
+  }
+
   /** @internal The client cancelled, the input was bad, or the tunnel died. */
   abort(status: StreamStatus): void {
     if (this.state === 'done') return;
@@ -315,6 +327,11 @@ export class TunnelServerEngine {
       stream.abort(status);
       stream.markDone(); // hands the stream's window growth back to the shared budget
     }
+  }
+
+  /** Cancels every running call, telling the client (see {@link TunnelServerStream.cancel}). */
+  cancelAll(status: StreamStatus): void {
+    for (const stream of [...this.streams.values()]) stream.cancel(status);
   }
 
   /** @internal */

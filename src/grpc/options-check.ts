@@ -265,9 +265,9 @@ export function checkKeepOpenOptions(options: unknown): void {
   backoff.number('resetAfterMs', b.resetAfterMs, 0, Number.POSITIVE_INFINITY);
 }
 
-/** Options of `ReverseTunnelServer.gracefulStop(options)`. */
-export function checkStopOptions(options: unknown): void {
-  const check = new Checker('ReverseTunnelServer.gracefulStop');
+/** Options of the `tryShutdown(options)` methods (`where` names the method). */
+export function checkShutdownOptions(where: string, options: unknown): void {
+  const check = new Checker(where);
   check.signal('signal', check.object('options', options).signal);
 }
 

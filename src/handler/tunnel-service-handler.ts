@@ -16,11 +16,11 @@ import { type ClientFrameStream, TunnelChannelImpl, tunnelTuning } from '../grpc
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
-import { checkHandlerOptions } from '../grpc/options-check.js';
+import { checkHandlerOptions, checkShutdownOptions, rejection } from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
-import { ServiceHost, servicesOf } from '../grpc/server/service-host.js';
+import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
 import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
@@ -94,6 +94,14 @@ export interface TunnelServiceHandlerEvents<K = unknown> {
   reverseTunnelClose: [tunnel: ReverseTunnel<K>, error: Error | undefined];
 }
 
+/** How a forward tunnel is ended by a shutdown. */
+interface ForwardEnding {
+  /** Its calls have finished (graceful shutdown): end the tunnel RPC with OK. */
+  readonly end: () => void;
+  /** Cancel its running calls (forced shutdown); being drained, it then ends as `end` says. */
+  readonly cancel: () => void;
+}
+
 type ForwardRpc = ServerDuplexStream<ClientFrame, ServerFrame>;
 type ReverseRpc = ServerDuplexStream<ServerFrame, ClientFrame>;
 
@@ -123,8 +131,8 @@ function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): v
  * affinity keys, as the `affinityKey` option returns them.
  */
 export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelServiceHandlerEvents<K>> {
-  /** Forward tunnels, each with the function that ends its tunnel RPC with OK. */
-  private readonly sessions = new Map<TunnelServerSession, () => void>();
+  /** Forward tunnels, each with the ways to end it. */
+  private readonly sessions = new Map<TunnelServerSession, ForwardEnding>();
   private readonly reverse = new ReverseTunnelRegistry<K>();
   /** Reverse tunnels whose RPC is open, ready or not yet. */
   private readonly reverseChannels = new Set<TunnelChannelImpl>();
@@ -132,6 +140,8 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
   /** Receive windows of every tunnel of this handler: one growth budget for all. */
   private readonly windows: ReceiveWindows;
   private draining = false;
+  /** Callers of tryShutdown, told once shutting down and every tunnel has ended. */
+  private readonly shutdownWaiters = new Set<() => void>();
   private readonly http2WindowSize: number;
   private warnedWindows = false;
   private readonly keepalive: ServerKeepalive;
@@ -209,19 +219,75 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
   }
 
   /**
-   * Starts a graceful shutdown. New tunnels of either kind are refused with
-   * UNAVAILABLE. Forward tunnels refuse new calls with UNAVAILABLE, let
-   * running calls finish, then end. Reverse tunnels leave their pools at once
-   * (new calls see "no channels ready"), finish their running calls, then
-   * end. Once every tunnel has ended, grpc-js's `server.tryShutdown` can
-   * complete.
+   * Shuts down gracefully, as grpc-js's `server.tryShutdown` does for a
+   * server; resolves once every tunnel has ended. New tunnels of either kind
+   * are refused with UNAVAILABLE. Forward tunnels refuse new calls with
+   * UNAVAILABLE, let running calls finish, then end. Reverse tunnels leave
+   * their pools at once (new calls see "no channels ready"), finish their
+   * running calls, then end. Once they have, grpc-js's `server.tryShutdown`
+   * can complete too. Aborting `signal` turns it into
+   * {@link TunnelServiceHandler.forceShutdown}.
+   */
+  tryShutdown(options: ShutdownOptions = {}): Promise<void> {
+    const refused = rejection(() => checkShutdownOptions('TunnelServiceHandler.tryShutdown', options));
+    if (refused) return refused;
+    const { signal } = options;
+    this.drain();
+    return new Promise<void>((resolve) => {
+      const onAbort = () => this.forceShutdown();
+      this.shutdownWaiters.add(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) this.forceShutdown();
+      this.tellIfShutDown();
+    });
+  }
+
+  /**
+   * Shuts down now, as grpc-js's `server.forceShutdown` does for a server:
+   * new tunnels are refused with UNAVAILABLE, every tunneled call running is
+   * cancelled (callers see CANCELLED, handlers their call's `'cancelled'`)
+   * and every tunnel ends.
+   */
+  forceShutdown(): void {
+    this.drain();
+    for (const ending of [...this.sessions.values()]) ending.cancel();
+    for (const channel of [...this.reverseChannels]) channel.close();
+  }
+
+  /**
+   * Starts a graceful shutdown without waiting for it.
+   *
+   * @deprecated Use {@link TunnelServiceHandler.tryShutdown} (the same
+   * shutdown, with a promise that says when it is over); goes away before 1.0.
    */
   initiateShutdown(): void {
+    void this.tryShutdown();
+  }
+
+  /** Refuses new tunnels and new calls; running calls finish, then each tunnel ends. */
+  private drain(): void {
     if (this.draining) return;
     this.draining = true;
-    for (const [session, end] of this.sessions) session.drain(end);
+    for (const [session, ending] of this.sessions) session.drain(ending.end);
     for (const tunnel of this.reverse.snapshot()) this.reverse.remove(tunnel);
     for (const channel of this.reverseChannels) channel.closeWhenIdle();
+  }
+
+  /** Resolves the tryShutdown promises once no tunnel is left. */
+  private tellIfShutDown(): void {
+    if (!this.draining || this.sessions.size > 0 || this.reverseChannels.size > 0) return;
+    const waiters = [...this.shutdownWaiters];
+    this.shutdownWaiters.clear();
+    for (const waiter of waiters) waiter();
+  }
+
+  /** A forward tunnel has ended. */
+  private forget(session: TunnelServerSession): void {
+    this.sessions.delete(session);
+    this.tellIfShutDown();
   }
 
   private acceptForward(call: ForwardRpc): void {
@@ -248,24 +314,29 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
       () => call.getMetricsRecorder(),
       (status) => {
         peerFaults.log(`${status.message} (tunnel from ${call.getPeer()})`);
-        this.sessions.delete(session);
+        this.forget(session);
         endRpc(status.code, status.message);
       },
       this.windows,
     );
     const unwatch = this.keepalive.watch(call, (cause) => {
-      this.sessions.delete(session);
+      this.forget(session);
       session.close(localStatus(Status.UNAVAILABLE, cause.message));
     });
-    this.sessions.set(session, () => {
-      unwatch();
-      this.sessions.delete(session);
-      session.close(localStatus(Status.UNAVAILABLE, 'the server is shutting down'));
-      endRpc(Status.OK, 'OK');
+    this.sessions.set(session, {
+      end: () => {
+        unwatch();
+        this.forget(session);
+        session.close(localStatus(Status.UNAVAILABLE, 'the server is shutting down'));
+        endRpc(Status.OK, 'OK');
+      },
+      // Worded as grpc-js words the calls a force-shut-down server cancels;
+      // the tunnel then ends as a drained one does, once the client has been told.
+      cancel: () => session.cancelCalls(localStatus(Status.CANCELLED, 'Call cancelled')),
     });
     const finish = (message: string) => {
       unwatch();
-      this.sessions.delete(session);
+      this.forget(session);
       session.close(localStatus(Status.CANCELLED, message));
     };
     call.on('end', () => {
@@ -351,6 +422,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
     channel.once('close', (error: Error | undefined) => {
       unwatch();
       this.reverseChannels.delete(channel);
+      this.tellIfShutDown();
       if (!tunnel) return;
       this.reverse.remove(tunnel);
       const closed = tunnel;

@@ -56,7 +56,7 @@ function main(): void {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    handler.initiateShutdown();
+    void handler.tryShutdown();
     const force = setTimeout(() => server.forceShutdown(), 2000);
     server.tryShutdown(() => {
       clearTimeout(force);

@@ -28,7 +28,7 @@ import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
 import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import * as check from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
-import { ServiceHost, servicesOf } from '../grpc/server/service-host.js';
+import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import {
   type ServerFrameStream,
@@ -196,7 +196,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
   }
 
   /**
-   * Keeps `tunnels` reverse tunnels open until {@link ReverseTunnelServer.stop}, {@link ReverseTunnelServer.gracefulStop}
+   * Keeps `tunnels` reverse tunnels open until {@link ReverseTunnelServer.forceShutdown}, {@link ReverseTunnelServer.tryShutdown}
    * or the signal: each one that ends or fails to open is opened again after
    * an exponential backoff with jitter (reset once a tunnel has been healthy
    * for `backoff.resetAfterMs`). Resolves once stopped.
@@ -227,19 +227,43 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
   }
 
   /**
-   * Cancels every call on every tunnel now and ends {@link ReverseTunnelServer.keepOpen}. Each
-   * tunnel RPC is half-closed, as the Go reference's `Stop` does, and the
-   * network server finishes it; {@link ReverseTunnelServer.serve} resolves then (it cancels the
-   * RPC, with an HTTP/2 reset, if the server has not finished it within 5 s).
+   * Shuts down now, as grpc-js's `server.forceShutdown` does for a server:
+   * cancels every call on every tunnel and ends
+   * {@link ReverseTunnelServer.keepOpen}. Each tunnel RPC is half-closed, as
+   * the Go reference's `Stop` does, and the network server finishes it;
+   * {@link ReverseTunnelServer.serve} resolves then (it cancels the RPC, with
+   * an HTTP/2 reset, if the server has not finished it within 5 s).
    */
-  stop(): void {
+  forceShutdown(): void {
     this.stopper.abort();
     for (const tunnel of this.tunnels) tunnel.cancel('the reverse tunnel server stopped');
   }
 
   /**
-   * Stops gracefully; {@link ReverseTunnelServer.keepOpen} does not reconnect. Resolves once
-   * every tunnel has ended. Aborting `signal` turns it into {@link ReverseTunnelServer.stop}.
+   * Shuts down now.
+   *
+   * @deprecated Renamed {@link ReverseTunnelServer.forceShutdown}, grpc-js's
+   * word (the same behaviour); goes away before 1.0.
+   */
+  stop(): void {
+    this.forceShutdown();
+  }
+
+  /**
+   * Shuts down gracefully.
+   *
+   * @deprecated Renamed {@link ReverseTunnelServer.tryShutdown}, grpc-js's
+   * word (the same behaviour and options); goes away before 1.0.
+   */
+  gracefulStop(options: ShutdownOptions = {}): Promise<void> {
+    return this.tryShutdown(options);
+  }
+
+  /**
+   * Shuts down gracefully, as grpc-js's `server.tryShutdown` does for a
+   * server; {@link ReverseTunnelServer.keepOpen} does not reconnect. Resolves
+   * once every tunnel has ended. Aborting `signal` turns it into
+   * {@link ReverseTunnelServer.forceShutdown}.
    *
    * A network server of this project is told at once (drain-notice.ts): it
    * routes no new call to these tunnels, the calls it had already sent are
@@ -249,12 +273,12 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
    * running calls finish, then each tunnel is ended (half-closed) by this
    * side once idle.
    */
-  async gracefulStop(options: { signal?: AbortSignal } = {}): Promise<void> {
-    check.checkStopOptions(options);
+  async tryShutdown(options: ShutdownOptions = {}): Promise<void> {
+    check.checkShutdownOptions('ReverseTunnelServer.tryShutdown', options);
     this.draining = true;
-    const onAbort = () => this.stop();
+    const onAbort = () => this.forceShutdown();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    if (options.signal?.aborted) this.stop();
+    if (options.signal?.aborted) this.forceShutdown();
     const pending = [...this.tunnels].map((tunnel) => {
       tunnel.drain();
       return tunnel.done;

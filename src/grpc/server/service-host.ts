@@ -7,6 +7,12 @@ import { ServiceRegistry } from './service-registry.js';
 // library reach it through `servicesOf`, users only through the methods.
 const registries = new WeakMap<object, ServiceRegistry>();
 
+/** Options of the `tryShutdown` methods of {@link TunnelServiceHandler} and {@link ReverseTunnelServer}. */
+export interface ShutdownOptions {
+  /** Aborting turns the graceful shutdown into a forced one (`forceShutdown()`). */
+  signal?: AbortSignal;
+}
+
 /** The services a host serves, shared by all its tunnels. */
 export function servicesOf(host: object): ServiceRegistry {
   return registries.get(host) as ServiceRegistry;

@@ -95,6 +95,14 @@ export class TunnelServerSession {
     else this.onIdle = onIdle;
   }
 
+  /**
+   * Cancels every running call, telling the client of each (a forced
+   * shutdown); the tunnel stays up until their close frames are written.
+   */
+  cancelCalls(status: StreamStatus): void {
+    this.engine.cancelAll(status);
+  }
+
   /** The tunnel is gone: every running call is cancelled. */
   close(status: StreamStatus): void {
     this.engine.close(status);
