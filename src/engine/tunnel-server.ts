@@ -103,11 +103,6 @@ export class TunnelServerStream {
     return this.state !== 'open';
   }
 
-  /** Whether response headers were sent or queued. */
-  get headersSent(): boolean {
-    return this.headersQueued;
-  }
-
   /**
    * Sends response headers; only the first call has an effect. Headers over
    * the metadata limit end the stream with RESOURCE_EXHAUSTED instead (the

@@ -14,7 +14,7 @@ import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
 import { type ClientFrameStream, TunnelChannelImpl, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
-import { statusError, thrownStatus } from '../grpc/errors.js';
+import { statusError } from '../grpc/errors.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { checkHandlerOptions, checkShutdownOptions, rejection } from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
@@ -23,6 +23,7 @@ import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
 import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
+import { statusOfError } from '../grpc/status.js';
 import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
 import { ReverseTunnelRegistry } from '../pool/registry.js';
 import type { PooledTunnel, ReverseTunnel } from '../pool/reverse-tunnel.js';
@@ -477,8 +478,8 @@ function tunnelInfo(kind: 'forward' | 'reverse', call: ForwardRpc | ReverseRpc):
 
 /** The status to refuse a tunnel with when the affinity-key function threw. */
 function refusalOf(err: unknown): { code: Status; details: string } {
-  const thrown = thrownStatus(err);
-  if (thrown?.details !== undefined) return { code: thrown.code, details: thrown.details };
+  const thrown = statusOfError(err);
+  if (thrown.deliberate) return { code: thrown.code, details: thrown.details };
   experimental.log(logVerbosity.ERROR, `grpctunnel: the affinity-key function threw: ${err}`);
   return { code: Status.INTERNAL, details: 'failed to accept the reverse tunnel' };
 }

@@ -24,7 +24,7 @@ import {
 import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
-import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
+import { abortError, statusError } from '../grpc/errors.js';
 import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import * as check from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
@@ -35,6 +35,7 @@ import {
   type TunnelServerOptions,
   TunnelServerSession,
 } from '../grpc/server/tunnel-server-session.js';
+import { statusOfError } from '../grpc/status.js';
 import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../grpc/tunnel-service.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 
@@ -443,14 +444,8 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
 }
 
 function authenticationError(err: unknown): ServiceError {
-  const thrown = thrownStatus(err);
-  if (thrown) {
-    const message = (err as { message?: unknown }).message;
-    return statusError(
-      thrown.code,
-      thrown.details ?? (typeof message === 'string' ? message : 'authentication failed'),
-    );
-  }
+  const thrown = statusOfError(err);
+  if (thrown.deliberate) return statusError(thrown.code, thrown.details);
   const message = err instanceof Error ? err.message : String(err);
   return statusError(Status.UNAUTHENTICATED, `the network server failed authentication: ${message}`);
 }

@@ -1,4 +1,5 @@
 import type { ServerInterceptingCallInterface, ServerInterceptor } from '@grpc/grpc-js';
+import { Code } from '../../engine/codes.js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
@@ -61,7 +62,7 @@ export class TunnelServerSession {
         const method = registry.lookup(stream.method);
         if (!method) {
           // Worded as the Go reference words it, so mixed deployments log alike.
-          stream.close(localStatus(12, `${stream.method.slice(1)} not implemented`), false);
+          stream.close(localStatus(Code.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`), false);
           return;
         }
         stream.singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
