@@ -1,5 +1,4 @@
-import type { ServerInterceptingCallInterface, ServerInterceptor } from '@grpc/grpc-js';
-import { Code } from '../../engine/codes.js';
+import { type ServerInterceptingCallInterface, type ServerInterceptor, status as Status } from '@grpc/grpc-js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
@@ -62,7 +61,7 @@ export class TunnelServerSession {
         const method = registry.lookup(stream.method);
         if (!method) {
           // Worded as the Go reference words it, so mixed deployments log alike.
-          stream.close(localStatus(Code.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`), false);
+          stream.close(localStatus(Status.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`), false);
           return;
         }
         stream.singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
