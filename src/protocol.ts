@@ -9,11 +9,15 @@
  */
 
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { TunnelServiceDefinition as definition } from './grpc/tunnel-service.js';
+import {
+  TunnelServiceDefinition as definition,
+  OPEN_REVERSE_TUNNEL_PATH,
+  OPEN_TUNNEL_PATH,
+} from './grpc/tunnel-service.js';
 
 export { DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE, NEGOTIATE_HEADER } from './engine/constants.js';
 export { KEEPALIVE_POLICY_HEADER } from './grpc/keepalive.js';
-export { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH } from './grpc/tunnel-service.js';
+export { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH };
 
 /**
  * The grpc-js service definition of `grpctunnel.v1.TunnelService`, for
