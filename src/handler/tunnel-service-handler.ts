@@ -250,7 +250,9 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
    * Shuts down now, as grpc-js's `server.forceShutdown` does for a server:
    * new tunnels are refused with UNAVAILABLE, every tunneled call running is
    * cancelled (callers see CANCELLED, handlers their call's `'cancelled'`)
-   * and every tunnel ends.
+   * and every tunnel ends. A forward tunnel ends once its callers have been
+   * told, which takes a peer that reads: grpc-js's own `server.forceShutdown()`
+   * (or keepalive) ends the connection of one that does not.
    */
   forceShutdown(): void {
     this.drain();
