@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     ...(tunnelChannelOptions ? TUNNEL_CHANNEL_OPTIONS : {}),
   });
   const tunnel = await openTunnel(tunnelConnection, receiveOptions);
-  await handler.asChannel().waitForReady({ timeout: 10_000 });
+  await handler.asChannel().waitForReady({ timeoutMs: 10_000 });
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],
     ['forward', new BenchClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as AnyClient],

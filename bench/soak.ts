@@ -156,7 +156,7 @@ async function main(): Promise<number> {
   longReverse.addService(SoakService, soakImplementation);
   const longReverseOpen = longReverse.keepOpen(keyed('long'));
   const longPool = handler.keyAsChannel('long');
-  await longPool.waitForReady({ timeout: 10_000 });
+  await longPool.waitForReady({ timeoutMs: 10_000 });
   const reverse = new SoakClient('long-reverse', insecure, { channelOverride: longPool }) as AnyClient;
 
   const started = Date.now();
@@ -211,7 +211,7 @@ async function main(): Promise<number> {
       const served = tunnelServer.serve(keyed(name));
       try {
         const pool = handler.keyAsChannel(name);
-        await pool.waitForReady({ timeout: 10_000 });
+        await pool.waitForReady({ timeoutMs: 10_000 });
         const client = new SoakClient('churn-reverse', insecure, { channelOverride: pool }) as AnyClient;
         await Promise.all([
           call('churn-reverse', client),
@@ -219,13 +219,13 @@ async function main(): Promise<number> {
           call('churn-reverse', client),
         ]);
         client.close();
-        await tunnelServer.gracefulStop({ signal: AbortSignal.timeout(10_000) });
+        await tunnelServer.tryShutdown({ signal: AbortSignal.timeout(10_000) });
         const result = await served;
         if (result.error) fail(`reverse churn: the tunnel ended with ${result.error.message}`);
         churned.reverse++;
       } catch (err) {
         fail(`reverse churn: ${err instanceof Error ? err.message : String(err)}`);
-        tunnelServer.stop();
+        tunnelServer.forceShutdown();
       } finally {
         connection.close();
       }
@@ -240,7 +240,7 @@ async function main(): Promise<number> {
   forward.close();
   reverse.close();
   longForward.close();
-  longReverse.stop();
+  longReverse.forceShutdown();
   await longReverseOpen;
   reverseConnection.close();
   direct.close();

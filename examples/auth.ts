@@ -87,10 +87,10 @@ const agent = new ReverseTunnelServer(connection, {
 });
 agent.addService(GreeterService, whoAmI);
 const served = agent.serve();
-await handler.asChannel().waitForReady({ timeout: 5_000 });
+await handler.asChannel().waitForReady({ timeoutMs: 5_000 });
 const back = new GreeterClient('agent', credentials.createInsecure(), { channelOverride: handler.asChannel() });
 console.log(await hello(back, 'reverse call'));
-agent.stop();
+agent.forceShutdown();
 await served;
 connection.close();
 server.tryShutdown(() => console.log('done'));

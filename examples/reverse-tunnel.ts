@@ -34,7 +34,7 @@ const running = agent.keepOpen({ tunnels: 2, metadata });
 
 // Back on the network server: call the agent through its pool.
 const pool = handler.keyAsChannel('edge-1');
-await pool.waitForReady({ timeout: 5_000 });
+await pool.waitForReady({ timeoutMs: 5_000 });
 const edge = new GreeterClient('edge-1', credentials.createInsecure(), { channelOverride: pool });
 const reply = await new Promise<string>((resolve, reject) =>
   edge.sayHello({ name: 'from the network server', times: 0 }, (err, r) => (err ? reject(err) : resolve(r.message))),
@@ -45,7 +45,7 @@ console.log(reply); // hello, from the network server
 const anonymous = await new ReverseTunnelServer(connection).serve();
 console.log(`anonymous agent: started=${anonymous.started}, code=${anonymous.error?.code}`);
 
-await agent.gracefulStop(); // running calls finish, then the tunnels end
+await agent.tryShutdown(); // running calls finish, then the tunnels end
 await running;
 connection.close();
 server.tryShutdown(() => console.log('done'));

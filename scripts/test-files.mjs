@@ -33,10 +33,9 @@ export const SERIAL = [
 /**
  * Test files that run after both lanes, one at a time, with nothing else:
  * - HAProxy in front of three gateway replicas and 10 agent processes,
- *   restarted one by one under steady calls: the heaviest file (13 s of CPU).
- *   Its rolling-restart case lost calls to callers that do not retry
- *   (UNAVAILABLE) beside the concurrent lane, and once also alone, so it is
- *   intermittent either way; alone it usually passes.
+ *   restarted one by one under steady calls: the heaviest file (13 s of CPU),
+ *   and it measures timings (stop, ready, agents back) that a busy machine
+ *   would stretch.
  * - the churn test opens and closes 300 tunnels a second for 20-60 s and
  *   needs the whole machine to keep that rate: beside other test files its
  *   tunnel server fell more than the 5 s end-of-RPC grace behind (the client

@@ -5,36 +5,38 @@
  * @packageDocumentation
  */
 
-export { DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE, NEGOTIATE_HEADER } from './engine/constants.js';
 export { TUNNEL_CHANNEL_OPTIONS } from './grpc/client/channel-options.js';
 export type { ClientKeepaliveOptions } from './grpc/client/client-keepalive.js';
-export { createTunnelClient } from './grpc/client/create-client.js';
+export { type ClientConstructor, createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
-export { TunnelChannel, type TunnelChannelInfo, type TunnelOptions } from './grpc/client/tunnel-channel.js';
+export type {
+  TunnelChannel,
+  TunnelChannelEvents,
+  TunnelOptions,
+} from './grpc/client/tunnel-channel.js';
 export { getTunnelChannel, getTunnelInfo, type HasAuthContext } from './grpc/context.js';
 export {
   DEFAULT_KEEPALIVE_TIME_MS,
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
-  KEEPALIVE_POLICY_HEADER,
   type KeepaliveOptions,
 } from './grpc/keepalive.js';
-export type { ServiceHost } from './grpc/server/service-host.js';
+export type { ServiceHost, ShutdownOptions } from './grpc/server/service-host.js';
 export type { AuthContext, TunnelInfo } from './grpc/server/tunnel-info.js';
 export type { TunnelServerOptions } from './grpc/server/tunnel-server-session.js';
 export {
-  OPEN_REVERSE_TUNNEL_PATH,
-  OPEN_TUNNEL_PATH,
-  TunnelServiceDefinition,
-} from './grpc/tunnel-service.js';
-export { TunnelServiceHandler, type TunnelServiceHandlerOptions } from './handler/tunnel-service-handler.js';
+  TunnelServiceHandler,
+  type TunnelServiceHandlerEvents,
+  type TunnelServiceHandlerOptions,
+} from './handler/tunnel-service-handler.js';
 export type { ReverseTunnel } from './pool/reverse-tunnel.js';
-export { TunnelPool, type WaitForReadyOptions } from './pool/tunnel-pool.js';
+export type { TunnelPool, WaitForReadyOptions } from './pool/tunnel-pool.js';
 export { createProxyHandler, type ProxyHandlerOptions } from './proxy/proxy-handler.js';
 export type { BackoffOptions } from './reverse/backoff.js';
 export {
   type KeepOpenOptions,
   type RetryEvent,
   ReverseTunnelServer,
+  type ReverseTunnelServerEvents,
   type ReverseTunnelServerOptions,
   type ServeOptions,
   type ServeResult,

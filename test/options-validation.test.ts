@@ -336,6 +336,24 @@ const rows: Row[] = [
     bad: notSignals,
     call: (v) => reverse().gracefulStop({ signal: v as AbortSignal }),
   },
+  {
+    of: 'ShutdownOptions',
+    option: 'signal',
+    bad: notSignals,
+    call: (v) => reverse().tryShutdown({ signal: v as AbortSignal }),
+  },
+  {
+    of: 'TunnelServiceHandler.tryShutdown',
+    option: 'signal',
+    bad: notSignals,
+    call: (v) => handler().tryShutdown({ signal: v as AbortSignal }),
+  },
+  {
+    of: 'TunnelServiceHandler.tryShutdown',
+    option: 'options',
+    bad: notObjects,
+    call: (v) => handler().tryShutdown(v as object),
+  },
 
   // TunnelPool#waitForReady(options)
   {
@@ -356,9 +374,9 @@ const rows: Row[] = [
         .asChannel()
         .waitForReady({ signal: v as AbortSignal }),
   },
-  {
+  ...(['timeoutMs', 'timeout'] as const).map((option) => ({
     of: 'WaitForReadyOptions',
-    option: 'timeout',
+    option,
     // Any finite wait (beyond Node's 2^31-1 ms timer limit too).
     bad: [
       [-1, R],
@@ -366,12 +384,12 @@ const rows: Row[] = [
       [Number.NaN, R],
       [Number.POSITIVE_INFINITY, R],
       ['100', T],
-    ],
-    call: (v) =>
+    ] as Array<readonly [unknown, Kind]>,
+    call: (v: unknown) =>
       handler()
         .asChannel()
-        .waitForReady({ timeout: v as number }),
-  },
+        .waitForReady({ [option]: v as number }),
+  })),
 
   // createProxyHandler(target, options)
   { of: 'createProxyHandler', option: 'target', bad: connections, call: (v) => createProxyHandler(v as Client) },
@@ -438,7 +456,7 @@ describe('public options are validated', () => {
     await reverse().keepOpen({ tunnels: 3, backoff: { initialDelayMs: 1.5, maxDelayMs: 2, jitter: 0 }, signal });
     await handler()
       .asChannel()
-      .waitForReady({ timeout: 0 })
+      .waitForReady({ timeoutMs: 0 })
       .catch(() => {});
   });
 

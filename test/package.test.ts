@@ -207,6 +207,25 @@ console.log(await scenario(gt, grpc));
     assert.equal(stdout.trim(), 'echo:hi');
   });
 
+  it('exposes the wire contract as grpctunnel/protocol, to import and to require()', async () => {
+    writeFileSync(
+      join(app, 'protocol.mjs'),
+      `import { NEGOTIATE_HEADER, TunnelServiceDefinition } from 'grpctunnel/protocol';
+console.log(NEGOTIATE_HEADER, TunnelServiceDefinition.openTunnel.path);
+`,
+    );
+    const { stdout } = await run(process.execPath, ['protocol.mjs'], { cwd: app, timeout: 60_000 });
+    assert.equal(stdout.trim(), 'grpctunnel-negotiate /grpctunnel.v1.TunnelService/OpenTunnel');
+    if ((process.features as { require_module?: boolean }).require_module) {
+      const script = "console.log(require('grpctunnel/protocol').OPEN_REVERSE_TUNNEL_PATH)";
+      const required = await run(process.execPath, ['-e', script], { cwd: app, timeout: 60_000 });
+      assert.equal(required.stdout.trim(), '/grpctunnel.v1.TunnelService/OpenReverseTunnel');
+    }
+    const pkg = JSON.parse(readFileSync(join(tmp, 'unpacked', 'package', 'package.json'), 'utf8'));
+    // Bundlers may drop modules a user imports nothing from: no module of the library acts on import.
+    assert.equal(pkg.sideEffects, false);
+  });
+
   it('opens a tunnel through require()', async (t) => {
     if (!(process.features as { require_module?: boolean }).require_module) {
       t.skip('this Node cannot require() ES modules (needs 20.19 or 22.12)');

@@ -55,6 +55,8 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
   --max-conns-per-peer N connections one remote address may hold on each gRPC port (default 256)
   --idle-timeout MS      close connections that send nothing or hold no stream this long (default 300000)
   --ready-after MS       /healthz says ready once an agent attached, or this long after start (default 10000)
+  --drain-delay MS       on SIGTERM, say not ready and keep serving this long before refusing connections,
+                         so the load balancer stops sending callers first (default 2000 with --replica-id, else 0)
   --keepalive I[,T]      ping each agent connection every I, drop it when a ping
                          goes unanswered for T (default 15s,10s; "off" disables)
   --log-level L          debug, info, warn or error (default info)
@@ -161,6 +163,7 @@ async function gateway(argv: string[]): Promise<void> {
       'max-conns-per-peer': { kind: 'int', default: 256, usage: 'connections per peer' },
       'idle-timeout': { kind: 'int', default: 300_000, usage: 'idle timeout (ms)' },
       'ready-after': { kind: 'int', default: 10_000, usage: 'readiness grace (ms)' },
+      'drain-delay': { kind: 'int', default: -1, usage: 'serving time after SIGTERM (ms)' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
       keepalive: { kind: 'string', default: '15s,10s', usage: 'ping interval[,timeout] or off' },
     },
@@ -179,6 +182,9 @@ async function gateway(argv: string[]): Promise<void> {
   if (f['max-conns-per-peer'] < 1) fail(EXIT.usage, '--max-conns-per-peer must be at least 1');
   if (f['idle-timeout'] < 100) fail(EXIT.usage, '--idle-timeout must be at least 100 (ms)');
   if (f['ready-after'] < 0) fail(EXIT.usage, '--ready-after must not be negative');
+  if (f['drain-delay'] < -1) fail(EXIT.usage, '--drain-delay must not be negative');
+  // Replicas sit behind a balancer, which needs a moment to stop sending callers.
+  const drainDelayMs = f['drain-delay'] >= 0 ? f['drain-delay'] : f['replica-id'] ? 2000 : 0;
   /** Reads the token files and the policy; throws AccessFileError or a read error. */
   const loadAccess = (readText: (path: string, what: string) => string): GatewayAccess => ({
     ...(f.token && { agentTokens: AgentTokens.anyId([f.token]) }),
@@ -222,6 +228,7 @@ async function gateway(argv: string[]): Promise<void> {
     ...(f['replica-id'] ? { replica: { id: f['replica-id'], count: f.replicas } } : {}),
     limits: { maxConnectionsPerPeer: f['max-conns-per-peer'], idleTimeoutMs: f['idle-timeout'] },
     readyAfterMs: f['ready-after'],
+    drainDelayMs,
     logger,
     keepalive: keepalive(f.keepalive),
   });

@@ -1,4 +1,4 @@
-import type { ClientToServer, Metadata, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
+import type { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import type { DataFrameBuilder } from './outbound.js';
 import type { StreamId } from './stream-id.js';
 
@@ -27,8 +27,3 @@ export const serverDataFrames: DataFrameBuilder<ServerFrame> = {
   }),
   moreData: (streamId, chunk) => ({ streamId, frame: { $case: 'moreResponseData', value: chunk } }),
 };
-
-/** An empty metadata map. */
-export function emptyMetadata(): Metadata {
-  return { md: {} };
-}

@@ -128,11 +128,6 @@ export class InboundStream {
     windows.release(this.window - windows.initial);
   }
 
-  /** Whether complete or partial messages wait to be read. */
-  get hasQueued(): boolean {
-    return this.queue.length > 0;
-  }
-
   private accept(message: Assembly, chunk: Uint8Array): void {
     const n = chunk.byteLength;
     if (n > MAX_CHUNK_SIZE) {

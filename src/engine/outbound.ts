@@ -56,11 +56,6 @@ export class OutboundStream<F> {
     return item.offset >= item.data.length ? !item.started : this.window > 0;
   }
 
-  /** Whether anything waits to be written. */
-  get idle(): boolean {
-    return this.head >= this.items.length;
-  }
-
   push(item: Item<F>): void {
     this.items.push(item);
   }

@@ -103,11 +103,6 @@ export class TunnelServerStream {
     return this.state !== 'open';
   }
 
-  /** Whether response headers were sent or queued. */
-  get headersSent(): boolean {
-    return this.headersQueued;
-  }
-
   /**
    * Sends response headers; only the first call has an effect. Headers over
    * the metadata limit end the stream with RESOURCE_EXHAUSTED instead (the
@@ -164,6 +159,18 @@ export class TunnelServerStream {
       { streamId: this.streamId, frame: { $case: 'closeStream', value: closeFromStatus(sent) } },
       () => this.engine.forget(this),
     );
+  }
+
+  /**
+   * Ends the call from this side at once (a forced shutdown): what it had
+   * not sent is dropped, the client gets `status`, the handler hears of a
+   * cancel, as with grpc-js's `server.forceShutdown()`.
+   */
+  cancel(status: StreamStatus): void {
+    if (this.state !== 'open') return;
+    this.out.discard(new TunnelError(status.code as Code, status.message));
+    this.close(status, false);
+    this.handlers.onCancel(status);
   }
 
   /** @internal The client cancelled, the input was bad, or the tunnel died. */
@@ -315,6 +322,11 @@ export class TunnelServerEngine {
       stream.abort(status);
       stream.markDone(); // hands the stream's window growth back to the shared budget
     }
+  }
+
+  /** Cancels every running call, telling the client (see {@link TunnelServerStream.cancel}). */
+  cancelAll(status: StreamStatus): void {
+    for (const stream of [...this.streams.values()]) stream.cancel(status);
   }
 
   /** @internal */

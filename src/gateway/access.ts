@@ -36,6 +36,7 @@ function lines(text: string): Line[] {
 
 /** A file that cannot be used, with the place that says why. */
 export class AccessFileError extends Error {
+  /** Always `'AccessFileError'`. */
   override readonly name = 'AccessFileError';
 }
 
@@ -51,6 +52,7 @@ export class AgentTokens {
   private constructor(private readonly grants: ReadonlyMap<string, readonly NamePattern[]>) {}
 
   /** Parses a tokens file; throws {@link AccessFileError} naming the line at fault. */
+  /** Parses a tokens file's text; `source` names it in errors. Throws {@link AccessFileError}. */
   static parse(text: string, source = 'tokens file'): AgentTokens {
     const grants = new Map<string, NamePattern[]>();
     for (const { number, fields } of lines(text)) {
@@ -78,7 +80,7 @@ export class AgentTokens {
     return new AgentTokens(new Map([...tokens].map((t) => [digest(t), [new NamePattern('*')]])));
   }
 
-  /** Whether any token is configured (without one, the gateway admits every agent). */
+  /** How many tokens are configured (without one, the gateway admits every agent). */
   get size(): number {
     return this.grants.size;
   }
@@ -104,6 +106,7 @@ export class AgentTokens {
 export class CallerTokens {
   private constructor(private readonly names: ReadonlyMap<string, string>) {}
 
+  /** Parses a caller tokens file's text; `source` names it in errors. Throws {@link AccessFileError}. */
   static parse(text: string, source = 'caller tokens file'): CallerTokens {
     const names = new Map<string, string>();
     for (const { number, fields } of lines(text)) {
@@ -119,6 +122,7 @@ export class CallerTokens {
     return new CallerTokens(names);
   }
 
+  /** How many tokens the file lists. */
   get size(): number {
     return this.names.size;
   }
@@ -152,6 +156,7 @@ export class AccessPolicy {
     return new AccessPolicy([{ callers: new NamePattern('*'), agents: new NamePattern('*'), methods: [] }]);
   }
 
+  /** Parses a policy file's text; `source` names it in errors. Throws {@link AccessFileError}. */
   static parse(text: string, source = 'policy file'): AccessPolicy {
     const rules: Rule[] = [];
     for (const { number, fields } of lines(text)) {

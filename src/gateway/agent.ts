@@ -21,6 +21,7 @@ import { ReplicaDialer } from './replica-dialer.js';
 
 /** Where an embedded agent adds its service implementations (as on a grpc-js `Server`). */
 export interface ServiceRegistrar {
+  /** Serves `service`'s methods with `implementation` on every tunnel of the agent. */
   addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void;
 }
 
@@ -41,15 +42,29 @@ export interface AgentOptions {
   services?: (server: ServiceRegistrar) => void;
   /** This agent's id: callers route to it with the grpctunnel-agent header. */
   id: string;
+  /** The bearer token the gateway's agent tokens file lists for this id (sent as `authorization`). */
   token?: string;
   /** Reverse tunnels to keep open on each gateway replica (a single gateway is one replica). */
   tunnels: number;
   /** How to reach the gateway: plaintext, TLS with the system's roots, or TLS with this CA. */
-  security: { insecure: true } | { ca?: Buffer };
+  security:
+    | {
+        /** Plaintext: only for a gateway on loopback or a trusted network. */
+        insecure: true;
+      }
+    | {
+        /** PEM roots to verify the gateway's certificate with; the system's roots without it. */
+        ca?: Buffer;
+      };
   /** Where log lines go; by default warnings and errors go to stderr. */
   logger?: Logger;
   /** Reconnection delays (ms); defaults suit a real deployment (1 s to 30 s). */
-  backoff?: { initialDelayMs?: number; maxDelayMs?: number };
+  backoff?: {
+    /** The first delay after a failed dial (default 1000). */
+    initialDelayMs?: number;
+    /** The bound the delays grow to (default 30000). */
+    maxDelayMs?: number;
+  };
   /** Liveness pings toward the gateway (see the `keepalive` option of `ReverseTunnelServer`). */
   keepalive?: KeepaliveOptions | false;
   /** Aborting it stops the agent as {@link Agent.stop} does. */
@@ -58,6 +73,7 @@ export interface AgentOptions {
 
 /** Why an agent gave up: retrying could not help. */
 export class AgentFailure extends Error {
+  /** Always `'AgentFailure'`. */
   override readonly name = 'AgentFailure';
   constructor(
     /** `refused`: the gateway refused the token; `not-a-tunnel-endpoint`: the address does not serve reverse tunnels. */

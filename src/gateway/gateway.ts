@@ -12,11 +12,13 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
-import { statusError, thrownStatus } from '../grpc/errors.js';
+import { TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
+import { statusError } from '../grpc/errors.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { PeerFaultLog } from '../grpc/peer-faults.js';
 import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/server/http2-window.js';
 import type { AuthContext } from '../grpc/server/tunnel-info.js';
+import { statusOfError } from '../grpc/status.js';
 import { TunnelServiceHandler } from '../handler/tunnel-service-handler.js';
 import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
 import { NOT_GRPC_TEXT, type Route, serveAnyMethod } from '../proxy/any-method-server.js';
@@ -120,6 +122,7 @@ export interface GatewayHooks {
 
 /** Thrown by a {@link GatewayHooks} function to refuse with a status the peer sees. */
 export class GatewayRefusal extends Error {
+  /** Always `'GatewayRefusal'`. */
   override readonly name = 'GatewayRefusal';
   /** The gRPC status message sent to the peer (the same as `message`). */
   readonly details: string;
@@ -144,7 +147,12 @@ export interface GatewayOptions {
   /** Credentials and policy. */
   access: GatewayAccess;
   /** Serve both gRPC ports over TLS with this certificate. */
-  tls?: { cert: Buffer; key: Buffer };
+  tls?: {
+    /** The certificate chain, PEM. */
+    cert: Buffer;
+    /** Its private key, PEM. */
+    key: Buffer;
+  };
   /** Ask callers for client certificates signed by this CA (mTLS on the caller port; needs `tls`). */
   clientCa?: Buffer;
   /** Serve callers on a non-loopback address with no caller authentication (a warning is logged). */
@@ -169,6 +177,17 @@ export interface GatewayOptions {
    * UNAVAILABLE. Default 5000.
    */
   agentArrivalWaitMs?: number;
+  /**
+   * On {@link Gateway.close}, how long (ms) the gateway first goes on serving
+   * as before while its /healthz already says not ready, so that a load
+   * balancer takes it out of rotation before it stops accepting connections.
+   * Without it, a caller whose new connection lands on the gateway in the
+   * instant it stops sees a failed connect, and grpc-js fails that caller's
+   * calls at once until its reconnect backoff ends. Set it to a little more
+   * than the balancer's time to notice (readiness period times failure
+   * threshold). Default 0 (a single gateway with no balancer in front).
+   */
+  drainDelayMs?: number;
   /** Where log lines go; by default warnings and errors go to stderr. */
   logger?: Logger;
   /** Liveness pings toward agents (see the `keepalive` option of `TunnelServiceHandler`). */
@@ -181,8 +200,11 @@ export interface GatewayOptions {
 
 /** A running gateway. */
 export interface Gateway {
+  /** host:port the caller port is bound to (the real port when `listen` asked for port 0). */
   readonly listenAddress: string;
+  /** host:port the agents port is bound to. */
   readonly agentsAddress: string;
+  /** host:port of the admin HTTP server, when `admin` was given. */
   readonly adminAddress: string | undefined;
   /** The agents connected now: each id with how many tunnels it has open here. */
   agents(): ReadonlyMap<string, number>;
@@ -208,7 +230,11 @@ export interface Gateway {
    * many tunnels closed.
    */
   reload(access: GatewayAccess): number;
-  /** Stops accepting, lets running calls finish for up to `graceMs`, then closes everything. */
+  /**
+   * Says not ready on /healthz, keeps serving for `drainDelayMs`, then stops
+   * accepting, lets running calls finish for up to `graceMs` (default 5000),
+   * and closes everything.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -332,8 +358,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onRefusal: (refusal: GatewayRefusal) => R,
   ): T | R | Promise<T | R> => {
     const fail = (err: unknown): R => {
-      const thrown = thrownStatus(err);
-      if (thrown?.details !== undefined) {
+      const thrown = statusOfError(err);
+      if (err instanceof GatewayRefusal || thrown.deliberate) {
         return onRefusal(err instanceof GatewayRefusal ? err : new GatewayRefusal(thrown.code, thrown.details));
       }
       logger.error(
@@ -661,6 +687,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const startedAt = Date.now();
   const readyAfterMs = options.readyAfterMs ?? 10_000;
+  const drainDelayMs = options.drainDelayMs ?? 0;
   let closing = false;
   let admin: AdminServer | undefined;
   if (options.admin) {
@@ -692,7 +719,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger.warn(
         `agent ${String(tunnel.key)}: tunnel from ${tunnel.info.peer} closed: its token is no longer valid for it`,
       );
-      tunnel.channel.shutDown(statusError(Status.UNAVAILABLE, 'the agent is no longer admitted'));
+      // The handler's tunnels are always the implementation; its shutDown
+      // lets the agent's calls in flight fail with a status that says why.
+      const channel = tunnel.channel;
+      if (channel instanceof TunnelChannelImpl) {
+        channel.shutDown(statusError(Status.UNAVAILABLE, 'the agent is no longer admitted'));
+      } else channel.close();
     }
     return cut;
   };
@@ -723,30 +755,42 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   };
   const shutDown = async (graceMs: number) => {
-    // Not ready any more: the platform stops sending callers here. Agents
-    // see GOAWAY and dial the other replicas while running calls finish.
+    // Not ready any more: the platform stops sending callers here, while
+    // this replica goes on serving for the drain delay.
     closing = true;
     options.signal?.removeEventListener('abort', onAbort);
-    handler.initiateShutdown();
+    if (drainDelayMs > 0) {
+      logger.info(`gateway: not ready; serving ${drainDelayMs} ms more while balancers take this replica out`);
+      await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
+    }
+    // Past the grace, running calls are cut: ending the tunnels ends them.
+    const force = setTimeout(() => {
+      handler.forceShutdown();
+      grpcServer.forceShutdown();
+    }, graceMs);
+    // Callers first: GOAWAY on every caller connection (a call racing it is
+    // refused and retried by the caller's library), and their running calls
+    // finish over the agents' tunnels, which stay open until then. Draining
+    // the tunnels first would fail the calls still arriving with "no agent".
+    await new Promise<void>((resolve) => {
+      (sniffing?.listener ?? front).close(() => resolve());
+      sniffing?.dropPending();
+      // Idle caller connections would keep the server open; close them.
+      setImmediate(() => {
+        for (const s of sessions) s.close();
+      });
+    });
+    // Then the agents: they see their tunnels here drain (they hold tunnels
+    // to the other replicas already) and the agents port closes.
     await Promise.all([
+      handler.tryShutdown(),
       new Promise<void>((resolve) => {
-        const force = setTimeout(() => grpcServer.forceShutdown(), graceMs);
-        grpcServer.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
+        grpcServer.tryShutdown(() => resolve());
         void agentsPort.close();
-      }),
-      new Promise<void>((resolve) => {
-        (sniffing?.listener ?? front).close(() => resolve());
-        sniffing?.dropPending();
-        // Idle caller connections would keep the server open; close them.
-        setImmediate(() => {
-          for (const s of sessions) s.close();
-        });
       }),
       admin?.close(),
     ]);
+    clearTimeout(force);
   };
   handlers.set(gateway, handler);
   const signal = options.signal;

@@ -2,13 +2,18 @@
 
 /** Log levels, most verbose first. */
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+/** A log level, from the most verbose: `debug`, `info`, `warn`, `error`. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Writes log lines at or above a level. */
 export interface Logger {
+  /** Detail for finding a fault (every dial, every refusal). */
   debug(message: string): void;
+  /** Lifecycle: listening, agents arriving and leaving. */
   info(message: string): void;
+  /** Something an operator should look at; peers' faults, rate-limited. */
   warn(message: string): void;
+  /** The gateway itself failed. */
   error(message: string): void;
 }
 

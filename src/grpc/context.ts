@@ -13,15 +13,16 @@ type Tagged = AuthContext & { readonly [TUNNEL_INFO]?: TunnelInfo; readonly [TUN
 
 /** Anything with grpc-js's `getAuthContext()`: server call objects, intercepting calls, client calls. */
 export interface HasAuthContext {
+  /** grpc-js's auth context of the call; for tunneled calls it also says which tunnel carried it. */
   getAuthContext(): unknown;
 }
 
-/** @internal The auth context that tunneled server calls report: the tunnel's own, tagged with the tunnel. */
+/** The auth context that tunneled server calls report: the tunnel's own, tagged with the tunnel. */
 export function serverAuthContext(info: TunnelInfo): AuthContext {
   return Object.defineProperty({ ...info.authContext }, TUNNEL_INFO, { value: info, enumerable: false });
 }
 
-/** @internal The auth context that client calls through a tunnel report, tagged with the channel. */
+/** The auth context that client calls through a tunnel report, tagged with the channel. */
 export function clientAuthContext(authContext: AuthContext, channel: TunnelChannel): AuthContext {
   return Object.defineProperty({ ...authContext }, TUNNEL_CHANNEL, { value: channel, enumerable: false });
 }

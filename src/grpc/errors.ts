@@ -15,13 +15,3 @@ export function abortError(signal: AbortSignal): ServiceError {
   (error as Error).cause = signal.reason;
   return error;
 }
-
-/**
- * The error status a thrown value carries (a `ServiceError`, or a plain
- * `{ code, details }`), when its code is a real gRPC error code (1-16).
- */
-export function thrownStatus(err: unknown): { code: Status; details: string | undefined } | undefined {
-  const candidate = err as { code?: unknown; details?: unknown } | null;
-  if (!candidate || typeof candidate.code !== 'number' || candidate.code < 1 || candidate.code > 16) return undefined;
-  return { code: candidate.code, details: typeof candidate.details === 'string' ? candidate.details : undefined };
-}

@@ -2,7 +2,8 @@ import { Metadata } from '@grpc/grpc-js';
 import type { Metadata as WireMetadata } from '../gen/grpctunnel/v1/tunnel.js';
 
 // Headers that belong to the HTTP/2 transport of one hop, never to the
-// application: they are neither sent into a tunnel nor taken out of one.
+// application: they are neither sent into a tunnel nor taken out of one,
+// and the proxies (src/proxy) do not forward them either. The one list.
 const TRANSPORT_HEADERS = new Set([
   ':authority',
   ':method',
@@ -23,7 +24,7 @@ const TRANSPORT_HEADERS = new Set([
   'user-agent',
 ]);
 
-/** Whether a header is transport-level and must not cross the tunnel. */
+/** Whether a header is transport-level: it must not cross a tunnel or a proxy. */
 export function isTransportHeader(key: string): boolean {
   return TRANSPORT_HEADERS.has(key);
 }

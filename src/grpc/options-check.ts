@@ -265,9 +265,9 @@ export function checkKeepOpenOptions(options: unknown): void {
   backoff.number('resetAfterMs', b.resetAfterMs, 0, Number.POSITIVE_INFINITY);
 }
 
-/** Options of `ReverseTunnelServer.gracefulStop(options)`. */
-export function checkStopOptions(options: unknown): void {
-  const check = new Checker('ReverseTunnelServer.gracefulStop');
+/** Options of the `tryShutdown(options)` methods (`where` names the method). */
+export function checkShutdownOptions(where: string, options: unknown): void {
+  const check = new Checker(where);
   check.signal('signal', check.object('options', options).signal);
 }
 
@@ -277,6 +277,7 @@ export function checkWaitForReadyOptions(options: unknown): void {
   const o = check.object('options', options);
   check.signal('signal', o.signal);
   // setLongTimeout waits past Node's 2^31-1 ms timer limit: any finite wait.
+  check.number('timeoutMs', o.timeoutMs, 0, Number.MAX_SAFE_INTEGER);
   check.number('timeout', o.timeout, 0, Number.MAX_SAFE_INTEGER);
 }
 

@@ -66,20 +66,39 @@ export function toStatusObject(status: StreamStatus): StatusObject {
   return { code: status.code, details: status.message, metadata };
 }
 
-/** The status a server handler's error stands for (grpc-js's rules: code if numeric, else UNKNOWN). */
-export function statusFromHandlerError(
-  error: Partial<ServerErrorResponse> & { code?: unknown; details?: unknown; metadata?: unknown },
-  trailer?: Metadata,
-): OutgoingStatus {
-  const code = typeof error.code === 'number' && Number.isInteger(error.code) ? error.code : grpcStatus.UNKNOWN;
+/** The status an error stands for, and whether someone chose it. */
+export interface ErrorStatus extends OutgoingStatus {
+  readonly metadata: Metadata | null;
+  /**
+   * Whether the error names a real gRPC error code (1-16) of its own (a
+   * `ServiceError`, a `{ code, details }`): a status someone chose, fit to
+   * pass on to the peer as it is, rather than a failure whose text is internal.
+   */
+  readonly deliberate: boolean;
+}
+
+/**
+ * The one rule for turning an error (thrown, passed to a callback or emitted)
+ * into a gRPC status, grpc-js's own for server handlers: its `code` when that
+ * is an integer, else UNKNOWN; its `details` when it has such a code and
+ * string details, else its `message`, else "Unknown Error"; its metadata,
+ * unless `trailer` is given. Used for handler errors and for errors thrown by
+ * the library's user callbacks (`affinityKey`, `authenticate`), so one value
+ * means one status wherever it is thrown.
+ */
+export function statusOfError(error: unknown, trailer?: Metadata): ErrorStatus {
+  const e = (typeof error === 'object' && error !== null ? error : {}) as Partial<ServerErrorResponse> & {
+    code?: unknown;
+    details?: unknown;
+    metadata?: unknown;
+  };
+  const integer = typeof e.code === 'number' && Number.isInteger(e.code);
+  const code = integer ? (e.code as number) : grpcStatus.UNKNOWN;
   const details =
-    typeof error.details === 'string' && typeof error.code === 'number'
-      ? error.details
-      : typeof error.message === 'string'
-        ? error.message
-        : 'Unknown Error';
-  const metadata = trailer ?? (error.metadata instanceof Metadata ? error.metadata : null);
-  return { code, details, metadata };
+    integer && typeof e.details === 'string' ? e.details : typeof e.message === 'string' ? e.message : 'Unknown Error';
+  const metadata = trailer ?? (e.metadata instanceof Metadata ? e.metadata : null);
+  const deliberate = integer && code >= grpcStatus.CANCELLED && code <= grpcStatus.UNAUTHENTICATED;
+  return { code, details, metadata, deliberate };
 }
 
 /**

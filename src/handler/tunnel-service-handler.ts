@@ -12,24 +12,25 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { type ClientFrameStream, TunnelChannelImpl, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
-import { statusError, thrownStatus } from '../grpc/errors.js';
+import { statusError } from '../grpc/errors.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
-import { checkHandlerOptions } from '../grpc/options-check.js';
+import { checkHandlerOptions, checkShutdownOptions, rejection } from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
 import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
-import { ServiceHost } from '../grpc/server/service-host.js';
+import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
+import { statusOfError } from '../grpc/status.js';
 import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
 import { ReverseTunnelRegistry } from '../pool/registry.js';
-import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
-import { TunnelPool } from '../pool/tunnel-pool.js';
+import type { PooledTunnel, ReverseTunnel } from '../pool/reverse-tunnel.js';
+import { type TunnelPool, TunnelPoolImpl } from '../pool/tunnel-pool.js';
 
-/** Options of {@link TunnelServiceHandler}. */
-export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
+/** Options of {@link TunnelServiceHandler}; `K` is the type of the affinity keys. */
+export interface TunnelServiceHandlerOptions<K = unknown> extends TunnelServerOptions {
   /** Refuse reverse tunnels: `OpenReverseTunnel` fails with UNIMPLEMENTED. Default false. */
   noReverseTunnels?: boolean;
   /**
@@ -42,16 +43,22 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
    * promise, e.g. after a lookup): the tunnel waits, and one whose RPC ends
    * meanwhile is dropped; a rejected promise refuses it like a throw.
    */
-  affinityKey?: (tunnel: TunnelInfo) => unknown;
-  /** A reverse tunnel is ready and has joined its pools (also the `'reverseTunnelOpen'` event). */
-  onReverseTunnelOpen?: (tunnel: ReverseTunnel) => void;
+  affinityKey?: (tunnel: TunnelInfo) => K | Promise<K>;
   /**
-   * A reverse tunnel that had opened has ended and left its pools (also the
-   * `'reverseTunnelClose'` event). `error` says why, as a grpc-js
-   * `ServiceError` (`code`, `details`, `metadata`; UNAVAILABLE when the
-   * tunnel server ended or lost it); undefined when this side closed it.
+   * A reverse tunnel is ready and has joined its pools.
+   *
+   * @deprecated Listen to the `'reverseTunnelOpen'` event instead (the same
+   * call, and more than one listener may hear it); this option goes away before 1.0.
    */
-  onReverseTunnelClose?: (tunnel: ReverseTunnel, error: Error | undefined) => void;
+  // Method syntax keeps TunnelServiceHandler<string> assignable to TunnelServiceHandler<unknown>.
+  onReverseTunnelOpen?(tunnel: ReverseTunnel<K>): void;
+  /**
+   * A reverse tunnel that had opened has ended and left its pools.
+   *
+   * @deprecated Listen to the `'reverseTunnelClose'` event instead (the same
+   * arguments); this option goes away before 1.0.
+   */
+  onReverseTunnelClose?(tunnel: ReverseTunnel<K>, error: Error | undefined): void;
   /**
    * HTTP/2 receive window, in bytes, of each connection that carries a
    * tunnel RPC (the connection's window and each of its streams'). grpc-js's
@@ -75,6 +82,27 @@ export interface TunnelServiceHandlerOptions extends TunnelServerOptions {
    * ping this server every second.
    */
   keepalive?: KeepaliveOptions | false;
+}
+
+/** The events of a {@link TunnelServiceHandler}, with the arguments each listener gets. */
+export interface TunnelServiceHandlerEvents<K = unknown> {
+  /** A reverse tunnel is ready and has joined its pools. */
+  reverseTunnelOpen: [tunnel: ReverseTunnel<K>];
+  /**
+   * A reverse tunnel that had opened has ended and left its pools. `error`
+   * says why, as a grpc-js `ServiceError` (`code`, `details`, `metadata`;
+   * UNAVAILABLE when the tunnel server ended or lost it); undefined when this
+   * side closed it.
+   */
+  reverseTunnelClose: [tunnel: ReverseTunnel<K>, error: Error | undefined];
+}
+
+/** How a forward tunnel is ended by a shutdown. */
+interface ForwardEnding {
+  /** Its calls have finished (graceful shutdown): end the tunnel RPC with OK. */
+  readonly end: () => void;
+  /** Cancel its running calls (forced shutdown); being drained, it then ends as `end` says. */
+  readonly cancel: () => void;
 }
 
 type ForwardRpc = ServerDuplexStream<ClientFrame, ServerFrame>;
@@ -102,29 +130,32 @@ function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): v
  * agent does); a pool call refused so, having had no response yet, is sent
  * again on another tunnel of its pool.
  *
- * Events: `'reverseTunnelOpen'` (tunnel), `'reverseTunnelClose'` (tunnel, error?).
+ * Events: see {@link TunnelServiceHandlerEvents}. `K` is the type of the
+ * affinity keys, as the `affinityKey` option returns them.
  */
-export class TunnelServiceHandler extends ServiceHost {
-  /** Forward tunnels, each with the function that ends its tunnel RPC with OK. */
-  private readonly sessions = new Map<TunnelServerSession, () => void>();
-  private readonly reverse = new ReverseTunnelRegistry();
+export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelServiceHandlerEvents<K>> {
+  /** Forward tunnels, each with the ways to end it. */
+  private readonly sessions = new Map<TunnelServerSession, ForwardEnding>();
+  private readonly reverse = new ReverseTunnelRegistry<K>();
   /** Reverse tunnels whose RPC is open, ready or not yet. */
-  private readonly reverseChannels = new Set<TunnelChannel>();
-  private readonly allPool: TunnelPool;
+  private readonly reverseChannels = new Set<TunnelChannelImpl>();
+  private readonly allPool: TunnelPoolImpl<K>;
   /** Receive windows of every tunnel of this handler: one growth budget for all. */
   private readonly windows: ReceiveWindows;
   private draining = false;
+  /** Callers of tryShutdown, told once shutting down and every tunnel has ended. */
+  private readonly shutdownWaiters = new Set<() => void>();
   private readonly http2WindowSize: number;
   private warnedWindows = false;
   private readonly keepalive: ServerKeepalive;
 
-  constructor(private readonly options: TunnelServiceHandlerOptions = {}) {
+  constructor(private readonly options: TunnelServiceHandlerOptions<K> = {}) {
     super();
     checkHandlerOptions(options);
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.http2WindowSize = checkHttp2WindowSize(options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE);
     this.keepalive = new ServerKeepalive(options.keepalive);
-    this.allPool = new TunnelPool(this.reverse, { all: true }, 'reverse-tunnels');
+    this.allPool = new TunnelPoolImpl(this.reverse, { all: true }, 'reverse-tunnels');
   }
 
   /** Raises the HTTP/2 windows of the tunnel RPC's connection; says once if this grpc-js does not allow it. */
@@ -168,17 +199,17 @@ export class TunnelServiceHandler extends ServiceHost {
   }
 
   /** One channel over every ready reverse tunnel, round-robin. */
-  asChannel(): TunnelPool {
+  asChannel(): TunnelPool<K> {
     return this.allPool;
   }
 
   /** One channel over the ready reverse tunnels whose affinity key is `key`, round-robin. */
-  keyAsChannel(key: unknown): TunnelPool {
-    return new TunnelPool(this.reverse, { key }, `reverse-tunnels:${String(key)}`);
+  keyAsChannel(key: K): TunnelPool<K> {
+    return new TunnelPoolImpl(this.reverse, { key }, `reverse-tunnels:${String(key)}`);
   }
 
   /** A snapshot of the ready reverse tunnels, in the order they opened. */
-  allReverseTunnels(): ReverseTunnel[] {
+  allReverseTunnels(): ReverseTunnel<K>[] {
     return this.reverse.snapshot();
   }
 
@@ -186,24 +217,82 @@ export class TunnelServiceHandler extends ServiceHost {
    * The affinity keys that have ready reverse tunnels (each once), without
    * walking every tunnel: for example the agents a gateway can route to.
    */
-  reverseTunnelKeys(): unknown[] {
+  reverseTunnelKeys(): K[] {
     return this.reverse.keys();
   }
 
   /**
-   * Starts a graceful shutdown. New tunnels of either kind are refused with
-   * UNAVAILABLE. Forward tunnels refuse new calls with UNAVAILABLE, let
-   * running calls finish, then end. Reverse tunnels leave their pools at once
-   * (new calls see "no channels ready"), finish their running calls, then
-   * end. Once every tunnel has ended, grpc-js's `server.tryShutdown` can
-   * complete.
+   * Shuts down gracefully, as grpc-js's `server.tryShutdown` does for a
+   * server; resolves once every tunnel has ended. New tunnels of either kind
+   * are refused with UNAVAILABLE. Forward tunnels refuse new calls with
+   * UNAVAILABLE, let running calls finish, then end. Reverse tunnels leave
+   * their pools at once (new calls see "no channels ready"), finish their
+   * running calls, then end. Once they have, grpc-js's `server.tryShutdown`
+   * can complete too. Aborting `signal` turns it into
+   * {@link TunnelServiceHandler.forceShutdown}.
+   */
+  tryShutdown(options: ShutdownOptions = {}): Promise<void> {
+    const refused = rejection(() => checkShutdownOptions('TunnelServiceHandler.tryShutdown', options));
+    if (refused) return refused;
+    const { signal } = options;
+    this.drain();
+    return new Promise<void>((resolve) => {
+      const onAbort = () => this.forceShutdown();
+      this.shutdownWaiters.add(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) this.forceShutdown();
+      this.tellIfShutDown();
+    });
+  }
+
+  /**
+   * Shuts down now, as grpc-js's `server.forceShutdown` does for a server:
+   * new tunnels are refused with UNAVAILABLE, every tunneled call running is
+   * cancelled (callers see CANCELLED, handlers their call's `'cancelled'`)
+   * and every tunnel ends. A forward tunnel ends once its callers have been
+   * told, which takes a peer that reads: grpc-js's own `server.forceShutdown()`
+   * (or keepalive) ends the connection of one that does not.
+   */
+  forceShutdown(): void {
+    this.drain();
+    for (const ending of [...this.sessions.values()]) ending.cancel();
+    for (const channel of [...this.reverseChannels]) channel.close();
+  }
+
+  /**
+   * Starts a graceful shutdown without waiting for it.
+   *
+   * @deprecated Use {@link TunnelServiceHandler.tryShutdown} (the same
+   * shutdown, with a promise that says when it is over); goes away before 1.0.
    */
   initiateShutdown(): void {
+    void this.tryShutdown();
+  }
+
+  /** Refuses new tunnels and new calls; running calls finish, then each tunnel ends. */
+  private drain(): void {
     if (this.draining) return;
     this.draining = true;
-    for (const [session, end] of this.sessions) session.drain(end);
+    for (const [session, ending] of this.sessions) session.drain(ending.end);
     for (const tunnel of this.reverse.snapshot()) this.reverse.remove(tunnel);
     for (const channel of this.reverseChannels) channel.closeWhenIdle();
+  }
+
+  /** Resolves the tryShutdown promises once no tunnel is left. */
+  private tellIfShutDown(): void {
+    if (!this.draining || this.sessions.size > 0 || this.reverseChannels.size > 0) return;
+    const waiters = [...this.shutdownWaiters];
+    this.shutdownWaiters.clear();
+    for (const waiter of waiters) waiter();
+  }
+
+  /** A forward tunnel has ended. */
+  private forget(session: TunnelServerSession): void {
+    this.sessions.delete(session);
+    this.tellIfShutDown();
   }
 
   private acceptForward(call: ForwardRpc): void {
@@ -224,30 +313,35 @@ export class TunnelServiceHandler extends ServiceHost {
     const session: TunnelServerSession = new TunnelServerSession(
       call,
       negotiated,
-      this.registry,
+      servicesOf(this),
       tunnelInfo('forward', call),
       this.options,
       () => call.getMetricsRecorder(),
       (status) => {
         peerFaults.log(`${status.message} (tunnel from ${call.getPeer()})`);
-        this.sessions.delete(session);
+        this.forget(session);
         endRpc(status.code, status.message);
       },
       this.windows,
     );
     const unwatch = this.keepalive.watch(call, (cause) => {
-      this.sessions.delete(session);
+      this.forget(session);
       session.close(localStatus(Status.UNAVAILABLE, cause.message));
     });
-    this.sessions.set(session, () => {
-      unwatch();
-      this.sessions.delete(session);
-      session.close(localStatus(Status.UNAVAILABLE, 'the server is shutting down'));
-      endRpc(Status.OK, 'OK');
+    this.sessions.set(session, {
+      end: () => {
+        unwatch();
+        this.forget(session);
+        session.close(localStatus(Status.UNAVAILABLE, 'the server is shutting down'));
+        endRpc(Status.OK, 'OK');
+      },
+      // Worded as grpc-js words the calls a force-shut-down server cancels;
+      // the tunnel then ends as a drained one does, once the client has been told.
+      cancel: () => session.cancelCalls(localStatus(Status.CANCELLED, 'Call cancelled')),
     });
     const finish = (message: string) => {
       unwatch();
-      this.sessions.delete(session);
+      this.forget(session);
       session.close(localStatus(Status.CANCELLED, message));
     };
     call.on('end', () => {
@@ -274,9 +368,9 @@ export class TunnelServiceHandler extends ServiceHost {
       return;
     }
     const info = tunnelInfo('reverse', call);
-    let key: unknown;
+    let key: K | Promise<K>;
     try {
-      key = this.options.affinityKey?.(info);
+      key = this.options.affinityKey?.(info) as K | Promise<K>;
     } catch (err) {
       const { code, details } = refusalOf(err);
       refuse(call, code, details);
@@ -309,7 +403,7 @@ export class TunnelServiceHandler extends ServiceHost {
     );
   }
 
-  private openReverse(call: ReverseRpc, info: TunnelInfo, key: unknown): void {
+  private openReverse(call: ReverseRpc, info: TunnelInfo, key: K): void {
     this.raiseWindows(call);
     // The drain handshake: a tunnel server of this project that drains tells
     // us so, and we end the tunnel once idle (see drain-notice.ts).
@@ -318,7 +412,7 @@ export class TunnelServiceHandler extends ServiceHost {
     let ended = false;
     let peerEnded = false;
     let retiring = false;
-    let tunnel: ReverseTunnel | undefined;
+    let tunnel: PooledTunnel<K> | undefined;
     const frames: ClientFrameStream = {
       write: (frame, callback) => call.write(frame, callback),
       on: (_event, listener) =>
@@ -332,7 +426,7 @@ export class TunnelServiceHandler extends ServiceHost {
           else channel.closeWhenIdle();
         }),
     };
-    const channel: TunnelChannel = new TunnelChannel(
+    const channel: TunnelChannelImpl = new TunnelChannelImpl(
       frames,
       negotiated,
       tunnelTuning(this.options),
@@ -351,7 +445,7 @@ export class TunnelServiceHandler extends ServiceHost {
         }
         tunnel = { channel: ready, key, info, openedAt: new Date() };
         this.reverse.add(tunnel);
-        this.notify(() => this.options.onReverseTunnelOpen?.(tunnel as ReverseTunnel));
+        this.notify(() => this.options.onReverseTunnelOpen?.(tunnel as ReverseTunnel<K>));
         this.emit('reverseTunnelOpen', tunnel);
       },
       this.windows,
@@ -361,6 +455,7 @@ export class TunnelServiceHandler extends ServiceHost {
     channel.once('close', (error: Error | undefined) => {
       unwatch();
       this.reverseChannels.delete(channel);
+      this.tellIfShutDown();
       if (!tunnel) return;
       this.reverse.remove(tunnel);
       const closed = tunnel;
@@ -415,8 +510,8 @@ function tunnelInfo(kind: 'forward' | 'reverse', call: ForwardRpc | ReverseRpc):
 
 /** The status to refuse a tunnel with when the affinity-key function threw. */
 function refusalOf(err: unknown): { code: Status; details: string } {
-  const thrown = thrownStatus(err);
-  if (thrown?.details !== undefined) return { code: thrown.code, details: thrown.details };
+  const thrown = statusOfError(err);
+  if (thrown.deliberate) return { code: thrown.code, details: thrown.details };
   experimental.log(logVerbosity.ERROR, `grpctunnel: the affinity-key function threw: ${err}`);
   return { code: Status.INTERNAL, details: 'failed to accept the reverse tunnel' };
 }

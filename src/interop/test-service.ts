@@ -1,7 +1,7 @@
 // grpchantesting.TestService as the reference programs serve it (INTEROP.md):
 // requests steer delays, headers, trailers and failures; replies echo the
 // payload and the request metadata.
-import { Metadata, type ServerErrorResponse, type status as Status } from '@grpc/grpc-js';
+import { Metadata, type ServerErrorResponse, status as Status } from '@grpc/grpc-js';
 import { Status as RpcStatus } from '../gen/google/rpc/status.js';
 import { Message, type TestServiceServer } from './gen/grpchantesting/test.js';
 
@@ -51,7 +51,7 @@ export function testServiceImplementation(onCall: () => void = () => {}): TestSe
         if (req.delayMillis > 0) await sleep(req.delayMillis);
         call.sendMetadata(toMetadata(req.headers));
         const trailers = toMetadata(req.trailers);
-        if (req.code !== 0) {
+        if (req.code !== Status.OK) {
           callback(failure(req, trailers));
           return;
         }
@@ -71,7 +71,7 @@ export function testServiceImplementation(onCall: () => void = () => {}): TestSe
         if (req.delayMillis > 0) await sleep(req.delayMillis);
         call.sendMetadata(toMetadata(req.headers));
         const trailers = toMetadata(req.trailers);
-        if (req.code !== 0) {
+        if (req.code !== Status.OK) {
           callback(failure(req, trailers));
           return;
         }
@@ -81,7 +81,7 @@ export function testServiceImplementation(onCall: () => void = () => {}): TestSe
         if (finished) return;
         last = req;
         count++;
-        if (req.code !== 0) void finish();
+        if (req.code !== Status.OK) void finish();
       });
       call.on('end', () => void finish());
     },
@@ -99,7 +99,7 @@ export function testServiceImplementation(onCall: () => void = () => {}): TestSe
           }
         }
         const trailers = toMetadata(req.trailers);
-        if (req.code !== 0) call.emit('error', failure(req, trailers));
+        if (req.code !== Status.OK) call.emit('error', failure(req, trailers));
         else call.end(trailers);
       })();
     },
@@ -116,7 +116,7 @@ export function testServiceImplementation(onCall: () => void = () => {}): TestSe
         const req = last ?? empty();
         for (const reply of held) call.write(reply);
         const trailers = toMetadata(req.trailers);
-        if (req.code !== 0) call.emit('error', failure(req, trailers));
+        if (req.code !== Status.OK) call.emit('error', failure(req, trailers));
         else call.end(trailers);
       };
       // As the Go handler does: one request at a time, and the next is read
@@ -131,7 +131,7 @@ export function testServiceImplementation(onCall: () => void = () => {}): TestSe
           halfDuplex = req.count < 0;
         }
         count++;
-        if (req.code !== 0) {
+        if (req.code !== Status.OK) {
           stopped = true;
           end();
           return;

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     // Whichever fails first is the error; a tunnel that ends after the
     // trigger succeeded is fine.
     await Promise.race([triggered, served.then(() => triggered)]);
-    reverse.stop();
+    reverse.forceShutdown();
     await served.catch(() => undefined);
     log(`Served ${counter.count()} requests over reverse tunnel.`);
   }

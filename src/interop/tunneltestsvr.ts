@@ -29,7 +29,7 @@ function main(): void {
       const key = call.request.clientKey;
       const pool = handler.keyAsChannel(key);
       void pool
-        .waitForReady({ timeout: 1000 })
+        .waitForReady({ timeoutMs: 1000 })
         .then(async () => {
           log(`Sending RPCs over reverse tunnel to ${key}`);
           const client = new TestServiceClient(key, credentials.createInsecure(), { channelOverride: pool });
@@ -56,7 +56,7 @@ function main(): void {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    handler.initiateShutdown();
+    void handler.tryShutdown();
     const force = setTimeout(() => server.forceShutdown(), 2000);
     server.tryShutdown(() => {
       clearTimeout(force);

@@ -1,17 +1,17 @@
 import { type CallCredentials, Metadata, propagate, status as Status, type StatusObject } from '@grpc/grpc-js';
 import { type CallListener, effectiveDeadline, type ParentCall, type TunnelCall } from '../grpc/client/tunnel-call.js';
-import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
+import type { TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
 import { type LongTimer, setLongTimeout } from '../grpc/long-timer.js';
 import type { AuthContext } from '../grpc/server/tunnel-info.js';
 
 /** Where a pool call finds its tunnel. */
 export interface TunnelSource {
   /** The next tunnel, round-robin; undefined when none is ready. */
-  pick(): TunnelChannel | undefined;
+  pick(): TunnelChannelImpl | undefined;
   /** Calls `watcher` when tunnels come or go, until the returned function is called. */
   watch(watcher: () => void): () => void;
   /** The tunnel refused a call because its far side is draining: route nothing more to it. */
-  retire(channel: TunnelChannel): void;
+  retire(channel: TunnelChannelImpl): void;
 }
 
 type Write = { readonly message: Buffer; readonly callback: ((error?: Error | null) => void) | undefined };
@@ -188,7 +188,7 @@ export class PoolCall {
   }
 
   /** Passes the tunnel call's events on; a refusal before any response sends the call elsewhere instead. */
-  private listenerFor(inner: TunnelCall, channel: TunnelChannel): CallListener {
+  private listenerFor(inner: TunnelCall, channel: TunnelChannelImpl): CallListener {
     const listener = this.listener as CallListener;
     return {
       onReceiveMetadata: (metadata) => {

@@ -1,6 +1,6 @@
 import { type ChannelInterface, connectivityState, status as Status } from '@grpc/grpc-js';
 import type { ParentCall } from '../grpc/client/tunnel-call.js';
-import type { TunnelChannel } from '../grpc/client/tunnel-channel.js';
+import type { TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
 import { watchConnectivity } from '../grpc/connectivity.js';
 import { abortError, statusError } from '../grpc/errors.js';
 import { type LongTimer, setLongTimeout } from '../grpc/long-timer.js';
@@ -16,6 +16,12 @@ export interface WaitForReadyOptions {
   /** Stop waiting when aborted (rejects with a CANCELLED `ServiceError` whose `cause` is the signal's reason). */
   signal?: AbortSignal;
   /** Stop waiting after this many milliseconds (rejects with DEADLINE_EXCEEDED). */
+  timeoutMs?: number;
+  /**
+   * The same as `timeoutMs` (which wins when both are set).
+   *
+   * @deprecated Renamed `timeoutMs`, so that the unit is in the name; goes away before 1.0.
+   */
   timeout?: number;
 }
 
@@ -32,42 +38,57 @@ let poolIds = 0;
  * (`new Metadata({ waitForReady: true })`): then it waits for a tunnel until its deadline.
  * `close()` does nothing: the tunnels belong to the handler.
  */
-export class TunnelPool implements ChannelInterface, TunnelSource {
+export interface TunnelPool<K = unknown> extends ChannelInterface {
+  /** Whether a call started now would find a tunnel. */
+  ready(): boolean;
+  /** Number of tunnels in the pool. */
+  readonly size: number;
+  /** The pool's tunnels at this moment. */
+  tunnels(): ReverseTunnel<K>[];
+  /**
+   * Resolves once the pool has a tunnel (at once if it has one). Rejects with
+   * a DEADLINE_EXCEEDED `ServiceError` after `timeoutMs`, or with a CANCELLED
+   * one when `signal` aborts.
+   */
+  waitForReady(options?: WaitForReadyOptions): Promise<void>;
+  /** Does nothing: the pool's tunnels belong to the handler (close them through it). */
+  close(): void;
+}
+
+/**
+ * The implementation of {@link TunnelPool}; users get it as the interface
+ * (from the handler), pool calls use the methods only this library calls.
+ */
+export class TunnelPoolImpl<K = unknown> implements TunnelPool<K>, TunnelSource {
   private readonly channelzRef: ChannelzRef;
 
-  /** @internal Use the handler's asChannel() or keyAsChannel(). */
+  /** Made by the handler's asChannel() and keyAsChannel(). */
   constructor(
-    private readonly registry: ReverseTunnelRegistry,
-    private readonly selector: PoolSelector,
+    private readonly registry: ReverseTunnelRegistry<K>,
+    private readonly selector: PoolSelector<K>,
     private readonly name: string,
   ) {
     this.channelzRef = { kind: 'channel', id: ++poolIds, name } as ChannelzRef;
   }
 
-  /** Whether a call started now would find a tunnel. */
   ready(): boolean {
     return this.registry.count(this.selector) > 0;
   }
 
-  /** Number of tunnels in the pool. */
   get size(): number {
     return this.registry.count(this.selector);
   }
 
-  /** The pool's tunnels at this moment. */
-  tunnels(): ReverseTunnel[] {
+  tunnels(): ReverseTunnel<K>[] {
     return this.registry.snapshot(this.selector);
   }
 
-  /**
-   * Resolves once the pool has a tunnel (at once if it has one). Rejects with
-   * a DEADLINE_EXCEEDED `ServiceError` after `timeout`, or when `signal` aborts.
-   */
   waitForReady(options: WaitForReadyOptions = {}): Promise<void> {
     const refused = rejection(() => checkWaitForReadyOptions(options));
     if (refused) return refused;
     if (this.ready()) return Promise.resolve();
-    const { signal, timeout } = options;
+    const { signal } = options;
+    const timeout = options.timeoutMs ?? options.timeout;
     if (signal?.aborted) return Promise.reject(abortError(signal));
     return new Promise<void>((resolve, reject) => {
       let timer: LongTimer | undefined;
@@ -93,22 +114,21 @@ export class TunnelPool implements ChannelInterface, TunnelSource {
     });
   }
 
-  /** @internal */
-  pick(): TunnelChannel | undefined {
+  /** The next tunnel, round-robin, for a pool call. */
+  pick(): TunnelChannelImpl | undefined {
     return this.registry.pick(this.selector)?.channel;
   }
 
-  /** @internal */
+  /** Calls `watcher` when tunnels come or go, until the returned function is called. */
   watch(watcher: () => void): () => void {
     return this.registry.watch(this.selector, watcher);
   }
 
-  /** @internal */
-  retire(channel: TunnelChannel): void {
+  /** Takes a tunnel whose far side drains out of its pools. */
+  retire(channel: TunnelChannelImpl): void {
     this.registry.retireChannel(channel);
   }
 
-  /** Does nothing: the pool's tunnels belong to the handler (close them through it). */
   close(): void {}
 
   getTarget(): string {

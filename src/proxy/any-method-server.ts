@@ -18,8 +18,9 @@ import {
 } from '@grpc/grpc-js';
 import { decodeTimeout } from '../engine/deadline.js';
 import { asClient } from '../grpc/client/as-client.js';
+import { isTransportHeader } from '../grpc/metadata.js';
 import { encodeGrpcMessage } from '../grpc/status.js';
-import { HOP_HEADERS, onFinalStatus, rawBytes, relay } from './upstream.js';
+import { onFinalStatus, rawBytes, relay } from './upstream.js';
 
 /** Where a call goes: a channel, or the status to refuse it with. */
 export type Route =
@@ -173,7 +174,8 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
   let metadata: Metadata;
   try {
     const copy: IncomingHttpHeaders = { ...headers };
-    for (const key of Object.keys(copy)) if (key.startsWith(':') || HOP_HEADERS.has(key)) delete copy[key];
+    // One hop's headers stay behind, as they do at a tunnel's edge (one deny-list for both).
+    for (const key of Object.keys(copy)) if (key.startsWith(':') || isTransportHeader(key)) delete copy[key];
     metadata = Metadata.fromHttp2Headers(copy);
   } catch {
     finish(status(Status.INTERNAL, 'malformed request metadata'));

@@ -5,11 +5,13 @@ import {
   Metadata,
   type ServerDuplexStream,
   type ServiceError,
+  status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
 import { asClient } from '../grpc/client/as-client.js';
+import { isTransportHeader } from '../grpc/metadata.js';
 import { checkProxyHandler } from '../grpc/options-check.js';
-import { HOP_HEADERS, onFinalStatus, rawBytes, relay } from './upstream.js';
+import { onFinalStatus, rawBytes, relay } from './upstream.js';
 
 /** Options of {@link createProxyHandler}. */
 export interface ProxyHandlerOptions {
@@ -33,7 +35,8 @@ export function createProxyHandler(target: Client | ChannelInterface, options: P
     const path = call.getPath();
     let metadata = new Metadata();
     for (const [key, values] of Object.entries(call.metadata.toJSON())) {
-      if (HOP_HEADERS.has(key)) continue;
+      // One hop's headers stay behind, as they do at a tunnel's edge.
+      if (isTransportHeader(key)) continue;
       for (const v of values as Array<string | Buffer>) metadata.add(key, v);
     }
     if (options.rewriteMetadata) metadata = options.rewriteMetadata(metadata);
@@ -58,7 +61,7 @@ export function createProxyHandler(target: Client | ChannelInterface, options: P
       if (finished) return;
       finished = true;
       options.onFinish?.(path, status);
-      if (status.code === 0) call.end(status.metadata);
+      if (status.code === Status.OK) call.end(status.metadata);
       else {
         const error = {
           code: status.code,
@@ -73,7 +76,7 @@ export function createProxyHandler(target: Client | ChannelInterface, options: P
       if (finished) return;
       finished = true;
       upstream.cancel();
-      options.onFinish?.(path, { code: 1, details: 'Cancelled', metadata: new Metadata() });
+      options.onFinish?.(path, { code: Status.CANCELLED, details: 'Cancelled', metadata: new Metadata() });
     });
   };
 }

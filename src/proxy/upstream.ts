@@ -2,20 +2,10 @@
 // endpoint) do with the call they open upstream: raw bytes, one-hop headers
 // left behind, back-pressure in both directions, and the final status passed
 // on only after the last message.
-import type { ClientDuplexStream, StatusObject } from '@grpc/grpc-js';
+import { type ClientDuplexStream, status as Status, type StatusObject } from '@grpc/grpc-js';
 
 /** Serializer and deserializer of raw message bytes. */
 export const rawBytes = (b: Buffer): Buffer => b;
-
-/** Request headers that belong to one hop and are not forwarded. */
-export const HOP_HEADERS: ReadonlySet<string> = new Set([
-  'grpc-timeout',
-  'grpc-encoding',
-  'grpc-accept-encoding',
-  'content-type',
-  'te',
-  'user-agent',
-]);
 
 interface Writable {
   write(message: Buffer): boolean;
@@ -53,7 +43,7 @@ export function onFinalStatus(
     if (ok) finish(ok);
   });
   upstream.on('status', (status: StatusObject) => {
-    if (status.code !== 0 || ended) finish(status);
+    if (status.code !== Status.OK || ended) finish(status);
     else ok = status;
   });
 }

@@ -24,17 +24,18 @@ import {
 import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
-import { abortError, statusError, thrownStatus } from '../grpc/errors.js';
+import { abortError, statusError } from '../grpc/errors.js';
 import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import * as check from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
-import { ServiceHost } from '../grpc/server/service-host.js';
+import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
 import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import {
   type ServerFrameStream,
   type TunnelServerOptions,
   TunnelServerSession,
 } from '../grpc/server/tunnel-server-session.js';
+import { statusOfError } from '../grpc/status.js';
 import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../grpc/tunnel-service.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 
@@ -86,6 +87,16 @@ export interface KeepOpenOptions extends ServeOptions {
   backoff?: BackoffOptions;
 }
 
+/** The events of a {@link ReverseTunnelServer}, with the arguments each listener gets. */
+export interface ReverseTunnelServerEvents {
+  /** A tunnel was established (the network server answered and was authenticated) and serves calls. */
+  connected: [info: TunnelInfo];
+  /** A tunnel that had been established ended: how, and which one. */
+  disconnected: [result: ServeResult, info: TunnelInfo];
+  /** {@link ReverseTunnelServer.keepOpen} will open a tunnel again after a wait. */
+  retrying: [event: RetryEvent];
+}
+
 /** Payload of the `'retrying'` event. */
 export interface RetryEvent {
   /** Which of the kept-open tunnels (0-based). */
@@ -131,10 +142,9 @@ interface OpenTunnel {
  * connection with {@link TUNNEL_CHANNEL_OPTIONS} when large requests travel
  * through the tunnel.
  *
- * Events: `'connected'` (info: TunnelInfo), `'disconnected'` (result:
- * ServeResult, info: TunnelInfo), `'retrying'` (RetryEvent).
+ * Events: see {@link ReverseTunnelServerEvents}.
  */
-export class ReverseTunnelServer extends ServiceHost {
+export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> {
   private readonly client: Client;
   private readonly tunnels = new Set<OpenTunnel>();
   private readonly stopper = new AbortController();
@@ -187,7 +197,7 @@ export class ReverseTunnelServer extends ServiceHost {
   }
 
   /**
-   * Keeps `tunnels` reverse tunnels open until {@link ReverseTunnelServer.stop}, {@link ReverseTunnelServer.gracefulStop}
+   * Keeps `tunnels` reverse tunnels open until {@link ReverseTunnelServer.forceShutdown}, {@link ReverseTunnelServer.tryShutdown}
    * or the signal: each one that ends or fails to open is opened again after
    * an exponential backoff with jitter (reset once a tunnel has been healthy
    * for `backoff.resetAfterMs`). Resolves once stopped.
@@ -218,19 +228,43 @@ export class ReverseTunnelServer extends ServiceHost {
   }
 
   /**
-   * Cancels every call on every tunnel now and ends {@link ReverseTunnelServer.keepOpen}. Each
-   * tunnel RPC is half-closed, as the Go reference's `Stop` does, and the
-   * network server finishes it; {@link ReverseTunnelServer.serve} resolves then (it cancels the
-   * RPC, with an HTTP/2 reset, if the server has not finished it within 5 s).
+   * Shuts down now, as grpc-js's `server.forceShutdown` does for a server:
+   * cancels every call on every tunnel and ends
+   * {@link ReverseTunnelServer.keepOpen}. Each tunnel RPC is half-closed, as
+   * the Go reference's `Stop` does, and the network server finishes it;
+   * {@link ReverseTunnelServer.serve} resolves then (it cancels the RPC, with
+   * an HTTP/2 reset, if the server has not finished it within 5 s).
    */
-  stop(): void {
+  forceShutdown(): void {
     this.stopper.abort();
     for (const tunnel of this.tunnels) tunnel.cancel('the reverse tunnel server stopped');
   }
 
   /**
-   * Stops gracefully; {@link ReverseTunnelServer.keepOpen} does not reconnect. Resolves once
-   * every tunnel has ended. Aborting `signal` turns it into {@link ReverseTunnelServer.stop}.
+   * Shuts down now.
+   *
+   * @deprecated Renamed {@link ReverseTunnelServer.forceShutdown}, grpc-js's
+   * word (the same behaviour); goes away before 1.0.
+   */
+  stop(): void {
+    this.forceShutdown();
+  }
+
+  /**
+   * Shuts down gracefully.
+   *
+   * @deprecated Renamed {@link ReverseTunnelServer.tryShutdown}, grpc-js's
+   * word (the same behaviour and options); goes away before 1.0.
+   */
+  gracefulStop(options: ShutdownOptions = {}): Promise<void> {
+    return this.tryShutdown(options);
+  }
+
+  /**
+   * Shuts down gracefully, as grpc-js's `server.tryShutdown` does for a
+   * server; {@link ReverseTunnelServer.keepOpen} does not reconnect. Resolves
+   * once every tunnel has ended. Aborting `signal` turns it into
+   * {@link ReverseTunnelServer.forceShutdown}.
    *
    * A network server of this project is told at once (drain-notice.ts): it
    * routes no new call to these tunnels, the calls it had already sent are
@@ -240,12 +274,12 @@ export class ReverseTunnelServer extends ServiceHost {
    * running calls finish, then each tunnel is ended (half-closed) by this
    * side once idle.
    */
-  async gracefulStop(options: { signal?: AbortSignal } = {}): Promise<void> {
-    check.checkStopOptions(options);
+  async tryShutdown(options: ShutdownOptions = {}): Promise<void> {
+    check.checkShutdownOptions('ReverseTunnelServer.tryShutdown', options);
     this.draining = true;
-    const onAbort = () => this.stop();
+    const onAbort = () => this.forceShutdown();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    if (options.signal?.aborted) this.stop();
+    if (options.signal?.aborted) this.forceShutdown();
     const pending = [...this.tunnels].map((tunnel) => {
       tunnel.drain();
       return tunnel.done;
@@ -375,7 +409,7 @@ export class ReverseTunnelServer extends ServiceHost {
         const session = new TunnelServerSession(
           frames,
           headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON,
-          this.registry,
+          servicesOf(this),
           info,
           this.options,
           () => discardingMetricsRecorder,
@@ -410,14 +444,8 @@ export class ReverseTunnelServer extends ServiceHost {
 }
 
 function authenticationError(err: unknown): ServiceError {
-  const thrown = thrownStatus(err);
-  if (thrown) {
-    const message = (err as { message?: unknown }).message;
-    return statusError(
-      thrown.code,
-      thrown.details ?? (typeof message === 'string' ? message : 'authentication failed'),
-    );
-  }
+  const thrown = statusOfError(err);
+  if (thrown.deliberate) return statusError(thrown.code, thrown.details);
   const message = err instanceof Error ? err.message : String(err);
   return statusError(Status.UNAUTHENTICATED, `the network server failed authentication: ${message}`);
 }

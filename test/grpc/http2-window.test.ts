@@ -7,7 +7,8 @@ import http2 from 'node:http2';
 import { afterEach, describe, it } from 'node:test';
 import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 import { raiseHttp2Window } from '../../src/grpc/server/http2-window.js';
-import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH, TunnelServiceHandler } from '../../src/index.js';
+import { TunnelServiceHandler } from '../../src/index.js';
+import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH } from '../../src/protocol.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 
 const MIB = 1 << 20;

@@ -6,13 +6,13 @@ import { afterEach, describe, it } from 'node:test';
 import { type ClientDuplexStream, connectivityState, credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { clientPingInterval, resolveKeepalive, UNADVERTISED_MIN_PING_INTERVAL_MS } from '../../src/grpc/keepalive.js';
 import {
-  KEEPALIVE_POLICY_HEADER,
   openTunnel,
   ReverseTunnelServer,
   type ServeResult,
   type TunnelChannel,
   TunnelServiceHandler,
 } from '../../src/index.js';
+import { KEEPALIVE_POLICY_HEADER } from '../../src/protocol.js';
 import { type BlackholeProxy, startBlackholeProxy } from '../helpers/blackhole-proxy.js';
 import {
   EchoClient,

@@ -104,7 +104,7 @@ describe('composition', () => {
     const f = await forwardFixture();
     // The inner tunnel's server is the same handler, reached through the outer tunnel.
     f.handler.addService(
-      (await import('../../src/index.js')).TunnelServiceDefinition,
+      (await import('../../src/protocol.js')).TunnelServiceDefinition,
       f.handler.implementation as never,
     );
     const inner = await openTunnel(f.tunnel);

@@ -15,7 +15,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
-import { TunnelChannel } from '../../src/grpc/client/tunnel-channel.js';
+import { TunnelChannelImpl } from '../../src/grpc/client/tunnel-channel.js';
 import {
   decodeClientToServer,
   decodeServerToClient,
@@ -311,7 +311,9 @@ describe('draining reverse tunnels', () => {
 
   it('a reverse tunnel that ends reports a ServiceError with a real status code', async () => {
     const f = await reverseFixture();
-    const closed = new Promise<ServiceError>((resolve) => f.handler.once('reverseTunnelClose', (_t, e) => resolve(e)));
+    const closed = new Promise<ServiceError>((resolve) =>
+      f.handler.once('reverseTunnelClose', (_t, e) => resolve(e as ServiceError)),
+    );
     const inFlight = runningUnary(f.echo, Buffer.from('x'), withDelay(5000));
     await inFlight.running;
     f.reverseServer.stop();
@@ -379,11 +381,11 @@ function refusingPeer(address: string, afterHeaders = false) {
 async function plainNetworkServer(): Promise<{
   server: Server;
   address: string;
-  channel: Promise<TunnelChannel>;
+  channel: Promise<TunnelChannelImpl>;
   peerEnded: Promise<boolean>;
 }> {
-  let resolveChannel: (c: TunnelChannel) => void = () => {};
-  const channel = new Promise<TunnelChannel>((resolve) => {
+  let resolveChannel: (c: TunnelChannelImpl) => void = () => {};
+  const channel = new Promise<TunnelChannelImpl>((resolve) => {
     resolveChannel = resolve;
   });
   let resolveEnded: (ended: boolean) => void = () => {};
@@ -407,7 +409,7 @@ async function plainNetworkServer(): Promise<{
         const headers = new Metadata();
         headers.set('grpctunnel-negotiate', 'on');
         call.sendMetadata(headers);
-        const tunnel = new TunnelChannel(
+        const tunnel = new TunnelChannelImpl(
           call,
           true,
           {},

@@ -16,7 +16,7 @@ import { checkOpenTunnel } from '../options-check.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
 import { type ClientKeepaliveOptions, clientKeepalive, watchTunnelConnection } from './client-keepalive.js';
-import { TunnelChannel, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
+import { type TunnelChannel, TunnelChannelImpl, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
 import { TunnelRpcEnd } from './tunnel-rpc-end.js';
 
 /** Options of {@link openTunnel}. */
@@ -87,7 +87,7 @@ export function openTunnel(
   const target = client.getChannel().getTarget();
 
   return new Promise<TunnelChannel>((resolve, reject) => {
-    let channel: TunnelChannel | undefined;
+    let channel: TunnelChannelImpl | undefined;
     let ready = false;
     /** Set once this side ended the tunnel RPC. */
     let ended = false;
@@ -119,7 +119,7 @@ export function openTunnel(
 
     rpc.on('metadata', (headers: Metadata) => {
       const negotiated = headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
-      channel = new TunnelChannel(
+      channel = new TunnelChannelImpl(
         rpc,
         negotiated,
         options,
@@ -144,7 +144,7 @@ export function openTunnel(
       );
       const opened = channel;
       unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) =>
-        ready ? opened.shutDown(cause) : fail(statusError(14, `tunnel RPC failed: ${cause.message}`)),
+        ready ? opened.shutDown(cause) : fail(statusError(Status.UNAVAILABLE, `tunnel RPC failed: ${cause.message}`)),
       );
     });
     rpc.on('error', (error: ServiceError) => {

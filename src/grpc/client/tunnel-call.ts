@@ -14,7 +14,7 @@ import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { fromWireMetadata, toWireMetadata } from '../metadata.js';
 import type { AuthContext } from '../server/tunnel-info.js';
 import { toStatusObject } from '../status.js';
-import type { TunnelChannel } from './tunnel-channel.js';
+import type { TunnelChannelImpl } from './tunnel-channel.js';
 
 /** The listener grpc-js's interceptor stack hands to a call. */
 export interface CallListener {
@@ -77,7 +77,7 @@ export class TunnelCall implements ClientStreamHandlers {
   private waiting: Array<() => void> | undefined;
 
   constructor(
-    private readonly channel: TunnelChannel,
+    private readonly channel: TunnelChannelImpl,
     private readonly method: string,
     deadline: Date | number,
     private readonly parent: ParentCall | null,
@@ -211,7 +211,7 @@ export class TunnelCall implements ClientStreamHandlers {
   }
 
   /** The tunnel channel that carries this call. */
-  getTunnelChannel(): TunnelChannel {
+  getTunnelChannel(): TunnelChannelImpl {
     return this.channel;
   }
 

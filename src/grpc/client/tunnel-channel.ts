@@ -81,17 +81,69 @@ export interface ClientFrameStream {
 
 type ChannelzRef = ReturnType<ChannelInterface['getChannelzRef']>;
 
-let channelIds = 0;
+/** The events of a {@link TunnelChannel}, with the arguments each listener gets. */
+export interface TunnelChannelEvents {
+  /**
+   * Emitted once, when the tunnel has ended for any reason: with the error
+   * that ended it, or undefined after {@link TunnelChannel.close}.
+   */
+  close: [error: Error | undefined];
+}
 
 /**
  * A grpc-js `Channel` whose calls travel through one tunnel. Pass it to any
- * generated client with the `channelOverride` option, or to nice-grpc's
- * `createClient`. Closing it cancels every call in flight and ends the tunnel.
+ * generated client with the `channelOverride` option (or use
+ * {@link createTunnelClient}), or to nice-grpc's `createClient`. Get one from
+ * {@link openTunnel} (forward) or from a reverse tunnel's
+ * {@link ReverseTunnel.channel}.
  *
- * Events: `'close'` (error?: Error) once, when the tunnel ends for any reason.
+ * How it ends: `close()` cancels every call in flight and ends the tunnel now
+ * (as grpc-js's `Channel.close()`); `closeWhenIdle()` ends it once its calls
+ * have finished. The end is observable as the `'close'` event (pushed once,
+ * with the cause) and as the {@link TunnelChannel.closed} promise (which can
+ * also be awaited after the fact); the connectivity state turns SHUTDOWN.
  */
-export class TunnelChannel extends EventEmitter implements ChannelInterface {
-  /** Settles once the tunnel has ended: with the error that ended it, or undefined after {@link TunnelChannel.close}. */
+export interface TunnelChannel extends ChannelInterface, EventEmitter<TunnelChannelEvents> {
+  /** The peer that answers the tunneled calls. */
+  readonly peer: string;
+  /** Number of calls in flight on this tunnel. */
+  readonly activeCalls: number;
+  /** The protocol revision in use (0 or 1), once the tunnel is ready. */
+  readonly protocolRevision: number | undefined;
+  /**
+   * Settles once the tunnel has ended, after every call in flight has been
+   * given its status: with the error that ended it, or undefined after
+   * {@link TunnelChannel.close}. The awaitable form of the `'close'` event.
+   */
+  readonly closed: Promise<Error | undefined>;
+  /**
+   * The error that ended the tunnel, if it ended by failure.
+   *
+   * @deprecated Read it from the `'close'` event or `await channel.closed`
+   * instead (the same value); this getter goes away before 1.0.
+   */
+  readonly error: Error | undefined;
+  /**
+   * Cancels every call in flight (callers see CANCELLED) and ends the tunnel
+   * RPC, as grpc-js's `Channel.close()` does for a connection.
+   */
+  close(): void;
+  /**
+   * Closes the tunnel gracefully: new calls fail with UNAVAILABLE at once,
+   * calls in flight run to completion, then the tunnel ends.
+   */
+  closeWhenIdle(): void;
+}
+
+let channelIds = 0;
+
+/**
+ * The implementation of {@link TunnelChannel}. Only this library creates
+ * and shuts them down; users hold them as the `TunnelChannel` interface, so
+ * the constructor and the methods below that take engine types stay out of
+ * the published declarations.
+ */
+export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> implements TunnelChannel {
   readonly closed: Promise<Error | undefined>;
   private resolveClosed!: (error: Error | undefined) => void;
   private closeError: Error | undefined;
@@ -100,11 +152,11 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
   private readonly engine: TunnelClientEngine;
   private readonly watchers = new Set<() => void>();
   private readonly channelzRef: ChannelzRef;
-  /** @internal What calls through this tunnel report as their auth context. */
+  /** What calls through this tunnel report as their auth context. */
   readonly callAuthContext: AuthContext;
 
   /**
-   * @internal Use {@link openTunnel} (forward) or a tunnel pool (reverse).
+   * Made by {@link openTunnel} (forward) and the handler (reverse).
    * `frames` is the tunnel RPC: it takes ClientToServer frames and yields
    * ServerToClient frames; `end` finishes the RPC once the channel closes.
    */
@@ -114,7 +166,7 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     options: TunnelOptions,
     private readonly info: TunnelChannelInfo,
     private readonly endRpc: (error: Error | undefined) => void,
-    onReady: (channel: TunnelChannel) => void,
+    onReady: (channel: TunnelChannelImpl) => void,
     windows?: ReceiveWindows,
   ) {
     super();
@@ -213,20 +265,20 @@ export class TunnelChannel extends EventEmitter implements ChannelInterface {
     return new TunnelCall(this, method, deadline, parentCall, propagateFlags);
   }
 
-  /** @internal Why new calls cannot start, or undefined while the tunnel is up. */
+  /** Why new calls cannot start, or undefined while the tunnel is up. */
   unavailableReason(): string | undefined {
     if (!this.isClosed) return this.closingWhenIdle ? 'the tunnel is shutting down' : undefined;
     return this.closeError ? `tunnel closed: ${this.closeError.message}` : 'the tunnel channel was closed';
   }
 
-  /** @internal */
+  /** Starts a stream on the tunnel for one call. */
   openStream(method: string, headers: WireMetadata, handlers: ClientStreamHandlers): TunnelClientStream {
     return this.engine.openStream(method, headers, handlers);
   }
 
   /**
-   * @internal The tunnel RPC ended (or must end): fail the calls in flight
-   * with `status` and settle {@link TunnelChannel.closed}. `error` is undefined for a close
+   * The tunnel RPC ended (or must end): fail the calls in flight
+   * with `status` and settle {@link TunnelChannelImpl.closed}. `error` is undefined for a close
    * the user asked for.
    */
   shutDown(error: Error | undefined, status?: StreamStatus): void {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Duplex, Readable, Writable } from 'node:stream';
 import { Metadata, type ServerInterceptingCallInterface, status as Status } from '@grpc/grpc-js';
-import { type OutgoingStatus, statusFromHandlerError } from '../status.js';
+import { type OutgoingStatus, statusOfError } from '../status.js';
 
 // The call objects tunneled handlers receive. They mirror grpc-js's own
 // (ServerUnaryCall, ServerReadableStream, ServerWritableStream,
@@ -80,7 +80,7 @@ class Ending {
   pending: OutgoingStatus | undefined;
   constructor(private readonly call: Inner) {}
   onError(error: unknown): void {
-    this.pending = statusFromHandlerError((error ?? {}) as Parameters<typeof statusFromHandlerError>[0]);
+    this.pending = statusOfError(error);
   }
   finish(): void {
     const status = this.pending ?? { code: Status.OK, details: 'OK' };

@@ -9,7 +9,7 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { statusFromHandlerError } from '../status.js';
+import { statusOfError } from '../status.js';
 import { DuplexCallObject, ReadableCallObject, UnaryCallObject, WritableCallObject } from './call-objects.js';
 import type { RegisteredMethod } from './service-registry.js';
 
@@ -65,7 +65,7 @@ function unaryResponder(call: Inner) {
     _flags?: number,
   ): void => {
     if (error) {
-      call.sendStatus(statusFromHandlerError(error, trailer));
+      call.sendStatus(statusOfError(error, trailer));
       return;
     }
     call.sendMessage(value, () => call.sendStatus({ code: Status.OK, details: 'OK', metadata: trailer ?? null }));

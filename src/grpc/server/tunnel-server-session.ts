@@ -1,4 +1,4 @@
-import type { ServerInterceptingCallInterface, ServerInterceptor } from '@grpc/grpc-js';
+import { type ServerInterceptingCallInterface, type ServerInterceptor, status as Status } from '@grpc/grpc-js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
@@ -61,7 +61,7 @@ export class TunnelServerSession {
         const method = registry.lookup(stream.method);
         if (!method) {
           // Worded as the Go reference words it, so mixed deployments log alike.
-          stream.close(localStatus(12, `${stream.method.slice(1)} not implemented`), false);
+          stream.close(localStatus(Status.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`), false);
           return;
         }
         stream.singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
@@ -93,6 +93,14 @@ export class TunnelServerSession {
     if (!onIdle) return;
     if (this.engine.activeStreams === 0) process.nextTick(onIdle);
     else this.onIdle = onIdle;
+  }
+
+  /**
+   * Cancels every running call, telling the client of each (a forced
+   * shutdown); the tunnel stays up until their close frames are written.
+   */
+  cancelCalls(status: StreamStatus): void {
+    this.engine.cancelAll(status);
   }
 
   /** The tunnel is gone: every running call is cancelled. */
