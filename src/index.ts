@@ -7,6 +7,7 @@
 
 export { DEFAULT_WINDOW_SIZE, MAX_CHUNK_SIZE, NEGOTIATE_HEADER } from './engine/constants.js';
 export { TUNNEL_CHANNEL_OPTIONS } from './grpc/client/channel-options.js';
+export type { ClientHttp2WindowOptions } from './grpc/client/client-http2-window.js';
 export type { ClientKeepaliveOptions } from './grpc/client/client-keepalive.js';
 export { createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';

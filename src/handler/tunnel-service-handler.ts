@@ -12,6 +12,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
+import { advertiseChunkSize, tunnelChunkSizes } from '../grpc/chunk-size.js';
 import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
@@ -210,7 +211,7 @@ export class TunnelServiceHandler extends ServiceHost {
       return;
     }
     this.raiseWindows(call);
-    sendNegotiationHeaders(call, this.keepalive);
+    sendNegotiationHeaders(call, this.keepalive, this.options.maxChunkSize);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     const endRpc = (code: Status, details: string) => {
@@ -232,6 +233,7 @@ export class TunnelServiceHandler extends ServiceHost {
         endRpc(status.code, status.message);
       },
       this.windows,
+      tunnelChunkSizes(this.options.maxChunkSize, call.metadata),
     );
     const unwatch = this.keepalive.watch(call, (cause) => {
       this.sessions.delete(session);
@@ -283,7 +285,7 @@ export class TunnelServiceHandler extends ServiceHost {
     this.raiseWindows(call);
     // The drain handshake: a tunnel server of this project that drains tells
     // us so, and we end the tunnel once idle (see drain-notice.ts).
-    sendNegotiationHeaders(call, this.keepalive, true);
+    sendNegotiationHeaders(call, this.keepalive, this.options.maxChunkSize, true);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     let peerEnded = false;
@@ -325,6 +327,7 @@ export class TunnelServiceHandler extends ServiceHost {
         this.emit('reverseTunnelOpen', tunnel);
       },
       this.windows,
+      tunnelChunkSizes(this.options.maxChunkSize, call.metadata),
     );
     this.reverseChannels.add(channel);
     const unwatch = this.keepalive.watch(call, (cause) => channel.shutDown(cause));
@@ -363,12 +366,18 @@ export class TunnelServiceHandler extends ServiceHost {
   }
 }
 
-function sendNegotiationHeaders(call: ForwardRpc | ReverseRpc, keepalive: ServerKeepalive, drain = false): void {
+function sendNegotiationHeaders(
+  call: ForwardRpc | ReverseRpc,
+  keepalive: ServerKeepalive,
+  maxChunkSize: number | undefined,
+  drain = false,
+): void {
   // Headers go out at once: the client learns the negotiation result (and
   // interceptors may add authentication material) before any frame.
   const headers = new Metadata();
   headers.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
   if (drain) headers.set(DRAIN_HEADER, DRAIN_ON);
+  advertiseChunkSize(headers, maxChunkSize);
   keepalive.advertise(headers);
   call.sendMetadata(headers);
 }

@@ -15,7 +15,9 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
+import { advertiseChunkSize, tunnelChunkSizes } from '../grpc/chunk-size.js';
 import { asClient } from '../grpc/client/as-client.js';
+import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from '../grpc/client/client-http2-window.js';
 import {
   type ClientKeepaliveOptions,
   clientKeepalive,
@@ -39,7 +41,10 @@ import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } 
 import { Backoff, type BackoffOptions } from './backoff.js';
 
 /** Options of {@link ReverseTunnelServer}. */
-export interface ReverseTunnelServerOptions extends TunnelServerOptions, ClientKeepaliveOptions {
+export interface ReverseTunnelServerOptions
+  extends TunnelServerOptions,
+    ClientKeepaliveOptions,
+    ClientHttp2WindowOptions {
   /**
    * Checks the network server before serving it: called with the response
    * headers of each tunnel RPC (which the server sends at once, so an
@@ -261,6 +266,7 @@ export class ReverseTunnelServer extends ServiceHost {
   private open(options: ServeOptions): OpenTunnel {
     const metadata = options.metadata?.clone() ?? new Metadata();
     metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
+    advertiseChunkSize(metadata, this.options.maxChunkSize);
     const rpc: TunnelRpc = this.client.makeBidiStreamRequest(
       OPEN_REVERSE_TUNNEL_PATH,
       encodeServerToClient,
@@ -352,6 +358,7 @@ export class ReverseTunnelServer extends ServiceHost {
     };
 
     rpc.on('metadata', (headers: Metadata) => {
+      raiseClientHttp2Window(rpc, this.options.http2WindowSize);
       const unwatch = watchTunnelConnection(rpc, headers, this.keepalive, (cause) => {
         failure = statusError(Status.UNAVAILABLE, `reverse tunnel: ${cause.message}`);
         tunnel.cancel(cause.message);
@@ -385,6 +392,7 @@ export class ReverseTunnelServer extends ServiceHost {
             tunnel.cancel(status.message);
           },
           this.windows,
+          tunnelChunkSizes(this.options.maxChunkSize, headers),
         );
         tunnel.session = session;
         started = true;

@@ -10,17 +10,19 @@ import {
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
+import { advertiseChunkSize, tunnelChunkSizes } from '../chunk-size.js';
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { checkOpenTunnel } from '../options-check.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
+import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from './client-http2-window.js';
 import { type ClientKeepaliveOptions, clientKeepalive, watchTunnelConnection } from './client-keepalive.js';
 import { TunnelChannel, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
 import { TunnelRpcEnd } from './tunnel-rpc-end.js';
 
 /** Options of {@link openTunnel}. */
-export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions {
+export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions, ClientHttp2WindowOptions {
   /** Request metadata of the tunnel RPC (for example credentials the server checks). */
   metadata?: Metadata;
   /** grpc-js call options of the tunnel RPC (a deadline bounds the whole tunnel's life). */
@@ -75,6 +77,7 @@ export function openTunnel(
   const client = asClient(connection);
   const metadata = options.metadata?.clone() ?? new Metadata();
   metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
+  advertiseChunkSize(metadata, options.maxChunkSize);
   const rpc: ClientDuplexStream<ClientFrame, ServerFrame> = client.makeBidiStreamRequest(
     OPEN_TUNNEL_PATH,
     encodeClientToServer,
@@ -118,6 +121,8 @@ export function openTunnel(
     }
 
     rpc.on('metadata', (headers: Metadata) => {
+      // Before the first frame arrives: the server's Settings and data then come at the larger window.
+      raiseClientHttp2Window(rpc, options.http2WindowSize);
       const negotiated = headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
       channel = new TunnelChannel(
         rpc,
@@ -141,6 +146,7 @@ export function openTunnel(
           resolve(opened);
         },
         windows,
+        tunnelChunkSizes(options.maxChunkSize, headers),
       );
       const opened = channel;
       unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) =>
