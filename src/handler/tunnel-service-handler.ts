@@ -12,7 +12,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import { advertiseChunkSize, tunnelChunkSizes } from '../grpc/chunk-size.js';
+import { advertiseChunkSize, chunkOffer, serverReceiveLimit, tunnelChunkSizes } from '../grpc/chunk-size.js';
 import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
@@ -211,7 +211,8 @@ export class TunnelServiceHandler extends ServiceHost {
       return;
     }
     this.raiseWindows(call);
-    sendNegotiationHeaders(call, this.keepalive, this.options.maxChunkSize);
+    const offer = chunkOffer(this.options.maxChunkSize, serverReceiveLimit(call));
+    sendNegotiationHeaders(call, this.keepalive, offer);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     const endRpc = (code: Status, details: string) => {
@@ -233,7 +234,7 @@ export class TunnelServiceHandler extends ServiceHost {
         endRpc(status.code, status.message);
       },
       this.windows,
-      tunnelChunkSizes(this.options.maxChunkSize, call.metadata),
+      tunnelChunkSizes(offer, call.metadata),
     );
     const unwatch = this.keepalive.watch(call, (cause) => {
       this.sessions.delete(session);
@@ -285,7 +286,8 @@ export class TunnelServiceHandler extends ServiceHost {
     this.raiseWindows(call);
     // The drain handshake: a tunnel server of this project that drains tells
     // us so, and we end the tunnel once idle (see drain-notice.ts).
-    sendNegotiationHeaders(call, this.keepalive, this.options.maxChunkSize, true);
+    const offer = chunkOffer(this.options.maxChunkSize, serverReceiveLimit(call));
+    sendNegotiationHeaders(call, this.keepalive, offer, true);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     let peerEnded = false;
@@ -327,7 +329,7 @@ export class TunnelServiceHandler extends ServiceHost {
         this.emit('reverseTunnelOpen', tunnel);
       },
       this.windows,
-      tunnelChunkSizes(this.options.maxChunkSize, call.metadata),
+      tunnelChunkSizes(offer, call.metadata),
     );
     this.reverseChannels.add(channel);
     const unwatch = this.keepalive.watch(call, (cause) => channel.shutDown(cause));
@@ -369,7 +371,7 @@ export class TunnelServiceHandler extends ServiceHost {
 function sendNegotiationHeaders(
   call: ForwardRpc | ReverseRpc,
   keepalive: ServerKeepalive,
-  maxChunkSize: number | undefined,
+  offer: number,
   drain = false,
 ): void {
   // Headers go out at once: the client learns the negotiation result (and
@@ -377,7 +379,7 @@ function sendNegotiationHeaders(
   const headers = new Metadata();
   headers.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
   if (drain) headers.set(DRAIN_HEADER, DRAIN_ON);
-  advertiseChunkSize(headers, maxChunkSize);
+  advertiseChunkSize(headers, offer);
   keepalive.advertise(headers);
   call.sendMetadata(headers);
 }

@@ -15,7 +15,7 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import { advertiseChunkSize, tunnelChunkSizes } from '../grpc/chunk-size.js';
+import { advertiseChunkSize, chunkOffer, clientReceiveLimit, tunnelChunkSizes } from '../grpc/chunk-size.js';
 import { asClient } from '../grpc/client/as-client.js';
 import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from '../grpc/client/client-http2-window.js';
 import {
@@ -266,7 +266,8 @@ export class ReverseTunnelServer extends ServiceHost {
   private open(options: ServeOptions): OpenTunnel {
     const metadata = options.metadata?.clone() ?? new Metadata();
     metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
-    advertiseChunkSize(metadata, this.options.maxChunkSize);
+    const offer = chunkOffer(this.options.maxChunkSize, clientReceiveLimit(this.client.getChannel()));
+    advertiseChunkSize(metadata, offer);
     const rpc: TunnelRpc = this.client.makeBidiStreamRequest(
       OPEN_REVERSE_TUNNEL_PATH,
       encodeServerToClient,
@@ -392,7 +393,7 @@ export class ReverseTunnelServer extends ServiceHost {
             tunnel.cancel(status.message);
           },
           this.windows,
-          tunnelChunkSizes(this.options.maxChunkSize, headers),
+          tunnelChunkSizes(offer, headers),
         );
         tunnel.session = session;
         started = true;

@@ -9,7 +9,7 @@ import { credentials, InterceptingCall, type Interceptor, type Metadata, status 
 import { CHUNK_SIZE_HEADER } from '../../src/engine/constants.js';
 import { negotiateChunkSize } from '../../src/engine/negotiation.js';
 import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
-import { collect, serverStream, unary } from '../helpers/calls.js';
+import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { c2s, closeOf, rawClient } from '../helpers/raw-peer.js';
 import { forwardFixture, reverseFixture, startServer, stopAllServers } from '../helpers/servers.js';
@@ -69,6 +69,11 @@ function tap(): Tap {
 }
 
 const max = (sizes: number[]) => Math.max(0, ...sizes);
+
+/** A client-streaming call's error (null on success). */
+async function clientStreamOf(client: EchoClient, messages: Buffer[]) {
+  return (await clientStream(client, messages)).error;
+}
 
 describe('large chunks between peers of this library', () => {
   afterEach(stopAllServers);
@@ -159,6 +164,42 @@ describe('large chunks between peers of this library', () => {
       assert.match(refused.status?.message ?? '', /exceeds the 32768-byte limit/);
     } finally {
       peer.close();
+    }
+  });
+
+  it('offers no more than the connection’s grpc-js accepts in one message', async () => {
+    const limit = { 'grpc.max_receive_message_length': 100_000 };
+    // Client side: the connection's channel option. Windows grow past the
+    // limit while 4 MiB stream, so larger offers would end the tunnel RPC.
+    const t = tap();
+    const f = await forwardFixture({}, {}, { interceptors: [t.interceptor], ...limit });
+    try {
+      assert.equal(t.requestHeaders[0]?.get(CHUNK_SIZE_HEADER)[0], String(100_000 - 64));
+      const streamed = await collect(serverStream(f.echo, 4, MIB));
+      assert.equal(streamed.error, null);
+      assert.equal(streamed.messages.length, 4);
+      assert.ok(max(t.received) > 16384 && max(t.received) <= 100_000 - 64, `response chunks up to ${max(t.received)}`);
+    } finally {
+      await f.close();
+    }
+    // Server side: the grpc-js Server's option, read from the tunnel RPC's call.
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const { address } = await startServer((s) => handler.register(s), { serverOptions: limit });
+    const connection = new EchoClient(address, credentials.createInsecure());
+    const s = tap();
+    const withTap = new EchoClient(address, credentials.createInsecure(), { interceptors: [s.interceptor] });
+    try {
+      const tunnel = await openTunnel(withTap);
+      const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
+      assert.equal(s.responseHeaders[0]?.get(CHUNK_SIZE_HEADER)[0], String(100_000 - 64));
+      const sent = await clientStreamOf(echo, [Buffer.alloc(MIB, 1), Buffer.alloc(MIB, 2), Buffer.alloc(MIB, 3)]);
+      assert.equal(sent, null);
+      assert.ok(max(s.sent) > 16384 && max(s.sent) <= 100_000 - 64, `request chunks up to ${max(s.sent)}`);
+      tunnel.close();
+    } finally {
+      connection.close();
+      withTap.close();
     }
   });
 

@@ -10,7 +10,7 @@ import {
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
-import { advertiseChunkSize, tunnelChunkSizes } from '../chunk-size.js';
+import { advertiseChunkSize, chunkOffer, clientReceiveLimit, tunnelChunkSizes } from '../chunk-size.js';
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { checkOpenTunnel } from '../options-check.js';
@@ -77,7 +77,8 @@ export function openTunnel(
   const client = asClient(connection);
   const metadata = options.metadata?.clone() ?? new Metadata();
   metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
-  advertiseChunkSize(metadata, options.maxChunkSize);
+  const offer = chunkOffer(options.maxChunkSize, clientReceiveLimit(client.getChannel()));
+  advertiseChunkSize(metadata, offer);
   const rpc: ClientDuplexStream<ClientFrame, ServerFrame> = client.makeBidiStreamRequest(
     OPEN_TUNNEL_PATH,
     encodeClientToServer,
@@ -146,7 +147,7 @@ export function openTunnel(
           resolve(opened);
         },
         windows,
-        tunnelChunkSizes(options.maxChunkSize, headers),
+        tunnelChunkSizes(offer, headers),
       );
       const opened = channel;
       unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) =>
