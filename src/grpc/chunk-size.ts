@@ -40,13 +40,24 @@ export function advertiseChunkSize(headers: Metadata, offer: number): void {
 }
 
 /**
- * The chunk sizes of a tunnel whose peer sent `peerHeaders`, this side
- * having offered `offer` (see negotiateChunkSize): the protocol's unless
- * both sides offered more.
+ * Takes the peer's offer out of the tunnel RPC's headers: the header is
+ * this library's business, so what users see of the tunnel's metadata
+ * (TunnelInfo, affinity keys) stays as it was without the extension, and
+ * each idle tunnel does not keep it.
  */
-export function tunnelChunkSizes(offer: number, peerHeaders: Metadata): TunnelChunkSizes {
-  const advertised = peerHeaders.get(CHUNK_SIZE_HEADER)[0];
-  const agreed = negotiateChunkSize(offer, typeof advertised === 'string' ? advertised : undefined);
+export function takePeerChunkOffer(headers: Metadata): string | undefined {
+  const advertised = headers.get(CHUNK_SIZE_HEADER)[0];
+  headers.remove(CHUNK_SIZE_HEADER);
+  return typeof advertised === 'string' ? advertised : undefined;
+}
+
+/**
+ * The chunk sizes of a tunnel whose peer offered `advertised` (see
+ * takePeerChunkOffer), this side having offered `offer` (see
+ * negotiateChunkSize): the protocol's unless both sides offered more.
+ */
+export function tunnelChunkSizes(offer: number, advertised: string | undefined): TunnelChunkSizes {
+  const agreed = negotiateChunkSize(offer, advertised);
   return agreed === undefined ? PROTOCOL_CHUNKS : { maxChunkSize: agreed, maxReceiveChunkSize: agreed };
 }
 

@@ -12,7 +12,13 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import { advertiseChunkSize, chunkOffer, serverReceiveLimit, tunnelChunkSizes } from '../grpc/chunk-size.js';
+import {
+  advertiseChunkSize,
+  chunkOffer,
+  serverReceiveLimit,
+  takePeerChunkOffer,
+  tunnelChunkSizes,
+} from '../grpc/chunk-size.js';
 import { type ClientFrameStream, TunnelChannel, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError, thrownStatus } from '../grpc/errors.js';
@@ -206,6 +212,7 @@ export class TunnelServiceHandler extends ServiceHost {
   }
 
   private acceptForward(call: ForwardRpc): void {
+    const peerOffer = takePeerChunkOffer(call.metadata);
     if (this.draining) {
       refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
       return;
@@ -234,7 +241,7 @@ export class TunnelServiceHandler extends ServiceHost {
         endRpc(status.code, status.message);
       },
       this.windows,
-      tunnelChunkSizes(offer, call.metadata),
+      tunnelChunkSizes(offer, peerOffer),
     );
     const unwatch = this.keepalive.watch(call, (cause) => {
       this.sessions.delete(session);
@@ -266,6 +273,7 @@ export class TunnelServiceHandler extends ServiceHost {
   }
 
   private acceptReverse(call: ReverseRpc): void {
+    const peerOffer = takePeerChunkOffer(call.metadata);
     if (this.options.noReverseTunnels) {
       refuse(call, Status.UNIMPLEMENTED, 'this server does not accept reverse tunnels');
       return;
@@ -329,7 +337,7 @@ export class TunnelServiceHandler extends ServiceHost {
         this.emit('reverseTunnelOpen', tunnel);
       },
       this.windows,
-      tunnelChunkSizes(offer, call.metadata),
+      tunnelChunkSizes(offer, peerOffer),
     );
     this.reverseChannels.add(channel);
     const unwatch = this.keepalive.watch(call, (cause) => channel.shutDown(cause));

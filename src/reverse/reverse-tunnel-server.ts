@@ -15,7 +15,13 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import { advertiseChunkSize, chunkOffer, clientReceiveLimit, tunnelChunkSizes } from '../grpc/chunk-size.js';
+import {
+  advertiseChunkSize,
+  chunkOffer,
+  clientReceiveLimit,
+  takePeerChunkOffer,
+  tunnelChunkSizes,
+} from '../grpc/chunk-size.js';
 import { asClient } from '../grpc/client/as-client.js';
 import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from '../grpc/client/client-http2-window.js';
 import {
@@ -132,9 +138,9 @@ interface OpenTunnel {
  * Serves gRPC services to a network server through reverse tunnels: this
  * side dials out (a grpc-js client of the server's TunnelService) and the
  * server calls the services added here, back through the tunnel. Useful
- * when this process cannot be dialed (behind NAT or a firewall). Create the
- * connection with {@link TUNNEL_CHANNEL_OPTIONS} when large requests travel
- * through the tunnel.
+ * when this process cannot be dialed (behind NAT or a firewall). The
+ * connection's HTTP/2 receive windows are raised when a tunnel opens
+ * (`http2WindowSize`), so it can be made with grpc-js's defaults.
  *
  * Events: `'connected'` (info: TunnelInfo), `'disconnected'` (result:
  * ServeResult, info: TunnelInfo), `'retrying'` (RetryEvent).
@@ -360,6 +366,7 @@ export class ReverseTunnelServer extends ServiceHost {
 
     rpc.on('metadata', (headers: Metadata) => {
       raiseClientHttp2Window(rpc, this.options.http2WindowSize);
+      const peerOffer = takePeerChunkOffer(headers);
       const unwatch = watchTunnelConnection(rpc, headers, this.keepalive, (cause) => {
         failure = statusError(Status.UNAVAILABLE, `reverse tunnel: ${cause.message}`);
         tunnel.cancel(cause.message);
@@ -393,7 +400,7 @@ export class ReverseTunnelServer extends ServiceHost {
             tunnel.cancel(status.message);
           },
           this.windows,
-          tunnelChunkSizes(offer, headers),
+          tunnelChunkSizes(offer, peerOffer),
         );
         tunnel.session = session;
         started = true;

@@ -49,7 +49,7 @@ function tap(): Tap {
         t.requestHeaders.push(metadata.clone());
         nextStart(metadata, {
           onReceiveMetadata(md, nextMd) {
-            t.responseHeaders.push(md);
+            t.responseHeaders.push(md.clone());
             nextMd(md);
           },
           onReceiveMessage(message: Frame, nextMessage) {
@@ -139,6 +139,25 @@ describe('large chunks between peers of this library', () => {
       }
     });
   }
+
+  it('keeps the offer out of the tunnel metadata users see', async () => {
+    const seen: Array<string[]> = [];
+    const f = await reverseFixture({
+      affinityKey: (info) => {
+        seen.push(info.metadata.get(CHUNK_SIZE_HEADER) as string[]);
+        return 'k';
+      },
+    });
+    try {
+      const r = await unary(f.echo, Buffer.alloc(100_000, 1));
+      assert.equal(r.error, null);
+      assert.deepEqual(seen, [[]]);
+      const tunnel = f.handler.allReverseTunnels()[0];
+      assert.deepEqual(tunnel?.info.metadata.get(CHUNK_SIZE_HEADER), []);
+    } finally {
+      await f.close();
+    }
+  });
 
   it('holds a raw peer to the size it offered', async () => {
     const handler = new TunnelServiceHandler();

@@ -10,7 +10,13 @@ import {
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
-import { advertiseChunkSize, chunkOffer, clientReceiveLimit, tunnelChunkSizes } from '../chunk-size.js';
+import {
+  advertiseChunkSize,
+  chunkOffer,
+  clientReceiveLimit,
+  takePeerChunkOffer,
+  tunnelChunkSizes,
+} from '../chunk-size.js';
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { checkOpenTunnel } from '../options-check.js';
@@ -48,9 +54,11 @@ export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions
  * done). `connection` is any grpc-js client (a generated TunnelService
  * client, or any other client on the same connection, whose interceptors
  * then apply to the tunnel RPC) or a grpc-js `Channel` (including another
- * tunnel's channel, for nested tunnels). Create that connection with
- * {@link TUNNEL_CHANNEL_OPTIONS} when large responses travel through the
- * tunnel: grpc-js's default HTTP/2 window halves their throughput.
+ * tunnel's channel, for nested tunnels). The connection's HTTP/2 receive
+ * windows are raised when the tunnel opens (`http2WindowSize`), and a
+ * server of this library agrees on larger chunks (`maxChunkSize`), so a
+ * connection made with grpc-js's defaults streams about as fast as a direct
+ * call.
  *
  * Rejects with a grpc-js `ServiceError` if the tunnel RPC fails before it is
  * ready (UNIMPLEMENTED when the server has no tunnel service), with
@@ -147,7 +155,7 @@ export function openTunnel(
           resolve(opened);
         },
         windows,
-        tunnelChunkSizes(offer, headers),
+        tunnelChunkSizes(offer, takePeerChunkOffer(headers)),
       );
       const opened = channel;
       unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) =>
