@@ -1,6 +1,6 @@
 // npm run bench [-- --quick] [--json FILE] [--svg FILE] [--only NAME,...] [--rounds N] [--no-warmup]
 //                [--window N] [--max-window N] [--update-threshold N] [--h2-window N] [--tunnel-channel-options]
-//                [--handler-h2-window N]
+//                [--handler-h2-window N] [--client-h2-window N] [--max-chunk N]
 // Runs every scenario directly over grpc-js and through forward and reverse
 // tunnels, in one run, against a service in another process, and prints each
 // tunnel figure as a ratio to direct measured in the same run.
@@ -69,11 +69,16 @@ async function main(): Promise<void> {
   const windowUpdateThreshold = numberFlag('--update-threshold');
   // Receive-side settings of this process: the forward tunnel's client and
   // the handler that receives the reverse tunnels.
+  // Largest chunk offered between the two processes (both ends; 16384 turns larger chunks off).
+  const maxChunkSize = numberFlag('--max-chunk');
   const receiveOptions = {
     ...(initialWindowSize !== undefined ? { initialWindowSize } : {}),
     ...(maxWindowSize !== undefined ? { maxWindowSize } : {}),
     ...(windowUpdateThreshold !== undefined ? { windowUpdateThreshold } : {}),
+    ...(maxChunkSize !== undefined ? { maxChunkSize } : {}),
   };
+  // The HTTP/2 window openTunnel and ReverseTunnelServer raise on their connections (0: leave grpc-js's).
+  const clientH2Window = numberFlag('--client-h2-window');
   // The handlers' own HTTP/2 windows (http2WindowSize), here and in the service process.
   const handlerH2Window = numberFlag('--handler-h2-window');
   const handler = new TunnelServiceHandler({
@@ -94,6 +99,8 @@ async function main(): Promise<void> {
     `127.0.0.1:${callerPort}`,
     ...(tunnelChannelOptions ? ['--tunnel-channel-options'] : []),
     ...(handlerH2Window !== undefined ? ['--handler-h2-window', String(handlerH2Window)] : []),
+    ...(clientH2Window !== undefined ? ['--client-h2-window', String(clientH2Window)] : []),
+    ...(maxChunkSize !== undefined ? ['--max-chunk', String(maxChunkSize)] : []),
   ]);
   const address = `127.0.0.1:${await service.firstLine}`;
 
@@ -110,7 +117,10 @@ async function main(): Promise<void> {
     ...channelOptions,
     ...(tunnelChannelOptions ? TUNNEL_CHANNEL_OPTIONS : {}),
   });
-  const tunnel = await openTunnel(tunnelConnection, receiveOptions);
+  const tunnel = await openTunnel(tunnelConnection, {
+    ...receiveOptions,
+    ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
+  });
   await handler.asChannel().waitForReady({ timeoutMs: 10_000 });
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],
@@ -187,6 +197,8 @@ async function main(): Promise<void> {
     tunnel_channel_options: tunnelChannelOptions,
     ...(h2Window !== undefined && { h2_window: h2Window }),
     ...(handlerH2Window !== undefined && { handler_h2_window: handlerH2Window }),
+    ...(clientH2Window !== undefined && { client_h2_window: clientH2Window }),
+    ...(maxChunkSize !== undefined && { max_chunk_size: maxChunkSize }),
   };
   const jsonFile = flag('--json');
   if (jsonFile) writeFileSync(jsonFile, `${JSON.stringify({ runs, meta }, null, 2)}\n`);

@@ -7,8 +7,18 @@ import { ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } fro
 import { BenchClient } from './clients.js';
 import { BenchService, benchImplementation } from './service.js';
 
-const windowAt = process.argv.indexOf('--handler-h2-window');
-const handler = new TunnelServiceHandler(windowAt >= 0 ? { http2WindowSize: Number(process.argv[windowAt + 1]) } : {});
+const numberFlag = (name: string) => {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? Number(process.argv[at + 1]) : undefined;
+};
+const handlerH2Window = numberFlag('--handler-h2-window');
+const clientH2Window = numberFlag('--client-h2-window');
+const maxChunkSize = numberFlag('--max-chunk');
+const chunkOption = maxChunkSize !== undefined ? { maxChunkSize } : {};
+const handler = new TunnelServiceHandler({
+  ...chunkOption,
+  ...(handlerH2Window !== undefined && { http2WindowSize: handlerH2Window }),
+});
 handler.addService(BenchService, benchImplementation);
 const server = new Server();
 server.addService(BenchService, benchImplementation);
@@ -22,7 +32,10 @@ const at = process.argv.indexOf('--reverse');
 if (at >= 0) {
   const options = process.argv.includes('--tunnel-channel-options') ? TUNNEL_CHANNEL_OPTIONS : {};
   const connection = new BenchClient(process.argv[at + 1] as string, credentials.createInsecure(), options);
-  const reverse = new ReverseTunnelServer(connection);
+  const reverse = new ReverseTunnelServer(connection, {
+    ...chunkOption,
+    ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
+  });
   reverse.addService(BenchService, benchImplementation);
   void reverse.keepOpen({ backoff: { initialDelayMs: 50, maxDelayMs: 500 } });
 }

@@ -6,6 +6,7 @@
  */
 
 export { TUNNEL_CHANNEL_OPTIONS } from './grpc/client/channel-options.js';
+export type { ClientHttp2WindowOptions } from './grpc/client/client-http2-window.js';
 export type { ClientKeepaliveOptions } from './grpc/client/client-keepalive.js';
 export { type ClientConstructor, createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';

@@ -94,6 +94,12 @@ const tunnelOptionRows = (of: string, apply: (options: Record<string, unknown>) 
   { of, option: 'windowGrowthBudget', bad: sizes(0), call: (v) => apply({ windowGrowthBudget: v }) },
   { of, option: 'maxReceiveMessageSize', bad: sizes(0), call: (v) => apply({ maxReceiveMessageSize: v }) },
   { of, option: 'windowUpdateThreshold', bad: sizes(1), call: (v) => apply({ windowUpdateThreshold: v }) },
+  {
+    of,
+    option: 'maxChunkSize',
+    bad: [...sizes(16384), [4 * 1024 * 1024, R]],
+    call: (v) => apply({ maxChunkSize: v }),
+  },
 ];
 const serverOptionRows = (of: string, apply: (options: Record<string, unknown>) => unknown): Row[] => [
   ...tunnelOptionRows(of, apply),
@@ -164,6 +170,22 @@ const keepaliveRows = (of: string, apply: (options: Record<string, unknown>) => 
   })),
 ];
 
+/** `http2WindowSize`: 0, or an HTTP/2 window from 65535 to 2^31-1. */
+const http2WindowRows = (of: string, apply: (options: Record<string, unknown>) => unknown): Row[] => [
+  {
+    of,
+    option: 'http2WindowSize',
+    bad: [
+      [-1, R],
+      [1000, R],
+      [1.5, R],
+      [2 ** 31, R],
+      ['1mb', T],
+    ],
+    call: (v) => apply({ http2WindowSize: v }),
+  },
+];
+
 const reverse = () => new ReverseTunnelServer(client);
 const handler = () => new TunnelServiceHandler();
 
@@ -175,6 +197,8 @@ const rows: Row[] = [
   ...rpcOptionRows('OpenTunnelOptions', (o) => openTunnel(client, o)),
   ...keepaliveRows('OpenTunnelOptions', (o) => openTunnel(client, o)),
   ...keepaliveRows('ClientKeepaliveOptions', (o) => openTunnel(client, o)),
+  ...http2WindowRows('OpenTunnelOptions', (o) => openTunnel(client, o)),
+  ...http2WindowRows('ClientHttp2WindowOptions', (o) => openTunnel(client, o)),
   {
     of: 'OpenTunnelOptions',
     option: 'connectTimeoutMs',
@@ -231,18 +255,7 @@ const rows: Row[] = [
     bad: notFunctions,
     call: (v: unknown) => new TunnelServiceHandler({ [option]: v }),
   })),
-  {
-    of: 'TunnelServiceHandlerOptions',
-    option: 'http2WindowSize',
-    bad: [
-      [-1, R],
-      [1000, R],
-      [1.5, R],
-      [2 ** 31, R],
-      ['1mb', T],
-    ],
-    call: (v) => new TunnelServiceHandler({ http2WindowSize: v as number }),
-  },
+  ...http2WindowRows('TunnelServiceHandlerOptions', (o) => new TunnelServiceHandler(o)),
 
   // new ReverseTunnelServer(connection, options)
   {
@@ -259,6 +272,7 @@ const rows: Row[] = [
   },
   ...serverOptionRows('ReverseTunnelServerOptions', (o) => new ReverseTunnelServer(client, o)),
   ...keepaliveRows('ReverseTunnelServerOptions', (o) => new ReverseTunnelServer(client, o)),
+  ...http2WindowRows('ReverseTunnelServerOptions', (o) => new ReverseTunnelServer(client, o)),
   {
     of: 'ReverseTunnelServerOptions',
     option: 'authenticate',

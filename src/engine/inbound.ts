@@ -9,6 +9,11 @@ export interface InboundOptions {
   readonly windows: ReceiveWindows | undefined;
   /** Largest message accepted, in bytes. */
   readonly maxMessageSize: number;
+  /**
+   * Largest chunk accepted, in bytes: the protocol's 16384 (the default),
+   * or more where both peers agreed on larger chunks (negotiation.ts).
+   */
+  readonly maxChunkSize?: number;
   /** Sends window_update for this stream. */
   readonly sendWindowUpdate: (n: number) => void;
   /**
@@ -130,8 +135,9 @@ export class InboundStream {
 
   private accept(message: Assembly, chunk: Uint8Array): void {
     const n = chunk.byteLength;
-    if (n > MAX_CHUNK_SIZE) {
-      throw new TunnelError(Code.INVALID_ARGUMENT, `a chunk of ${n} bytes exceeds the ${MAX_CHUNK_SIZE}-byte limit`);
+    const limit = this.options.maxChunkSize ?? MAX_CHUNK_SIZE;
+    if (n > limit) {
+      throw new TunnelError(Code.INVALID_ARGUMENT, `a chunk of ${n} bytes exceeds the ${limit}-byte limit`);
     }
     if (message.received + n > message.size) {
       throw new TunnelError(Code.INVALID_ARGUMENT, `message data exceeds its announced size of ${message.size} bytes`);

@@ -1,4 +1,4 @@
-import { MAX_CHUNK_SIZE } from './constants.js';
+import { MAX_CHUNK_SIZE, MAX_EXTENDED_CHUNK_SIZE } from './constants.js';
 import type { StreamId } from './stream-id.js';
 
 /** Writes one frame to the tunnel; false means "pause data until {@link SendScheduler.drained}". */
@@ -122,14 +122,18 @@ export class SendScheduler<F> {
 
   private readonly maxChunk: number;
 
-  /** `maxChunkSize`: the largest chunk to send, 1 to 16384 (the protocol's limit, and the default). */
+  /**
+   * `maxChunkSize`: the largest chunk to send, 1 to 16384 (the protocol's
+   * limit, and the default), or up to {@link MAX_EXTENDED_CHUNK_SIZE} toward
+   * a peer that said it accepts more.
+   */
   constructor(
     private readonly write: FrameWrite<F>,
     private readonly frames: DataFrameBuilder<F>,
     maxChunkSize: number = MAX_CHUNK_SIZE,
   ) {
-    if (!Number.isInteger(maxChunkSize) || maxChunkSize < 1 || maxChunkSize > MAX_CHUNK_SIZE) {
-      throw new RangeError(`maxChunkSize must be an integer from 1 to ${MAX_CHUNK_SIZE}, got ${maxChunkSize}`);
+    if (!Number.isInteger(maxChunkSize) || maxChunkSize < 1 || maxChunkSize > MAX_EXTENDED_CHUNK_SIZE) {
+      throw new RangeError(`maxChunkSize must be an integer from 1 to ${MAX_EXTENDED_CHUNK_SIZE}, got ${maxChunkSize}`);
     }
     this.maxChunk = maxChunkSize;
   }

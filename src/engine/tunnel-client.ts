@@ -26,9 +26,12 @@ export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
   /**
    * Largest data chunk this side sends, 1 to 16384. Default 16384, the
    * protocol's limit; a transport may want less so that a frame fits its own
-   * framing (the grpc-js adapters do).
+   * framing (the grpc-js adapters do). Up to MAX_EXTENDED_CHUNK_SIZE toward
+   * a peer that accepts more (see negotiateChunkSizes).
    */
   readonly maxChunkSize?: number;
+  /** Largest data chunk accepted from the peer. Default 16384, the protocol's limit. */
+  readonly maxReceiveChunkSize?: number;
   /** Window sizing shared with other tunnels (one growth budget for all); built from the options above when absent. */
   readonly receiveWindows?: ReceiveWindows | undefined;
   /** Largest response message accepted. Default 4 MiB. */
@@ -71,11 +74,13 @@ export class TunnelClientStream {
     sendWindow: number,
     windows: ReceiveWindows | undefined,
     maxMessageSize: number,
+    maxChunkSize?: number,
   ) {
     this.out = new OutboundStream(streamId, sendWindow);
     this.in = new InboundStream({
       windows,
       maxMessageSize,
+      ...(maxChunkSize !== undefined && { maxChunkSize }),
       endNeedsRead: false,
       sendWindowUpdate: (n) => engine.windowUpdates.add(streamId, n),
       deliver: (message) => handlers.onMessage(message),
@@ -144,12 +149,14 @@ export class TunnelClientEngine {
   private readonly flowControl: boolean;
   private readonly windows: ReceiveWindows;
   private readonly maxReceiveMessageSize: number;
+  private readonly maxReceiveChunkSize: number | undefined;
   private readonly maxMetadataSize: number;
 
   constructor(private readonly options: TunnelClientEngineOptions) {
     this.flowControl = options.flowControl ?? true;
     this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
+    this.maxReceiveChunkSize = options.maxReceiveChunkSize;
     this.maxMetadataSize = options.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE;
     this.scheduler = new SendScheduler((frame) => options.write(frame), clientDataFrames, options.maxChunkSize);
     this.windowUpdates = new WindowUpdateBatch(
@@ -208,6 +215,7 @@ export class TunnelClientEngine {
       rev.sendWindow,
       flow ? this.windows : undefined,
       this.maxReceiveMessageSize,
+      this.maxReceiveChunkSize,
     );
     this.streams.set(streamId, stream);
     this.scheduler.sendFrame(

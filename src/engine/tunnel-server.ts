@@ -28,9 +28,12 @@ export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
   /**
    * Largest data chunk this side sends, 1 to 16384. Default 16384, the
    * protocol's limit; a transport may want less so that a frame fits its own
-   * framing (the grpc-js adapters do).
+   * framing (the grpc-js adapters do). Up to MAX_EXTENDED_CHUNK_SIZE toward
+   * a peer that accepts more (see negotiateChunkSizes).
    */
   readonly maxChunkSize?: number;
+  /** Largest data chunk accepted from the peer. Default 16384, the protocol's limit. */
+  readonly maxReceiveChunkSize?: number;
   /** Window sizing shared with other tunnels (one growth budget for all); built from the options above when absent. */
   readonly receiveWindows?: ReceiveWindows | undefined;
   /** Largest request message accepted. Default 4 MiB. */
@@ -87,11 +90,13 @@ export class TunnelServerStream {
     sendWindow: number,
     windows: ReceiveWindows | undefined,
     maxMessageSize: number,
+    maxChunkSize?: number,
   ) {
     this.out = new OutboundStream(streamId, sendWindow);
     this.in = new InboundStream({
       windows,
       maxMessageSize,
+      ...(maxChunkSize !== undefined && { maxChunkSize }),
       endNeedsRead: true,
       sendWindowUpdate: (n) => engine.windowUpdates.add(streamId, n),
       deliver: (message) => this.handlers.onMessage(message),
@@ -210,6 +215,7 @@ export class TunnelServerEngine {
   private readonly flowControl: boolean;
   private readonly windows: ReceiveWindows;
   private readonly maxReceiveMessageSize: number;
+  private readonly maxReceiveChunkSize: number | undefined;
   private readonly maxConcurrentStreams: number;
   /** @internal */ readonly maxMetadataSize: number;
 
@@ -217,6 +223,7 @@ export class TunnelServerEngine {
     this.flowControl = (options.flowControl ?? true) && options.negotiated;
     this.windows = options.receiveWindows ?? new ReceiveWindows(options);
     this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
+    this.maxReceiveChunkSize = options.maxReceiveChunkSize;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
     this.maxMetadataSize = options.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE;
     this.scheduler = new SendScheduler((frame) => options.write(frame), serverDataFrames, options.maxChunkSize);
@@ -381,6 +388,7 @@ export class TunnelServerEngine {
       flow ? clientWindow : Number.POSITIVE_INFINITY,
       flow ? this.windows : undefined,
       this.maxReceiveMessageSize,
+      this.maxReceiveChunkSize,
     );
     this.streams.set(id, stream);
     this.options.onStream(stream);

@@ -4,6 +4,7 @@
 // host named "tunnel"); now it is refused where it is passed, with the
 // function and the option named: TypeError for the wrong kind of value,
 // RangeError for a number out of range.
+import { MAX_CHUNK_SIZE, MAX_EXTENDED_CHUNK_SIZE } from '../engine/constants.js';
 import { checkHttp2WindowSize } from './server/http2-window.js';
 
 /** Window sizes travel as uint32 and must not overflow a sender's signed 31-bit window (as in the engine). */
@@ -144,6 +145,10 @@ function tunnelOptions(check: Checker, o: Options): void {
     integer: true,
     hint: ' (leave it unset for the 4 MiB default; -1 does not mean unlimited here)',
   });
+  check.number('maxChunkSize', o.maxChunkSize, MAX_CHUNK_SIZE, MAX_EXTENDED_CHUNK_SIZE, {
+    integer: true,
+    hint: ` (${MAX_CHUNK_SIZE} turns larger chunks off)`,
+  });
 }
 
 /** The side that serves tunneled calls (TunnelServerOptions). */
@@ -193,6 +198,7 @@ export function checkOpenTunnel(connection: unknown, options: unknown): void {
   tunnelOptions(check, o);
   rpcOptions(check, o);
   keepaliveOption(check, o.keepalive);
+  http2WindowOption(check, o.http2WindowSize);
   // Any delay a timer can wait (setLongTimeout): past 2^31-1 ms too.
   check.number('connectTimeoutMs', o.connectTimeoutMs, 0, Number.MAX_SAFE_INTEGER);
 }
@@ -216,13 +222,17 @@ export function checkHandlerOptions(options: unknown): void {
   check.func('affinityKey', o.affinityKey);
   check.func('onReverseTunnelOpen', o.onReverseTunnelOpen);
   check.func('onReverseTunnelClose', o.onReverseTunnelClose);
-  if (o.http2WindowSize !== undefined) {
-    if (typeof o.http2WindowSize !== 'number') throw check.typeError('http2WindowSize', 'a number', o.http2WindowSize);
-    try {
-      checkHttp2WindowSize(o.http2WindowSize);
-    } catch (err) {
-      throw new RangeError(`TunnelServiceHandler: ${(err as Error).message}`);
-    }
+  http2WindowOption(check, o.http2WindowSize);
+}
+
+/** An HTTP/2 window to raise a connection to (`http2WindowSize`): 0 or 65535 to 2^31-1. */
+function http2WindowOption(check: Checker, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number') throw check.typeError('http2WindowSize', 'a number', value);
+  try {
+    checkHttp2WindowSize(value);
+  } catch (err) {
+    throw new RangeError(`${check.name('')}${(err as Error).message}`);
   }
 }
 
@@ -233,6 +243,7 @@ export function checkReverseServer(connection: unknown, options: unknown): void 
   const o = check.object('options', options);
   tunnelServerOptions(check, o);
   keepaliveOption(check, o.keepalive);
+  http2WindowOption(check, o.http2WindowSize);
   check.func('authenticate', o.authenticate);
 }
 

@@ -12,6 +12,13 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
+import {
+  advertiseChunkSize,
+  chunkOffer,
+  serverReceiveLimit,
+  takePeerChunkOffer,
+  tunnelChunkSizes,
+} from '../grpc/chunk-size.js';
 import { type ClientFrameStream, TunnelChannelImpl, tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError } from '../grpc/errors.js';
@@ -296,12 +303,14 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
   }
 
   private acceptForward(call: ForwardRpc): void {
+    const peerOffer = takePeerChunkOffer(call.metadata);
     if (this.draining) {
       refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
       return;
     }
     this.raiseWindows(call);
-    sendNegotiationHeaders(call, this.keepalive);
+    const offer = chunkOffer(this.options.maxChunkSize, serverReceiveLimit(call));
+    sendNegotiationHeaders(call, this.keepalive, offer);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     const endRpc = (code: Status, details: string) => {
@@ -323,6 +332,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
         endRpc(status.code, status.message);
       },
       this.windows,
+      tunnelChunkSizes(offer, peerOffer),
     );
     const unwatch = this.keepalive.watch(call, (cause) => {
       this.forget(session);
@@ -359,6 +369,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
   }
 
   private acceptReverse(call: ReverseRpc): void {
+    const peerOffer = takePeerChunkOffer(call.metadata);
     if (this.options.noReverseTunnels) {
       refuse(call, Status.UNIMPLEMENTED, 'this server does not accept reverse tunnels');
       return;
@@ -377,7 +388,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
       return;
     }
     if (!(key instanceof Promise)) {
-      this.openReverse(call, info, key);
+      this.openReverse(call, info, key, peerOffer);
       return;
     }
     // Until the key is known the RPC is only watched: a tunnel server that
@@ -392,7 +403,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
         call.off('cancelled', onGone);
         if (gone) return;
         if (this.draining) refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
-        else this.openReverse(call, info, resolved);
+        else this.openReverse(call, info, resolved, peerOffer);
       },
       (err) => {
         call.off('cancelled', onGone);
@@ -403,11 +414,12 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
     );
   }
 
-  private openReverse(call: ReverseRpc, info: TunnelInfo, key: K): void {
+  private openReverse(call: ReverseRpc, info: TunnelInfo, key: K, peerOffer: string | undefined): void {
     this.raiseWindows(call);
     // The drain handshake: a tunnel server of this project that drains tells
     // us so, and we end the tunnel once idle (see drain-notice.ts).
-    sendNegotiationHeaders(call, this.keepalive, true);
+    const offer = chunkOffer(this.options.maxChunkSize, serverReceiveLimit(call));
+    sendNegotiationHeaders(call, this.keepalive, offer, true);
     const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
     let ended = false;
     let peerEnded = false;
@@ -449,6 +461,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
         this.emit('reverseTunnelOpen', tunnel);
       },
       this.windows,
+      tunnelChunkSizes(offer, peerOffer),
     );
     this.reverseChannels.add(channel);
     const unwatch = this.keepalive.watch(call, (cause) => channel.shutDown(cause));
@@ -488,12 +501,18 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
   }
 }
 
-function sendNegotiationHeaders(call: ForwardRpc | ReverseRpc, keepalive: ServerKeepalive, drain = false): void {
+function sendNegotiationHeaders(
+  call: ForwardRpc | ReverseRpc,
+  keepalive: ServerKeepalive,
+  offer: number,
+  drain = false,
+): void {
   // Headers go out at once: the client learns the negotiation result (and
   // interceptors may add authentication material) before any frame.
   const headers = new Metadata();
   headers.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
   if (drain) headers.set(DRAIN_HEADER, DRAIN_ON);
+  advertiseChunkSize(headers, offer);
   keepalive.advertise(headers);
   call.sendMetadata(headers);
 }

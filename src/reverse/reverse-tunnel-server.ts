@@ -15,7 +15,15 @@ import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
+import {
+  advertiseChunkSize,
+  chunkOffer,
+  clientReceiveLimit,
+  takePeerChunkOffer,
+  tunnelChunkSizes,
+} from '../grpc/chunk-size.js';
 import { asClient } from '../grpc/client/as-client.js';
+import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from '../grpc/client/client-http2-window.js';
 import {
   type ClientKeepaliveOptions,
   clientKeepalive,
@@ -40,7 +48,10 @@ import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } 
 import { Backoff, type BackoffOptions } from './backoff.js';
 
 /** Options of {@link ReverseTunnelServer}. */
-export interface ReverseTunnelServerOptions extends TunnelServerOptions, ClientKeepaliveOptions {
+export interface ReverseTunnelServerOptions
+  extends TunnelServerOptions,
+    ClientKeepaliveOptions,
+    ClientHttp2WindowOptions {
   /**
    * Checks the network server before serving it: called with the response
    * headers of each tunnel RPC (which the server sends at once, so an
@@ -138,9 +149,9 @@ interface OpenTunnel {
  * Serves gRPC services to a network server through reverse tunnels: this
  * side dials out (a grpc-js client of the server's TunnelService) and the
  * server calls the services added here, back through the tunnel. Useful
- * when this process cannot be dialed (behind NAT or a firewall). Create the
- * connection with {@link TUNNEL_CHANNEL_OPTIONS} when large requests travel
- * through the tunnel.
+ * when this process cannot be dialed (behind NAT or a firewall). The
+ * connection's HTTP/2 receive windows are raised when a tunnel opens
+ * (`http2WindowSize`), so it can be made with grpc-js's defaults.
  *
  * Events: see {@link ReverseTunnelServerEvents}.
  */
@@ -295,6 +306,8 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
   private open(options: ServeOptions): OpenTunnel {
     const metadata = options.metadata?.clone() ?? new Metadata();
     metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
+    const offer = chunkOffer(this.options.maxChunkSize, clientReceiveLimit(this.client.getChannel()));
+    advertiseChunkSize(metadata, offer);
     const rpc: TunnelRpc = this.client.makeBidiStreamRequest(
       OPEN_REVERSE_TUNNEL_PATH,
       encodeServerToClient,
@@ -386,6 +399,8 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
     };
 
     rpc.on('metadata', (headers: Metadata) => {
+      raiseClientHttp2Window(rpc, this.options.http2WindowSize);
+      const peerOffer = takePeerChunkOffer(headers);
       const unwatch = watchTunnelConnection(rpc, headers, this.keepalive, (cause) => {
         failure = statusError(Status.UNAVAILABLE, `reverse tunnel: ${cause.message}`);
         tunnel.cancel(cause.message);
@@ -419,6 +434,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
             tunnel.cancel(status.message);
           },
           this.windows,
+          tunnelChunkSizes(offer, peerOffer),
         );
         tunnel.session = session;
         started = true;

@@ -2,6 +2,7 @@
 // given (the grpc-js adapters ask for less than the protocol's 16 KiB).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MAX_EXTENDED_CHUNK_SIZE } from '../../src/engine/constants.js';
 import type { ServerFrame as ServerToClient } from '../../src/engine/frames.js';
 import { serverDataFrames } from '../../src/engine/frames.js';
 import { OutboundStream, SendScheduler } from '../../src/engine/outbound.js';
@@ -40,7 +41,7 @@ describe('send scheduler chunking', () => {
 
   it('refuses chunk sizes the protocol does not allow', () => {
     const write = () => true;
-    for (const bad of [0, -1, 16385, 1.5]) {
+    for (const bad of [0, -1, MAX_EXTENDED_CHUNK_SIZE + 1, 1.5]) {
       assert.throws(() => new SendScheduler<ServerToClient>(write, serverDataFrames, bad), RangeError);
     }
   });

@@ -88,8 +88,8 @@ export interface RawClient<S extends ServerFrame = ServerToClient> {
   close(): void;
 }
 
-export function rawClient(address: string, negotiate = true): RawClient {
-  return openRawClient<ServerToClient>(address, negotiate);
+export function rawClient(address: string, negotiate = true, headers: Record<string, string> = {}): RawClient {
+  return openRawClient<ServerToClient>(address, negotiate, headers);
 }
 
 /** A raw tunnel client whose received frames may carry stream ids past 2^53 (as bigints). */
@@ -97,10 +97,15 @@ export function rawClient64(address: string, negotiate = true): RawClient<Server
   return openRawClient<ServerFrame>(address, negotiate);
 }
 
-function openRawClient<S extends ServerFrame>(address: string, negotiate: boolean): RawClient<S> {
+function openRawClient<S extends ServerFrame>(
+  address: string,
+  negotiate: boolean,
+  extraHeaders: Record<string, string> = {},
+): RawClient<S> {
   const client = new Client(address, credentials.createInsecure());
   const md = new Metadata();
   if (negotiate) md.set('grpctunnel-negotiate', 'on');
+  for (const [key, value] of Object.entries(extraHeaders)) md.set(key, value);
   const call: ClientDuplexStream<ClientFrame, ServerFrame> = client.makeBidiStreamRequest(
     OPEN_TUNNEL_PATH,
     encodeClientToServer,

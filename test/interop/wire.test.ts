@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { InterceptingCall, type Interceptor, type Metadata } from '@grpc/grpc-js';
-import { DEFAULT_WINDOW_SIZE } from '../../src/engine/constants.js';
+import { DEFAULT_EXTENDED_CHUNK_SIZE, DEFAULT_WINDOW_SIZE } from '../../src/engine/constants.js';
 import { DEFAULT_MAX_WINDOW_SIZE } from '../../src/engine/receive-window.js';
 import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
 import { encodeClientToServer, encodeServerToClient } from '../../src/grpc/tunnel-service.js';
@@ -83,16 +83,18 @@ const grpcMessageSize = (f: Frame): number =>
     : encodeServerToClient(f as ServerToClient).length);
 
 /** Checks chunk sizes, window-update bounds and stream ids of a tapped tunnel. */
-function checkInvariants(t: Tapped, openerDir: 'out' | 'in'): void {
+function checkInvariants(t: Tapped, openerDir: 'out' | 'in', maxChunk = DEFAULT_EXTENDED_CHUNK_SIZE): void {
   const received = new Map<number, number>();
   const credited = new Map<number, number>();
   let lastId = 0;
   for (const { dir, frame } of t.timeline) {
     const n = dataBytes(frame);
-    assert.ok(n <= 16384, `a chunk of ${n} bytes`);
-    // Both ends here are ours: each data frame fits one default-sized HTTP/2
-    // DATA frame, so grpc-js neither splits it nor copies it back together.
-    if (n > 0)
+    assert.ok(n <= maxChunk, `a chunk of ${n} bytes`);
+    // Both ends here are ours: with the protocol's chunks, each data frame
+    // fits one default-sized HTTP/2 DATA frame, so grpc-js neither splits it
+    // nor copies it back together. (Larger chunks, agreed between two peers
+    // of this library, span several: large-chunks.test.ts.)
+    if (n > 0 && maxChunk <= 16384)
       assert.ok(grpcMessageSize(frame) <= 16384, `a ${n}-byte chunk makes a ${grpcMessageSize(frame)}-byte message`);
     if (dir === 'in') received.set(frame.streamId, (received.get(frame.streamId) ?? 0) + n);
     if (dir === 'out' && frame.frame?.$case === 'windowUpdate') {
@@ -144,6 +146,17 @@ describe('wire details, forward tunnel', () => {
       await f.close();
     });
   }
+});
+
+describe('wire details, forward tunnel with the protocol’s chunks', () => {
+  it('maxChunkSize 16384 on both sides: chunks of at most 16 KiB, each in one HTTP/2 DATA frame', async () => {
+    const { tapped, interceptor } = tap();
+    const off = { maxChunkSize: 16384 };
+    const f = await forwardFixture(off, off, { interceptors: [interceptor] });
+    await workload(f.echo);
+    checkInvariants(tapped, 'out', 16384);
+    await f.close();
+  });
 });
 
 describe('wire details, reverse tunnel', () => {

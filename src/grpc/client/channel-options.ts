@@ -7,13 +7,14 @@ import { DEFAULT_HTTP2_WINDOW_SIZE } from '../server/http2-window.js';
  * give to a {@link ReverseTunnelServer} (reverse).
  *
  * One HTTP/2 stream carries a whole tunnel, so HTTP/2's default 64 KiB
- * receive window holds everything the server sends through it (forward
- * tunnels' responses, reverse tunnels' requests) to 64 KiB per round trip.
- * A 1 MiB window roughly doubles streaming through a forward tunnel
- * (BENCHMARKS.md). It bounds what one stream of the connection can make
- * this process buffer. The server side needs nothing: the
- * {@link TunnelServiceHandler} raises its own windows (`http2WindowSize`),
- * by default to the same size.
+ * receive window would hold everything the server sends through it to
+ * 64 KiB per round trip. `openTunnel` and `ReverseTunnelServer` raise the
+ * windows of the connection themselves when a tunnel opens (their
+ * `http2WindowSize` option, 1 MiB by default), so these options are no
+ * longer needed for speed; they set the same window from the connection's
+ * first byte, which also covers connections whose HTTP/2 session cannot be
+ * reached through grpc-js's call objects. The server side needs nothing:
+ * the {@link TunnelServiceHandler} raises its own windows.
  */
 export const TUNNEL_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
   'grpc-node.flow_control_window': DEFAULT_HTTP2_WINDOW_SIZE,

@@ -10,17 +10,25 @@ import {
 import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
+import {
+  advertiseChunkSize,
+  chunkOffer,
+  clientReceiveLimit,
+  takePeerChunkOffer,
+  tunnelChunkSizes,
+} from '../chunk-size.js';
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { checkOpenTunnel } from '../options-check.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
+import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from './client-http2-window.js';
 import { type ClientKeepaliveOptions, clientKeepalive, watchTunnelConnection } from './client-keepalive.js';
 import { type TunnelChannel, TunnelChannelImpl, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
 import { TunnelRpcEnd } from './tunnel-rpc-end.js';
 
 /** Options of {@link openTunnel}. */
-export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions {
+export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions, ClientHttp2WindowOptions {
   /** Request metadata of the tunnel RPC (for example credentials the server checks). */
   metadata?: Metadata;
   /** grpc-js call options of the tunnel RPC (a deadline bounds the whole tunnel's life). */
@@ -46,9 +54,11 @@ export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions
  * done). `connection` is any grpc-js client (a generated TunnelService
  * client, or any other client on the same connection, whose interceptors
  * then apply to the tunnel RPC) or a grpc-js `Channel` (including another
- * tunnel's channel, for nested tunnels). Create that connection with
- * {@link TUNNEL_CHANNEL_OPTIONS} when large responses travel through the
- * tunnel: grpc-js's default HTTP/2 window halves their throughput.
+ * tunnel's channel, for nested tunnels). The connection's HTTP/2 receive
+ * windows are raised when the tunnel opens (`http2WindowSize`), and a
+ * server of this library agrees on larger chunks (`maxChunkSize`), so a
+ * connection made with grpc-js's defaults streams about as fast as a direct
+ * call.
  *
  * Rejects with a grpc-js `ServiceError` if the tunnel RPC fails before it is
  * ready (UNIMPLEMENTED when the server has no tunnel service), with
@@ -75,6 +85,8 @@ export function openTunnel(
   const client = asClient(connection);
   const metadata = options.metadata?.clone() ?? new Metadata();
   metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
+  const offer = chunkOffer(options.maxChunkSize, clientReceiveLimit(client.getChannel()));
+  advertiseChunkSize(metadata, offer);
   const rpc: ClientDuplexStream<ClientFrame, ServerFrame> = client.makeBidiStreamRequest(
     OPEN_TUNNEL_PATH,
     encodeClientToServer,
@@ -118,6 +130,8 @@ export function openTunnel(
     }
 
     rpc.on('metadata', (headers: Metadata) => {
+      // Before the first frame arrives: the server's Settings and data then come at the larger window.
+      raiseClientHttp2Window(rpc, options.http2WindowSize);
       const negotiated = headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
       channel = new TunnelChannelImpl(
         rpc,
@@ -141,6 +155,7 @@ export function openTunnel(
           resolve(opened);
         },
         windows,
+        tunnelChunkSizes(offer, takePeerChunkOffer(headers)),
       );
       const opened = channel;
       unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) =>

@@ -6,11 +6,11 @@ import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream } from '../../engine/tunnel-client.js';
 import type { Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
+import { PROTOCOL_CHUNKS, type TunnelChunkSizes } from '../chunk-size.js';
 import { watchConnectivity } from '../connectivity.js';
 import { clientAuthContext } from '../context.js';
 import { statusError } from '../errors.js';
 import type { AuthContext } from '../server/tunnel-info.js';
-import { GRPC_CHUNK_SIZE } from '../tunnel-service.js';
 import { gateWrites } from '../write-gate.js';
 import { type ParentCall, TunnelCall } from './tunnel-call.js';
 
@@ -43,6 +43,20 @@ export interface TunnelOptions {
    * reference sends one update per received chunk; larger values save frames.
    */
   windowUpdateThreshold?: number;
+  /**
+   * Largest data chunk, in bytes, this side accepts and sends when the peer
+   * is this library too. Each side offers it in a tunnel RPC header
+   * (`grpctunnel-max-chunk-size`); when both did, chunks go up to the
+   * smaller offer, so that a message of up to that size crosses as one gRPC
+   * message on the tunnel RPC instead of one per 16 KiB (grpc-js pays a
+   * fixed cost per message: streaming runs about twice as fast). A peer
+   * that offers nothing, such as the Go reference, gets the protocol's
+   * 16 KiB chunks and nothing else changes. The connection's limit on
+   * received messages (grpc-js's `grpc.max_receive_message_length`, 4 MiB by
+   * default) must stay above it. 16384 turns the extension off. Default
+   * 1 MiB; at most 4 MiB - 4 KiB.
+   */
+  maxChunkSize?: number;
 }
 
 /**
@@ -51,8 +65,14 @@ export interface TunnelOptions {
  * settings on to the channels of its reverse tunnels.
  */
 export function tunnelTuning(options: TunnelOptions): TunnelOptions & { flowControl: boolean } {
-  const { initialWindowSize, maxWindowSize, windowGrowthBudget, maxReceiveMessageSize, windowUpdateThreshold } =
-    options;
+  const {
+    initialWindowSize,
+    maxWindowSize,
+    windowGrowthBudget,
+    maxReceiveMessageSize,
+    windowUpdateThreshold,
+    maxChunkSize,
+  } = options;
   return {
     flowControl: options.flowControl ?? true,
     ...(initialWindowSize !== undefined && { initialWindowSize }),
@@ -60,6 +80,7 @@ export function tunnelTuning(options: TunnelOptions): TunnelOptions & { flowCont
     ...(windowGrowthBudget !== undefined && { windowGrowthBudget }),
     ...(maxReceiveMessageSize !== undefined && { maxReceiveMessageSize }),
     ...(windowUpdateThreshold !== undefined && { windowUpdateThreshold }),
+    ...(maxChunkSize !== undefined && { maxChunkSize }),
   };
 }
 
@@ -168,6 +189,8 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
     private readonly endRpc: (error: Error | undefined) => void,
     onReady: (channel: TunnelChannelImpl) => void,
     windows?: ReceiveWindows,
+    /** Chunk sizes agreed with the peer (tunnelChunkSizes); the protocol's when absent. */
+    chunks: TunnelChunkSizes = PROTOCOL_CHUNKS,
   ) {
     super();
     this.closed = new Promise((resolve) => {
@@ -178,8 +201,8 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
     this.engine = new TunnelClientEngine({
       write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
-      maxChunkSize: GRPC_CHUNK_SIZE,
       ...tunnelTuning(options),
+      ...chunks,
       receiveWindows: windows,
       onReady: () => onReady(this),
       onProtocolError: (status) => this.shutDown(statusError(status.code, status.message), status),

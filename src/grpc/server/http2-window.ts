@@ -15,10 +15,12 @@ import { serverSessionOf } from './call-session.js';
 // at the default window. A test reads the windows back as a raw HTTP/2 client
 // receives them, so a grpc-js upgrade that breaks this is noticed.
 
-/** What this module needs of a `node:http2` session. */
+/** What this module needs of a `node:http2` session (client or server). */
 interface WindowedSession {
   readonly destroyed: boolean;
   readonly closed: boolean;
+  readonly localSettings?: { initialWindowSize?: number };
+  readonly state?: { localWindowSize?: number };
   setLocalWindowSize(size: number): void;
   settings(settings: { initialWindowSize: number }): void;
 }
@@ -39,12 +41,6 @@ function isSession(value: unknown): value is WindowedSession {
     typeof s.settings === 'function' &&
     typeof s.destroyed === 'boolean'
   );
-}
-
-/** The HTTP/2 session under a grpc-js server call, if it can be found. */
-function sessionOf(call: object): WindowedSession | undefined {
-  const session = serverSessionOf(call);
-  return isSession(session) ? session : undefined;
 }
 
 /** Checks a window size option: 0 (leave grpc-js's windows) or 65535 to 2^31-1. */
@@ -68,16 +64,27 @@ export type Http2WindowResult = 'raised' | 'off' | 'closed' | 'unsupported';
  */
 export function raiseHttp2Window(call: object, size: number): Http2WindowResult {
   if (size === 0) return 'off';
-  const session = sessionOf(call);
-  if (!session) return 'unsupported';
+  return raiseSessionWindow(serverSessionOf(call), size);
+}
+
+/**
+ * Raises the HTTP/2 receive windows of `session` (a `node:http2` session,
+ * client or server, or anything else: then 'unsupported') to at least
+ * `size`, once per session. Windows already larger (a client made with
+ * `grpc-node.flow_control_window`) are left as they are: this only ever
+ * raises them.
+ */
+export function raiseSessionWindow(session: unknown, size: number): Http2WindowResult {
+  if (size === 0) return 'off';
+  if (!isSession(session)) return 'unsupported';
   if (session.destroyed || session.closed) return 'closed';
   if (raised.has(session)) return 'raised';
   try {
     // The connection window is this side's alone; the initial stream window
     // is a SETTINGS value, which by HTTP/2 also resizes streams already open
     // (the tunnel RPC itself among them).
-    session.setLocalWindowSize(size);
-    session.settings({ initialWindowSize: size });
+    if ((session.state?.localWindowSize ?? 0) < size) session.setLocalWindowSize(size);
+    if ((session.localSettings?.initialWindowSize ?? 0) < size) session.settings({ initialWindowSize: size });
   } catch {
     return 'closed'; // the session ended meanwhile: nothing to tune
   }

@@ -3,9 +3,9 @@ import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
+import { PROTOCOL_CHUNKS, type TunnelChunkSizes } from '../chunk-size.js';
 import { type TunnelOptions, tunnelTuning } from '../client/tunnel-channel.js';
 import { serverAuthContext } from '../context.js';
-import { GRPC_CHUNK_SIZE } from '../tunnel-service.js';
 import { gateWrites } from '../write-gate.js';
 import { dispatch, intercept } from './dispatch.js';
 import type { ServiceRegistry } from './service-registry.js';
@@ -47,14 +47,16 @@ export class TunnelServerSession {
     metricsRecorder: () => MetricsRecorder,
     onProtocolError: (status: StreamStatus) => void,
     windows?: ReceiveWindows,
+    /** Chunk sizes agreed with the peer (tunnelChunkSizes); the protocol's when absent. */
+    chunks: TunnelChunkSizes = PROTOCOL_CHUNKS,
   ) {
     const interceptors = options.interceptors ?? [];
     const authContext = serverAuthContext(tunnel);
     this.engine = new TunnelServerEngine({
       write: gateWrites(frames, () => this.engine.drained()),
       negotiated,
-      maxChunkSize: GRPC_CHUNK_SIZE,
       ...tunnelTuning(options),
+      ...chunks,
       receiveWindows: windows,
       ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
       onStream: (stream: TunnelServerStream) => {
