@@ -15,7 +15,7 @@ const LAYERS: string[][] = [
   ['engine'],
   ['grpc'],
   ['pool'],
-  ['handler', 'reverse', 'proxy'],
+  ['handler', 'reverse', 'proxy', 'connect'],
   ['cli'],
   ['interop'],
 ];
@@ -77,4 +77,19 @@ it('the protocol engine does not import grpc-js or Node', () => {
       .map((s) => `${file} imports ${s}`),
   );
   assert.deepEqual(foreign, []);
+});
+
+it('only src/connect imports Connect-ES, and the main entry point does not import src/connect', () => {
+  // @connectrpc/connect is an optional peer dependency: everything the main
+  // entry point loads must work without it (test/package.test.ts checks the
+  // installed package); only the grpctunnel/connect subpath may need it.
+  const outside = sources(SRC)
+    .filter((file) => !file.startsWith('connect/'))
+    .flatMap((file) =>
+      imports(file)
+        .filter((s) => s.startsWith('@connectrpc/') || (file === 'index.ts' && folderOf(file, s) === 'connect'))
+        .map((s) => `${file} imports ${s}`),
+    );
+  assert.deepEqual(outside, []);
+  assert.ok(imports('connect/transport.ts').some((s) => s.startsWith('@connectrpc/')));
 });

@@ -54,12 +54,15 @@ export interface ConnectServiceOptions {
 
 /** A grpc-js service definition and implementation, ready for any `addService`. */
 export interface ConnectServiceDefinition {
+  /** The methods, keyed by their local names, with protobuf-es (de)serializers. */
   definition: ServiceDefinition;
+  /** A grpc-js handler per method, running the Connect implementation. */
   implementation: UntypedServiceImplementation;
 }
 
 /** Anything that serves grpc-js services: `TunnelServiceHandler`, `ReverseTunnelServer`, a grpc-js `Server`. */
 export interface ServiceAdder {
+  /** grpc-js's `Server.addService` signature. */
   addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void;
 }
 
@@ -103,7 +106,9 @@ export function connectServiceDefinition<S extends DescService>(
  * beside its grpc-js services: see {@link connectServiceDefinition}.
  *
  * @example
+ * ```ts
  * addConnectService(handler, ElizaService, { say: (req) => ({ sentence: req.sentence }) });
+ * ```
  */
 export function addConnectService<S extends DescService>(
   host: ServiceAdder,

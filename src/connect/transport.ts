@@ -50,8 +50,8 @@ type AnyMessage = MessageShape<DescMessage>;
 
 /**
  * A Connect-ES `Transport` whose calls go through a forward tunnel
- * ({@link TunnelChannel}, from `openTunnel`) or a pool of reverse tunnels
- * ({@link TunnelPool}, from `TunnelServiceHandler.asChannel()` or
+ * (a `TunnelChannel`, from `openTunnel`) or a pool of reverse tunnels
+ * (a `TunnelPool`, from `TunnelServiceHandler.asChannel()` or
  * `keyAsChannel()`): `createClient(Service, createTunnelTransport(tunnel))`.
  *
  * Calls use the gRPC protocol with binary protobuf, through grpc-js's own
