@@ -215,8 +215,11 @@ class CallState {
   }
 }
 
-// Node's timers may fire a millisecond before Date.now() reaches their time.
-const DEADLINE_SLACK_MS = 2;
+// How close to its deadline a cancelled call counts as timed out: a caller
+// resets the call at its own deadline, which it measured from a little
+// earlier than this server did (the request's travel time), and Node's
+// timers may fire a millisecond early.
+const DEADLINE_SLACK_MS = 20;
 
 type UnaryLike = (input: unknown, context: HandlerContext) => Promise<unknown> | unknown;
 type StreamLike = (input: unknown, context: HandlerContext) => AsyncIterable<unknown>;

@@ -30,6 +30,12 @@ export interface TunnelTransportOptions {
   interceptors?: Interceptor[];
   /** Timeout of calls that set none, in milliseconds. Default none. */
   defaultTimeoutMs?: number;
+  /**
+   * The URL Connect interceptors see calls go to, before the method's path
+   * (`<baseUrl>/<package>.<Service>/<Method>`). Only informative: the call
+   * goes through the tunnel whatever it says. Default `grpctunnel://tunnel`.
+   */
+  baseUrl?: string;
   /** protobuf-es options for decoding responses. */
   readOptions?: Partial<BinaryReadOptions>;
   /** protobuf-es options for encoding requests. */
@@ -72,7 +78,7 @@ export function createTunnelTransport(
   const client = new Client(tunnel.getTarget(), credentials.createInsecure(), {
     channelOverride: tunnel as ChannelInterface,
   });
-  const baseUrl = tunnel.getTarget();
+  const baseUrl = options.baseUrl ?? 'grpctunnel://tunnel';
   const timeoutOf = (timeoutMs: number | undefined) => {
     const ms = timeoutMs ?? options.defaultTimeoutMs;
     return ms === undefined || ms <= 0 ? undefined : ms;

@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { type Client, createClient, type Transport } from '@connectrpc/connect';
+import { type Client, createClient, type Interceptor, type Transport } from '@connectrpc/connect';
 import { connectNodeAdapter, createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { credentials, Client as GrpcClient } from '@grpc/grpc-js';
 import { addConnectService, type ConnectServiceOptions, createTunnelTransport } from '../../src/connect/index.js';
@@ -19,6 +19,8 @@ export interface Env {
   client: Client<typeof EchoService>;
   transport: Transport;
   seen: Seen;
+  /** Another transport on the same path, with these interceptors. */
+  withInterceptors(interceptors: Interceptor[]): Transport;
   close(): Promise<void>;
 }
 
@@ -41,6 +43,7 @@ export async function connectNodeEnv(): Promise<Env> {
     client: createClient(EchoService, transport),
     transport,
     seen,
+    withInterceptors: (interceptors) => createGrpcTransport({ baseUrl, sessionManager, interceptors }),
     async close() {
       sessionManager.abort();
       await new Promise((resolve) => server.close(resolve));
@@ -60,6 +63,8 @@ export async function grpcJsServerEnv(): Promise<Env> {
     client: createClient(EchoService, transport),
     transport,
     seen,
+    withInterceptors: (interceptors) =>
+      createGrpcTransport({ baseUrl: `http://${address}`, sessionManager, interceptors }),
     async close() {
       sessionManager.abort();
       await stopServer(server);
@@ -80,6 +85,7 @@ export async function forwardEnv(): Promise<Env> {
     client: createClient(EchoService, transport),
     transport,
     seen,
+    withInterceptors: (interceptors) => createTunnelTransport(tunnel, { interceptors }),
     async close() {
       tunnel.close();
       connection.close();
@@ -104,6 +110,7 @@ export async function reverseEnv(): Promise<Env> {
     client: createClient(EchoService, transport),
     transport,
     seen,
+    withInterceptors: (interceptors) => createTunnelTransport(handler.asChannel(), { interceptors }),
     async close() {
       reverseServer.stop();
       await served;
