@@ -1,7 +1,6 @@
 import {
   type BinaryReadOptions,
   type BinaryWriteOptions,
-  create,
   type DescMessage,
   type DescMethod,
   type DescService,
@@ -16,9 +15,11 @@ import {
   createHandlerContext,
   createServiceImplSpec,
   type HandlerContext,
+  type Interceptor,
   type MethodImplSpec,
   type ServiceImpl,
 } from '@connectrpc/connect';
+import { createAsyncIterable, transformInvokeImplementation } from '@connectrpc/connect/protocol';
 import {
   experimental,
   logVerbosity,
@@ -46,6 +47,8 @@ export interface ConnectServiceOptions {
    * logger at ERROR.
    */
   onInternalError?: (error: unknown, context: HandlerContext) => void;
+  /** Connect interceptors run around every call on the server side, as a `ConnectRouter`'s `interceptors`. */
+  interceptors?: Interceptor[];
   /** protobuf-es options for decoding requests. */
   readOptions?: Partial<BinaryReadOptions>;
   /** protobuf-es options for encoding responses. */
@@ -221,23 +224,22 @@ class CallState {
 // timers may fire a millisecond early.
 const DEADLINE_SLACK_MS = 20;
 
-type UnaryLike = (input: unknown, context: HandlerContext) => Promise<unknown> | unknown;
-type StreamLike = (input: unknown, context: HandlerContext) => AsyncIterable<unknown>;
-
 function methodHandler(spec: MethodImplSpec, options: ConnectServiceOptions): UntypedHandleCall {
-  const output = spec.method.output;
+  // Connect's own invocation: it normalizes outputs, checks that unary kinds
+  // get exactly one request, and runs the server interceptors.
+  const invoke = (state: CallState, input: AsyncIterable<AnyMessage>) =>
+    transformInvokeImplementation(spec, state.context, options.interceptors ?? [])(input);
   const respondOnce = (
     call: ServerCall,
     callback: sendUnaryData<AnyMessage>,
-    input: (signal: AbortSignal) => unknown,
+    input: (signal: AbortSignal) => AsyncIterable<AnyMessage>,
   ) => {
     const state = new CallState(spec, call, options);
     const run = async () => {
       try {
-        const reply = create(
-          output,
-          (await (spec.impl as UnaryLike)(input(state.context.signal), state.context)) as never,
-        );
+        let reply: AnyMessage | undefined;
+        // Unary kinds yield exactly one response.
+        for await (const message of invoke(state, input(state.context.signal))) reply = message;
         state.sendHeader();
         callback(null, reply, state.trailers());
         state.context.abort();
@@ -251,15 +253,15 @@ function methodHandler(spec: MethodImplSpec, options: ConnectServiceOptions): Un
   };
   const respondStream = (
     call: ServerWritableStream<AnyMessage, AnyMessage> | ServerDuplexStream<AnyMessage, AnyMessage>,
-    input: (signal: AbortSignal) => unknown,
+    input: (signal: AbortSignal) => AsyncIterable<AnyMessage>,
   ) => {
     const state = new CallState(spec, call, options);
     const run = async () => {
       try {
-        for await (const item of (spec.impl as StreamLike)(input(state.context.signal), state.context)) {
+        for await (const message of invoke(state, input(state.context.signal))) {
           if (state.gone) break;
           state.sendHeader();
-          if (!call.write(create(output, item as never))) await drained(call, state.context.signal);
+          if (!call.write(message)) await drained(call, state.context.signal);
         }
         state.context.abort();
         if (state.gone) return;
@@ -274,15 +276,16 @@ function methodHandler(spec: MethodImplSpec, options: ConnectServiceOptions): Un
     };
     void run();
   };
+  const single = (call: { request: AnyMessage }) => () => createAsyncIterable([call.request]);
   switch (spec.kind) {
     case 'unary':
       return (call: ServerUnaryCall<AnyMessage, AnyMessage>, callback: sendUnaryData<AnyMessage>) =>
-        respondOnce(call, callback, () => call.request);
+        respondOnce(call, callback, single(call));
     case 'client_streaming':
       return (call: ServerReadableStream<AnyMessage, AnyMessage>, callback: sendUnaryData<AnyMessage>) =>
         respondOnce(call, callback, (signal) => requests(call, signal));
     case 'server_streaming':
-      return (call: ServerWritableStream<AnyMessage, AnyMessage>) => respondStream(call, () => call.request);
+      return (call: ServerWritableStream<AnyMessage, AnyMessage>) => respondStream(call, single(call));
     case 'bidi_streaming':
       return (call: ServerDuplexStream<AnyMessage, AnyMessage>) =>
         respondStream(call, (signal) => requests(call, signal));

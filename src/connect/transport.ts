@@ -7,7 +7,7 @@ import {
   type MessageShape,
   toBinary,
 } from '@bufbuild/protobuf';
-import { ConnectError, createContextValues, type Interceptor, type Transport } from '@connectrpc/connect';
+import { Code, ConnectError, createContextValues, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createMethodUrl, runStreamingCall, runUnaryCall } from '@connectrpc/connect/protocol';
 import {
   type CallOptions,
@@ -116,6 +116,11 @@ export function createTunnelTransport(
         },
         next: (req) =>
           new Promise((resolve, reject) => {
+            // An already aborted signal fires no 'abort' event: do not start the call at all.
+            if (req.signal.aborted) {
+              reject(ConnectError.from(req.signal.reason, Code.Canceled));
+              return;
+            }
             const responseHeader = new Headers();
             let outcome: { error: ServiceError | null; message: AnyMessage | undefined } | undefined;
             const call = client.makeUnaryRequest(
@@ -171,6 +176,8 @@ export function createTunnelTransport(
           message: input,
         },
         next: async (req) => {
+          // An already aborted signal fires no 'abort' event: do not start the call at all.
+          if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
           // All three streaming kinds are the same on the wire; Connect's
           // client checks the number of messages each kind allows.
           const call = client.makeBidiStreamRequest(

@@ -108,6 +108,25 @@ const SCENARIOS: Record<string, (env: Env) => Promise<unknown>> = {
       const reqs = from([{ text: 'x' }, { failCode: Code.Aborted, failMessage: 'conflict' }]);
       for await (const m of env.client.bidi(reqs, opts)) replies.push(plain(m));
     }),
+  'unary with a signal aborted before the call': async (env) => {
+    const before = env.seen.calls;
+    const client = await observe(async (opts) => {
+      await env.client.unary({ text: 'late' }, { ...opts, signal: AbortSignal.abort() });
+    });
+    return { client, reachedServer: env.seen.calls - before };
+  },
+  'bidi stream with a signal aborted before the call': async (env) => {
+    const before = env.seen.calls;
+    const client = await observe(async (opts, replies) => {
+      const stream = env.client.bidi(from([{ text: 'late' }]), { ...opts, signal: AbortSignal.abort() });
+      for await (const m of stream) replies.push(plain(m));
+    });
+    return { client, reachedServer: env.seen.calls - before };
+  },
+  'unary failing with Canceled thrown by the implementation': (env) =>
+    observe(async (opts) => {
+      await env.client.unary({ failCode: Code.Canceled, failMessage: 'server gave up' }, opts);
+    }),
   'unary past its deadline': async (env) => {
     env.seen.rearm();
     const client = await observe(async (opts) => {

@@ -15,6 +15,8 @@ export const TRAILER_BYTES = new Uint8Array([0, 1, 2, 250, 255]);
 export function newSeen() {
   const seen = {
     internal: [] as unknown[],
+    /** How many calls reached a handler. */
+    calls: 0,
     hanging: Promise.resolve(),
     aborted: Promise.resolve(''),
     started: () => {},
@@ -33,7 +35,8 @@ export function newSeen() {
 }
 
 /** Echoes x- request headers as response headers and adds fixed trailers (one ASCII, one binary). */
-function prepare(ctx: HandlerContext): void {
+function prepare(ctx: HandlerContext, seen: ReturnType<typeof newSeen>): void {
+  seen.calls++;
   ctx.requestHeader.forEach((value, key) => {
     if (key.startsWith('x-')) ctx.responseHeader.set(key, value);
   });
@@ -61,12 +64,12 @@ async function act(req: EchoRequest, ctx: HandlerContext, seen: ReturnType<typeo
 export function echoImpl(seen: ReturnType<typeof newSeen>): ServiceImpl<typeof EchoService> {
   return {
     async unary(req, ctx) {
-      prepare(ctx);
+      prepare(ctx, seen);
       await act(req, ctx, seen);
       return { text: `${req.text}|timeout:${ctx.timeoutMs() !== undefined}`, index: 0 };
     },
     async clientStream(reqs, ctx) {
-      prepare(ctx);
+      prepare(ctx, seen);
       const texts: string[] = [];
       for await (const req of reqs) {
         await act(req, ctx, seen);
@@ -75,12 +78,12 @@ export function echoImpl(seen: ReturnType<typeof newSeen>): ServiceImpl<typeof E
       return { text: texts.join(','), index: texts.length };
     },
     async *serverStream(req, ctx) {
-      prepare(ctx);
+      prepare(ctx, seen);
       for (let index = 0; index < req.repeat; index++) yield { text: req.text, index };
       await act(req, ctx, seen);
     },
     async *bidi(reqs, ctx) {
-      prepare(ctx);
+      prepare(ctx, seen);
       let index = 0;
       for await (const req of reqs) {
         await act(req, ctx, seen);

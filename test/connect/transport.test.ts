@@ -73,7 +73,84 @@ describe('Connect interceptors', () => {
   });
 });
 
+/** A server-side interceptor: records what it sees and adds a response header. */
+function serverRecorder(log: unknown[]): Interceptor {
+  return (next) => async (req) => {
+    const entry: Record<string, unknown> = {
+      method: req.method.name,
+      stream: req.stream,
+      got: req.header.get('x-ascii'),
+    };
+    log.push(entry);
+    const res = await next(req);
+    res.header.set('x-server-intercepted', req.method.name);
+    if (!res.stream) return res;
+    return {
+      ...res,
+      message: (async function* () {
+        let n = 0;
+        for await (const m of res.message) {
+          n++;
+          yield m;
+        }
+        entry.messages = n;
+      })(),
+    };
+  };
+}
+
+async function serverInterceptorRun(transport: ReturnType<typeof createTunnelTransport>) {
+  const client = createClient(EchoService, transport);
+  const headers: unknown[] = [];
+  const onHeader = (h: Headers) => headers.push(h.get('x-server-intercepted'));
+  await client.unary({ text: 'a' }, { headers: { 'x-ascii': 'u' }, onHeader });
+  for await (const _ of client.serverStream({ repeat: 3 }, { headers: { 'x-ascii': 's' }, onHeader })) {
+  }
+  for await (const _ of client.bidi(
+    (async function* () {
+      yield { text: 'b' };
+    })(),
+    { onHeader },
+  )) {
+  }
+  return headers;
+}
+
 describe('Connect handlers served through tunnels', () => {
+  it("run the server-side interceptors given to addConnectService, as connect-node's router runs its own", async () => {
+    const expectedLog: unknown[] = [];
+    const h2 = http2.createServer(
+      connectNodeAdapter({
+        interceptors: [serverRecorder(expectedLog)],
+        routes: (r) => r.service(EchoService, echoImpl(newSeen())),
+      }),
+    );
+    h2.listen(0, '127.0.0.1');
+    await once(h2, 'listening');
+    const sessionManager = new Http2SessionManager(`http://127.0.0.1:${(h2.address() as AddressInfo).port}`);
+    const log: unknown[] = [];
+    const handler = new TunnelServiceHandler();
+    addConnectService(handler, EchoService, echoImpl(newSeen()), { interceptors: [serverRecorder(log)] });
+    const { server, address } = await startServer((s) => handler.register(s));
+    const connection = new GrpcClient(address, credentials.createInsecure());
+    const tunnel = await openTunnel(connection);
+    try {
+      const expected = await serverInterceptorRun(
+        createGrpcTransport({ baseUrl: sessionManager.authority, sessionManager }),
+      );
+      assert.deepEqual(expected, ['Unary', 'ServerStream', 'Bidi']);
+      assert.deepEqual(await serverInterceptorRun(createTunnelTransport(tunnel)), expected);
+      assert.equal(expectedLog.length, 3);
+      assert.deepEqual(log, expectedLog);
+    } finally {
+      sessionManager.abort();
+      tunnel.close();
+      connection.close();
+      await stopServer(server);
+      await new Promise((resolve) => h2.close(resolve));
+    }
+  });
+
   it('see DeadlineExceeded, not Canceled, when a call passes its deadline', async () => {
     for (const [name, factory] of Object.entries(ENVIRONMENTS)) {
       const env = await factory();
