@@ -270,7 +270,8 @@ class ResponseStream {
     };
     run().catch((err: unknown) => {
       if (this.status) return;
-      this.error ??= ConnectError.from(err);
+      // As Connect's own transports: a request stream that fails ends the call with its error, as INTERNAL.
+      this.error ??= ConnectError.from(err, Code.Internal);
       this.call.cancel();
     });
   }

@@ -127,6 +127,24 @@ const SCENARIOS: Record<string, (env: Env) => Promise<unknown>> = {
     observe(async (opts) => {
       await env.client.unary({ failCode: Code.Canceled, failMessage: 'server gave up' }, opts);
     }),
+  'unary with repeated ASCII and binary headers': (env) =>
+    observe(async (opts, replies) => {
+      const h = new Headers(opts.headers);
+      h.append('x-multi', 'a');
+      h.append('x-multi', 'b');
+      h.append('x-two-bin', encodeBinaryHeader(new Uint8Array([1])));
+      h.append('x-two-bin', encodeBinaryHeader(new Uint8Array([2, 3])));
+      const raw = { ...opts, headers: h };
+      replies.push(plain(await env.client.unary({ text: 'multi' }, raw)));
+    }),
+  'client stream whose request iterable fails': (env) =>
+    observe(async (opts) => {
+      const failing = async function* () {
+        yield { text: 'a' };
+        throw new Error('the producer broke');
+      };
+      await env.client.clientStream(failing(), opts);
+    }),
   'unary past its deadline': async (env) => {
     env.seen.rearm();
     const client = await observe(async (opts) => {
