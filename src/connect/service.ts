@@ -245,6 +245,9 @@ function methodHandler(spec: MethodImplSpec, options: ConnectServiceOptions): Un
         state.context.abort();
       } catch (err) {
         state.context.abort(err);
+        // A call the caller already left gets no status, and its handler's
+        // errors (often the abort itself) are not the implementation's fault.
+        if (state.gone) return;
         state.sendHeader();
         callback(state.errorStatus(err));
       }

@@ -169,6 +169,52 @@ describe('Connect handlers served through tunnels', () => {
     }
   });
 
+  it('do not report errors thrown after the caller left as internal errors', async () => {
+    const reported: unknown[] = [];
+    let threw!: () => void;
+    const thrown = new Promise<void>((resolve) => {
+      threw = resolve;
+    });
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const handler = new TunnelServiceHandler();
+    addConnectService(
+      handler,
+      EchoService,
+      {
+        async unary(_req, ctx) {
+          await new Promise((resolve) => {
+            ctx.signal.addEventListener('abort', resolve, { once: true });
+            started();
+          });
+          threw();
+          throw new Error('cleanup failed after the cancel');
+        },
+      },
+      { onInternalError: (e) => reported.push(e) },
+    );
+    const { server, address } = await startServer((s) => handler.register(s));
+    const connection = new GrpcClient(address, credentials.createInsecure());
+    const tunnel = await openTunnel(connection);
+    try {
+      const controller = new AbortController();
+      void running.then(() => controller.abort());
+      await assert.rejects(
+        createClient(EchoService, createTunnelTransport(tunnel)).unary({}, { signal: controller.signal }),
+      );
+      await thrown;
+      // The handler's rejection is handled a few microtasks after it throws: let them run.
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(reported, []);
+    } finally {
+      tunnel.close();
+      connection.close();
+      await stopServer(server);
+    }
+  });
+
   it('read the tunnel that carried the call from their context', async () => {
     const handler = new TunnelServiceHandler();
     const seen: unknown[] = [];
