@@ -10,3 +10,6 @@ run(['generate', '--template', 'buf.gen.codec-bench.yaml', ...tunnelProtos]);
 run(['generate', '--template', 'buf.gen.interop.yaml', '--path', 'proto/grpchantesting', '--path', 'proto/tunneltest']);
 // The README examples' service (examples/gen).
 run(['generate', 'examples/proto', '--template', 'buf.gen.examples.yaml']);
+// protobuf-es code for the Connect-ES tests (test/connect/gen) and examples (examples/gen-es).
+run(['generate', '--template', 'buf.gen.connect.yaml', '--path', 'proto/connecttest']);
+run(['generate', 'examples/proto', '--template', 'buf.gen.connect-examples.yaml']);

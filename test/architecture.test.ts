@@ -15,7 +15,7 @@ const LAYERS: string[][] = [
   ['engine'],
   ['grpc'],
   ['pool'],
-  ['handler', 'reverse', 'proxy'],
+  ['handler', 'reverse', 'proxy', 'connect'],
   ['gateway'],
   ['cli'],
   ['interop'],
@@ -89,4 +89,19 @@ it('only the gateway layer and the programs above it use prom-client', () => {
     users.filter((file) => !['gateway', 'cli'].includes(file.split('/')[0] as string)),
     [],
   );
+});
+
+it('only src/connect imports Connect-ES, and the main entry point does not import src/connect', () => {
+  // @connectrpc/connect is an optional peer dependency: everything the main
+  // entry point loads must work without it (test/package.test.ts checks the
+  // installed package); only the grpctunnel/connect subpath may need it.
+  const outside = sources(SRC)
+    .filter((file) => !file.startsWith('connect/'))
+    .flatMap((file) =>
+      imports(file)
+        .filter((s) => s.startsWith('@connectrpc/') || (file === 'index.ts' && folderOf(file, s) === 'connect'))
+        .map((s) => `${file} imports ${s}`),
+    );
+  assert.deepEqual(outside, []);
+  assert.ok(imports('connect/transport.ts').some((s) => s.startsWith('@connectrpc/')));
 });

@@ -15,6 +15,10 @@ const expected: Record<string, string> = {
   'reverse-tunnel':
     'agent edge-1 connected\nagent edge-1 connected\nhello, from the network server\n' +
     'anonymous agent: started=false, code=16\ndone\n',
+  'connect-client': 'hello, connect\nhello #1, connect\nhello #2, connect\ndone\n',
+  'connect-reverse':
+    'hello, network server (served by edge-1)\nhello #1, network server\nhello #2, network server\n' +
+    'true: name is required\ndone\n',
   auth:
     'forward call via a forward tunnel of alice\nrefused: unknown tunnel token\n' +
     'reverse call via a reverse tunnel of gateway-1\ndone\n',

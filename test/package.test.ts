@@ -5,7 +5,7 @@
 // interop programs, and no source map without its source.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -57,6 +57,34 @@ module.exports = async function scenario(gt, grpc) {
 };
 `;
 
+// grpctunnel/connect as a Connect-ES user takes it: a Connect implementation
+// served through the tunnel handler, called by a Connect client through a tunnel.
+const CONNECT_SCENARIO = `
+import { createClient } from '@connectrpc/connect';
+import * as grpc from '@grpc/grpc-js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { addConnectService, createTunnelTransport } from 'grpctunnel/connect';
+import { EchoService } from './echo_pb.js';
+
+const handler = new TunnelServiceHandler();
+addConnectService(handler, EchoService, { unary: (req) => ({ text: 'connect:' + req.text }) });
+const server = new grpc.Server();
+handler.register(server);
+const port = await new Promise((resolve, reject) =>
+  server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+);
+const connection = new grpc.Client('127.0.0.1:' + port, grpc.credentials.createInsecure());
+try {
+  const tunnel = await openTunnel(connection);
+  const reply = await createClient(EchoService, createTunnelTransport(tunnel)).unary({ text: 'hi' });
+  tunnel.close();
+  console.log(reply.text);
+} finally {
+  connection.close();
+  server.forceShutdown();
+}
+`;
+
 type LockEntry = Record<string, unknown> & { dependencies?: Record<string, string> };
 
 /**
@@ -65,7 +93,7 @@ type LockEntry = Record<string, unknown> & { dependencies?: Record<string, strin
  * repository's (same versions and integrity hashes): `npm install` would
  * need registry metadata that npm's cache does not hold, `npm ci` does not.
  */
-function writeApp(app: string, tarballSpec: string, tarballIntegrity: string): void {
+function writeApp(app: string, tarballSpec: string, tarballIntegrity: string, extra: string[] = []): void {
   const own = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
   const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')).packages as Record<string, LockEntry>;
   const packages: Record<string, LockEntry> = {};
@@ -86,7 +114,9 @@ function writeApp(app: string, tarballSpec: string, tarballIntegrity: string): v
   };
   for (const dep of Object.keys(own.dependencies)) add(dep, '');
   add('@grpc/grpc-js', '');
-  const dependencies = { grpctunnel: tarballSpec, '@grpc/grpc-js': GRPC_JS_VERSION };
+  for (const name of extra) add(name, '');
+  const dependencies: Record<string, string> = { grpctunnel: tarballSpec, '@grpc/grpc-js': GRPC_JS_VERSION };
+  for (const name of extra) dependencies[name] = lock[`node_modules/${name}`]!.version as string;
   packages['node_modules/grpctunnel'] = {
     version: own.version,
     resolved: tarballSpec,
@@ -112,6 +142,8 @@ describe('the npm package', () => {
   let tarball: string;
   let files: string[];
   let app: string;
+  /** The same app with @connectrpc/connect installed too. */
+  let connectApp: string;
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'grpctunnel-package-'));
@@ -135,6 +167,20 @@ describe('the npm package', () => {
       timeout: 180_000,
     });
     writeFileSync(join(app, 'scenario.cjs'), SCENARIO);
+
+    connectApp = join(tmp, 'connect-app');
+    mkdirSync(connectApp);
+    writeApp(connectApp, `file:../${packed[0]!.filename}`, packed[0]!.integrity, ['@connectrpc/connect']);
+    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], {
+      cwd: connectApp,
+      timeout: 180_000,
+    });
+    // The Connect scenario's service: the protobuf-es code the Connect tests use.
+    copyFileSync(
+      join(ROOT, 'dist', 'test', 'connect', 'gen', 'connecttest', 'echo_pb.js'),
+      join(connectApp, 'echo_pb.js'),
+    );
+    writeFileSync(join(connectApp, 'connect.mjs'), CONNECT_SCENARIO);
   });
 
   after(() => {
@@ -240,5 +286,28 @@ require('./scenario.cjs')(gt, grpc).then((reply) => console.log(reply), (e) => {
     );
     const { stdout } = await run(process.execPath, ['cjs.cjs'], { cwd: app, timeout: 60_000 });
     assert.equal(stdout.trim(), 'echo:hi');
+  });
+
+  it('loads the main entry point without @connectrpc/connect, which grpctunnel/connect needs', async () => {
+    assert.ok(!existsSync(join(app, 'node_modules', '@connectrpc')), 'the plain app has Connect installed');
+    writeFileSync(
+      join(app, 'no-connect.mjs'),
+      `const gt = await import('grpctunnel');
+console.log(typeof gt.openTunnel);
+try {
+  await import('grpctunnel/connect');
+  console.log('loaded');
+} catch (e) {
+  console.log(e.code, String(e.message).includes('@connectrpc/connect'));
+}
+`,
+    );
+    const { stdout } = await run(process.execPath, ['no-connect.mjs'], { cwd: app, timeout: 60_000 });
+    assert.equal(stdout, 'function\nERR_MODULE_NOT_FOUND true\n');
+  });
+
+  it('calls a Connect implementation through a tunnel with a Connect client, via grpctunnel/connect', async () => {
+    const { stdout } = await run(process.execPath, ['connect.mjs'], { cwd: connectApp, timeout: 60_000 });
+    assert.equal(stdout.trim(), 'connect:hi');
   });
 });
