@@ -43,7 +43,7 @@ function folderOf(file: string, specifier: string): string {
 }
 
 it('every src folder is a known layer', () => {
-  const folders = new Set(sources(SRC).map((f) => (f.includes('/') ? f.split('/')[0] : '')));
+  const folders = new Set(sources(SRC).map((f) => (f.includes('/') ? (f.split('/')[0] as string) : '')));
   folders.delete('');
   assert.deepEqual(
     [...folders].filter((f) => !rank.has(f)),

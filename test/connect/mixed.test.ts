@@ -42,7 +42,7 @@ const GrpcEchoClient = makeGenericClientConstructor(definition, 'EchoService') a
   address: string,
   creds: ReturnType<typeof credentials.createInsecure>,
   options?: object,
-) => Client & Record<string, (...args: unknown[]) => any>;
+) => Client & { unary: (...args: unknown[]) => any; serverStream: (...args: unknown[]) => any };
 
 function appMetadata(metadata: Metadata): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -53,7 +53,9 @@ function appMetadata(metadata: Metadata): Record<string, unknown> {
 }
 
 /** What a grpc-js client observes of a unary call and a server stream. */
-async function grpcJsObservations(client: Client & Record<string, (...args: unknown[]) => any>) {
+async function grpcJsObservations(
+  client: Client & { unary: (...args: unknown[]) => any; serverStream: (...args: unknown[]) => any },
+) {
   const unary = (req: MessageInitShape<typeof EchoRequestSchema>) =>
     new Promise<unknown>((resolve) => {
       const md = new Metadata();

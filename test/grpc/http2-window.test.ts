@@ -81,10 +81,11 @@ describe('HTTP/2 windows of tunnel connections', () => {
   });
 
   it('http2WindowSize sets the size, and 0 leaves grpc-js’s 64 KiB windows', async () => {
-    for (const [size, expected] of [
+    const cases: Array<[number, number]> = [
       [4 * MIB, 4 * MIB],
       [0, 65_535],
-    ]) {
+    ];
+    for (const [size, expected] of cases) {
       const handler = new TunnelServiceHandler({ http2WindowSize: size });
       const { address } = await startServer((server) => handler.register(server));
       const rpc = await rawTunnelRpc(address, OPEN_REVERSE_TUNNEL_PATH);

@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import {
+  type Client,
+  type ClientUnaryCall,
   credentials,
   Metadata,
   makeGenericClientConstructor,
@@ -37,7 +39,9 @@ const HoldService = {
     responseDeserialize: bytes,
   },
 };
-const HoldClient = makeGenericClientConstructor(HoldService, 'Hold');
+const HoldClient = makeGenericClientConstructor(HoldService, 'Hold') as unknown as new (
+  ...args: ConstructorParameters<ReturnType<typeof makeGenericClientConstructor>>
+) => Client & { hold: (request: Buffer, callback: (error: ServiceError | null) => void) => ClientUnaryCall };
 
 /** A unary call whose `running` settles once its handler has started (the echo handler sends headers first). */
 function startCall(echo: EchoClient, md: Metadata) {
