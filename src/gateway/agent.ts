@@ -199,8 +199,8 @@ export function startAgent(options: AgentOptions): Agent {
     stop(graceMs = 5000) {
       stopped ??= (async () => {
         stopping = true;
-        const timer = setTimeout(() => dialer.stop(), graceMs);
-        await dialer.gracefulStop();
+        const timer = setTimeout(() => dialer.forceShutdown(), graceMs);
+        await dialer.tryShutdown();
         clearTimeout(timer);
         await done;
       })();

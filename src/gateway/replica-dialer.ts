@@ -69,9 +69,9 @@ const PROMPT_DIALS = { windowMs: 10_000, maxDelayMs: 250 };
  */
 export class ReplicaDialer {
   private readonly ledger: ReplicaLedger;
-  /** Aborted by stop(): cancels tunnels and calls. */
+  /** Aborted by forceShutdown(): cancels tunnels and calls. */
   private readonly stopper = new AbortController();
-  /** Aborted by stop() and gracefulStop(): no more dialing, and waits end early. */
+  /** Aborted by forceShutdown() and tryShutdown(): no more dialing, and waits end early. */
   private readonly quiet = new AbortController();
   private readonly servers = new Set<ReverseTunnelServer>();
   private readonly loops = new Set<Promise<void>>();
@@ -95,16 +95,16 @@ export class ReplicaDialer {
   }
 
   /** Cancels every tunnel and call now. */
-  stop(): void {
+  forceShutdown(): void {
     this.quiet.abort();
     this.stopper.abort();
-    for (const server of this.servers) server.stop();
+    for (const server of this.servers) server.forceShutdown();
   }
 
   /** Running calls finish, then the tunnels end; no more dialing. */
-  async gracefulStop(): Promise<void> {
+  async tryShutdown(): Promise<void> {
     this.quiet.abort();
-    await Promise.all([...this.servers].map((s) => s.gracefulStop()));
+    await Promise.all([...this.servers].map((s) => s.tryShutdown()));
     await this.done;
   }
 
@@ -140,7 +140,7 @@ export class ReplicaDialer {
           : undefined;
       if (fatal) {
         this.fatal = fatal;
-        this.stop();
+        this.forceShutdown();
         break;
       }
       // Fewer tunnels are wanted now (fewer replicas advertised): let this loop go.

@@ -171,7 +171,7 @@ it('holds its quota on every replica, from any replica calls reach it, and it re
     await until(replicas, () => tunnelsOf(back) === 2, 'two tunnels on the restarted r1');
     assert.equal(dialer.held().get('r1'), 2);
   } finally {
-    await dialer.gracefulStop();
+    await dialer.tryShutdown();
   }
   for (const r of replicas) assert.equal(tunnelsOf(r), 0);
 });
