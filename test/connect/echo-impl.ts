@@ -8,7 +8,8 @@ export const TRAILER_BYTES = new Uint8Array([0, 1, 2, 250, 255]);
 
 /**
  * What the handlers saw: `hanging` resolves when a handler starts waiting
- * for its call to end (a `hang` request), `aborted` with the Connect code of
+ * for its call to end (a `hang` request), with the time it had left then
+ * (`timeoutMs()`, undefined without a deadline), `aborted` with the Connect code of
  * the reason its signal then gave; `rearm()` renews both for the next call.
  * `internal` holds the errors that were not ConnectErrors, as reported.
  */
@@ -17,12 +18,12 @@ export function newSeen() {
     internal: [] as unknown[],
     /** How many calls reached a handler. */
     calls: 0,
-    hanging: Promise.resolve(),
+    hanging: Promise.resolve(undefined as number | undefined),
     aborted: Promise.resolve(''),
-    started: () => {},
+    started: (_remainingMs: number | undefined) => {},
     onAborted: (_code: string) => {},
     rearm() {
-      seen.hanging = new Promise<void>((resolve) => {
+      seen.hanging = new Promise<number | undefined>((resolve) => {
         seen.started = resolve;
       });
       seen.aborted = new Promise<string>((resolve) => {
@@ -47,8 +48,11 @@ function prepare(ctx: HandlerContext, seen: ReturnType<typeof newSeen>): void {
 async function act(req: EchoRequest, ctx: HandlerContext, seen: ReturnType<typeof newSeen>): Promise<void> {
   if (req.hang) {
     const reason = await new Promise<unknown>((resolve) => {
-      ctx.signal.addEventListener('abort', () => resolve(ctx.signal.reason), { once: true });
-      seen.started();
+      seen.started(ctx.timeoutMs());
+      // A call already over when its handler starts (its deadline passed on
+      // the way, under load) has an aborted signal, which fires no event.
+      if (ctx.signal.aborted) resolve(ctx.signal.reason);
+      else ctx.signal.addEventListener('abort', () => resolve(ctx.signal.reason), { once: true });
     });
     seen.onAborted(Code[ConnectError.from(reason).code] ?? 'none');
     throw reason;

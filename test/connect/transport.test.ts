@@ -155,13 +155,35 @@ describe('Connect handlers served through tunnels', () => {
     for (const [name, factory] of Object.entries(ENVIRONMENTS)) {
       const env = await factory();
       try {
+        // A first call also waits for the connection, which the server's
+        // clock does not see: connect before timing anything.
+        await env.client.unary({ text: 'warm' });
         for (const timeoutMs of [50, 120]) {
           env.seen.rearm();
           await assert.rejects(env.client.unary({ hang: true }, { timeoutMs }), (e: unknown) => {
             assert.equal((e as ConnectError).code, Code.DeadlineExceeded, name);
             return true;
           });
-          assert.equal(await env.seen.aborted, 'DeadlineExceeded', `${name}, ${timeoutMs} ms`);
+          // The handler's side. On a busy machine the request may reach the
+          // server after the caller gave up, or never (no event says so:
+          // a bounded wait), and then there is no handler to ask.
+          const left = await Promise.race([
+            env.seen.hanging,
+            new Promise<'never'>((resolve) => setTimeout(resolve, 5000, 'never').unref()),
+          ]);
+          if (left === 'never') {
+            console.log(`# ${name}, ${timeoutMs} ms: the call never reached a handler`);
+            continue;
+          }
+          const reason = await env.seen.aborted;
+          // The server tells a deadline from a cancel by the clock: a cancel
+          // within 20 ms of its own deadline (counted from the request's
+          // arrival) is the caller's deadline. A request that waited longer
+          // than that here before its handler ran shows that this machine is
+          // too busy for the clocks to say anything, so either answer goes.
+          const travelMs = left === undefined ? 0 : timeoutMs - left;
+          if (travelMs <= 15) assert.equal(reason, 'DeadlineExceeded', `${name}, ${timeoutMs} ms, left ${left}`);
+          else assert.ok(['DeadlineExceeded', 'Canceled'].includes(reason), `${name}, ${timeoutMs} ms: ${reason}`);
         }
       } finally {
         await env.close();
