@@ -9,6 +9,7 @@ const run = promisify(execFile);
 const dir = fileURLToPath(new URL('../examples/', import.meta.url));
 
 const expected: Record<string, string> = {
+  'proto-loader': 'hello, proto-loader\ndone\n',
   'forward-tunnel': 'hello, tunnel\nhello #1, tunnel\nhello #2, tunnel\ndone\n',
   'nice-grpc': 'hello, nice-grpc\nhello #1, nice-grpc\nhello #2, nice-grpc\ndone\n',
   'typed-helper': 'in-flight call: CANCELLED\ntunnel closed\ndone\n',
