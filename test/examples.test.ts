@@ -20,6 +20,9 @@ const expected: Record<string, string> = {
   'connect-reverse':
     'hello, network server (served by edge-1)\nhello #1, network server\nhello #2, network server\n' +
     'true: name is required\ndone\n',
+  'embedded-gateway':
+    'hello, alice-key\nrefused: PERMISSION_DENIED this key is banned\n' +
+    'refused: UNAUTHENTICATED missing or invalid caller credentials\n[["edge-1",1]]\nhello, the host\ndone\n',
   auth:
     'forward call via a forward tunnel of alice\nrefused: unknown tunnel token\n' +
     'reverse call via a reverse tunnel of gateway-1\ndone\n',
