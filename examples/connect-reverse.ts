@@ -36,7 +36,7 @@ const running = agent.keepOpen({ tunnels: 1, metadata });
 
 // Back on the network server: a Connect client on the agent's pool.
 const pool = handler.keyAsChannel('edge-1');
-await pool.waitForReady({ timeout: 5_000 });
+await pool.waitForReady({ timeoutMs: 5_000 });
 const edge = createClient(Greeter, createTunnelTransport(pool));
 console.log((await edge.sayHello({ name: 'network server' })).message); // hello, network server (served by edge-1)
 for await (const r of edge.sayHellos({ name: 'network server', times: 2 })) console.log(r.message);
@@ -46,7 +46,7 @@ try {
   console.log(`${ConnectError.from(err).code === Code.InvalidArgument}: ${ConnectError.from(err).rawMessage}`);
 }
 
-await agent.gracefulStop();
+await agent.tryShutdown();
 await running;
 connection.close();
 server.tryShutdown(() => console.log('done'));

@@ -15,8 +15,8 @@ const handler = new TunnelServiceHandler({
     if (typeof id !== 'string' || id === '') throw { code: status.UNAUTHENTICATED, details: 'x-agent-id is required' };
     return id;
   },
-  onReverseTunnelOpen: (tunnel) => console.log(`agent ${tunnel.key} connected`),
 });
+handler.on('reverseTunnelOpen', (tunnel) => console.log(`agent ${tunnel.key} connected`));
 const server = new Server();
 handler.register(server);
 const port = await new Promise<number>((resolve, reject) =>

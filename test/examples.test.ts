@@ -9,6 +9,7 @@ const run = promisify(execFile);
 const dir = fileURLToPath(new URL('../examples/', import.meta.url));
 
 const expected: Record<string, string> = {
+  'proto-loader': 'hello, proto-loader\ndone\n',
   'forward-tunnel': 'hello, tunnel\nhello #1, tunnel\nhello #2, tunnel\ndone\n',
   'nice-grpc': 'hello, nice-grpc\nhello #1, nice-grpc\nhello #2, nice-grpc\ndone\n',
   'typed-helper': 'in-flight call: CANCELLED\ntunnel closed\ndone\n',
@@ -19,6 +20,9 @@ const expected: Record<string, string> = {
   'connect-reverse':
     'hello, network server (served by edge-1)\nhello #1, network server\nhello #2, network server\n' +
     'true: name is required\ndone\n',
+  'embedded-gateway':
+    'hello, alice-key\nrefused: PERMISSION_DENIED this key is banned\n' +
+    'refused: UNAUTHENTICATED missing or invalid caller credentials\n[["edge-1",1]]\nhello, the host\ndone\n',
   auth:
     'forward call via a forward tunnel of alice\nrefused: unknown tunnel token\n' +
     'reverse call via a reverse tunnel of gateway-1\ndone\n',
