@@ -105,3 +105,18 @@ it('only src/connect imports Connect-ES, and the main entry point does not impor
   assert.deepEqual(outside, []);
   assert.ok(imports('connect/transport.ts').some((s) => s.startsWith('@connectrpc/')));
 });
+
+it('the two halves of src/grpc (client and server) do not import each other', () => {
+  // Both roles run on every process (a reverse tunnel server is a gRPC client
+  // that serves calls): what they share lives in src/grpc itself, below both.
+  const crossing = sources(`${SRC}grpc/`).flatMap((file) => {
+    const side = file.split('/')[1];
+    if (side !== 'client' && side !== 'server') return [];
+    const other = side === 'client' ? 'server' : 'client';
+    return imports(file)
+      .filter((s) => s.startsWith('.'))
+      .filter((s) => new URL(s, `file:///src/${file}`).pathname.startsWith(`/src/grpc/${other}/`))
+      .map((s) => `${file} imports ${s}`);
+  });
+  assert.deepEqual(crossing, []);
+});

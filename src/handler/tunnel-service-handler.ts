@@ -19,18 +19,20 @@ import {
   takePeerChunkOffer,
   tunnelChunkSizes,
 } from '../grpc/chunk-size.js';
-import { type ClientFrameStream, TunnelChannelImpl, tunnelTuning } from '../grpc/client/tunnel-channel.js';
+import { type ClientFrameStream, TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
 import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError } from '../grpc/errors.js';
+import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/http2-window.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { checkHandlerOptions, checkShutdownOptions, rejection } from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
-import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
+import { raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
 import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
-import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
 import { statusOfError } from '../grpc/status.js';
+import type { TunnelInfo } from '../grpc/tunnel-info.js';
+import { tunnelTuning } from '../grpc/tunnel-options.js';
 import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
 import { ReverseTunnelRegistry } from '../pool/registry.js';
 import type { PooledTunnel, ReverseTunnel } from '../pool/reverse-tunnel.js';

@@ -29,7 +29,6 @@ import {
   clientKeepalive,
   watchTunnelConnection,
 } from '../grpc/client/client-keepalive.js';
-import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
 import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError } from '../grpc/errors.js';
@@ -37,13 +36,14 @@ import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import * as check from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
 import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
-import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import {
   type ServerFrameStream,
   type TunnelServerOptions,
   TunnelServerSession,
 } from '../grpc/server/tunnel-server-session.js';
 import { statusOfError } from '../grpc/status.js';
+import type { TunnelInfo } from '../grpc/tunnel-info.js';
+import { tunnelTuning } from '../grpc/tunnel-options.js';
 import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../grpc/tunnel-service.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 

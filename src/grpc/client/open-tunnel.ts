@@ -20,11 +20,12 @@ import {
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { checkOpenTunnel } from '../options-check.js';
+import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
 import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from './client-http2-window.js';
 import { type ClientKeepaliveOptions, clientKeepalive, watchTunnelConnection } from './client-keepalive.js';
-import { type TunnelChannel, TunnelChannelImpl, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
+import { type TunnelChannel, TunnelChannelImpl } from './tunnel-channel.js';
 import { TunnelRpcEnd } from './tunnel-rpc-end.js';
 
 /** Options of {@link openTunnel}. */

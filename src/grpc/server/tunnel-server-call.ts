@@ -13,8 +13,8 @@ import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { fromWireMetadata, toWireMetadata, wireHeader } from '../metadata.js';
 import { peerFaults } from '../peer-faults.js';
 import { type OutgoingStatus, toStreamStatus } from '../status.js';
+import { type AuthContext, type ConnectionInfo, connectionInfoFromPeer, type TunnelInfo } from '../tunnel-info.js';
 import type { RegisteredMethod } from './service-registry.js';
-import { type AuthContext, type ConnectionInfo, connectionInfoFromPeer, type TunnelInfo } from './tunnel-info.js';
 
 type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
 type InterceptingServerListener = Parameters<ServerInterceptingCallInterface['start']>[0];

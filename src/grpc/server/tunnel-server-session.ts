@@ -4,12 +4,12 @@ import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
 import { PROTOCOL_CHUNKS, type TunnelChunkSizes } from '../chunk-size.js';
-import { type TunnelOptions, tunnelTuning } from '../client/tunnel-channel.js';
 import { serverAuthContext } from '../context.js';
+import type { TunnelInfo } from '../tunnel-info.js';
+import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
 import { gateWrites } from '../write-gate.js';
 import { dispatch, intercept } from './dispatch.js';
 import type { ServiceRegistry } from './service-registry.js';
-import type { TunnelInfo } from './tunnel-info.js';
 import { TunnelServerCall } from './tunnel-server-call.js';
 
 /** Limits and hooks of the side that serves tunneled calls. */
