@@ -6,12 +6,12 @@ import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream } from '../../engine/tunnel-client.js';
 import type { Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
-import { PROTOCOL_CHUNKS, type TunnelChunkSizes } from '../chunk-size.js';
 import { watchConnectivity } from '../connectivity.js';
 import { clientAuthContext } from '../context.js';
 import { statusError } from '../errors.js';
 import type { AuthContext } from '../tunnel-info.js';
 import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
+import type { TunnelNegotiation } from '../tunnel-rpc.js';
 import { gateWrites } from '../write-gate.js';
 import { type ParentCall, TunnelCall } from './tunnel-call.js';
 
@@ -87,6 +87,23 @@ export interface TunnelChannel extends ChannelInterface, EventEmitter<TunnelChan
   closeWhenIdle(): void;
 }
 
+/** What a {@link TunnelChannelImpl} runs on. */
+export interface TunnelChannelInit {
+  /** The tunnel RPC: it takes ClientToServer frames and yields ServerToClient frames. */
+  readonly frames: ClientFrameStream;
+  /** What the tunnel RPC's headers agreed on. */
+  readonly negotiation: TunnelNegotiation;
+  /** The user's tunnel settings. */
+  readonly tuning: TunnelOptions;
+  readonly info: TunnelChannelInfo;
+  /** Receive windows (a growth budget) shared with other tunnels; one of its own when absent. */
+  readonly windows?: ReceiveWindows | undefined;
+  /** Finishes the tunnel RPC once the channel has closed (`error`: why, undefined when closed on purpose). */
+  readonly endRpc: (error: Error | undefined) => void;
+  /** The tunnel is ready for calls (negotiation done). */
+  readonly onReady: (channel: TunnelChannelImpl) => void;
+}
+
 let channelIds = 0;
 
 /**
@@ -107,23 +124,15 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
   /** What calls through this tunnel report as their auth context. */
   readonly callAuthContext: AuthContext;
 
-  /**
-   * Made by {@link openTunnel} (forward) and the handler (reverse).
-   * `frames` is the tunnel RPC: it takes ClientToServer frames and yields
-   * ServerToClient frames; `end` finishes the RPC once the channel closes.
-   */
-  constructor(
-    frames: ClientFrameStream,
-    negotiated: boolean,
-    options: TunnelOptions,
-    private readonly info: TunnelChannelInfo,
-    private readonly endRpc: (error: Error | undefined) => void,
-    onReady: (channel: TunnelChannelImpl) => void,
-    windows?: ReceiveWindows,
-    /** Chunk sizes agreed with the peer (tunnelChunkSizes); the protocol's when absent. */
-    chunks: TunnelChunkSizes = PROTOCOL_CHUNKS,
-  ) {
+  private readonly info: TunnelChannelInfo;
+  private readonly endRpc: (error: Error | undefined) => void;
+
+  /** Made by {@link openTunnel} (forward) and the handler (reverse). */
+  constructor(init: TunnelChannelInit) {
     super();
+    const { frames, negotiation, info, onReady } = init;
+    this.info = info;
+    this.endRpc = init.endRpc;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -131,10 +140,10 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
     this.channelzRef = { kind: 'channel', id: ++channelIds, name: `tunnel:${info.target}` } as ChannelzRef;
     this.engine = new TunnelClientEngine({
       write: gateWrites(frames, () => this.engine.drained()),
-      negotiated,
-      ...tunnelTuning(options),
-      ...chunks,
-      receiveWindows: windows,
+      negotiated: negotiation.negotiated,
+      ...tunnelTuning(init.tuning),
+      ...negotiation.chunks,
+      receiveWindows: init.windows,
       onReady: () => onReady(this),
       onProtocolError: (status) => this.shutDown(statusError(status.code, status.message), status),
       onIdle: () => {
