@@ -45,8 +45,12 @@ export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
    * metadataSize). Over it, that call fails with RESOURCE_EXHAUSTED. Default 1 MiB.
    */
   readonly maxMetadataSize?: number;
-  /** A stream passed the protocol checks; the layer above dispatches it (synchronously). */
-  readonly onStream: (stream: TunnelServerStream) => void;
+  /**
+   * A stream passed the protocol checks: the layer above says what to do
+   * with it (synchronously). The engine acts on the answer: it refuses the
+   * stream, or installs the handlers and then calls `start`.
+   */
+  readonly onStream: (stream: TunnelServerStream) => StreamDecision;
   /** The peer broke the protocol; the tunnel must end with this status. */
   readonly onProtocolError: (status: StreamStatus) => void;
   /** The last running stream ended (for graceful shutdown). */
@@ -62,6 +66,19 @@ export interface ServerStreamHandlers {
   onCancel(status: StreamStatus): void;
 }
 
+/** What the layer above decided about a new stream: the answer of {@link TunnelServerEngineOptions.onStream}. */
+export type StreamDecision =
+  /** Refuse it before any handler ran: the client gets `refuse`, without response headers. */
+  | { readonly refuse: StreamStatus }
+  | {
+      /** What the stream reports to; installed before `start` runs. */
+      readonly handlers: ServerStreamHandlers;
+      /** Unary and server-streaming methods: a second request message is an error. Default false. */
+      readonly singleRequest?: boolean;
+      /** Runs the handler, which may use the stream at once. */
+      readonly start?: () => void;
+    };
+
 const noHandlers: ServerStreamHandlers = {
   onMessage: () => {},
   onHalfClose: () => {},
@@ -70,9 +87,9 @@ const noHandlers: ServerStreamHandlers = {
 
 /** One call arriving at a tunnel server. */
 export class TunnelServerStream {
-  /** What the layer above wants to hear about; set it inside `onStream`. */
+  /** @internal What the layer above hears about: set by the engine from its decision. */
   handlers: ServerStreamHandlers = noHandlers;
-  /** When true (unary and server-streaming methods), a second request message is an error. */
+  /** @internal When true (unary and server-streaming methods), a second request message is an error. */
   singleRequest = false;
   /** @internal */ readonly out: OutboundStream<ServerFrame>;
   /** @internal */ readonly in: InboundStream;
@@ -391,7 +408,14 @@ export class TunnelServerEngine {
       this.maxReceiveChunkSize,
     );
     this.streams.set(id, stream);
-    this.options.onStream(stream);
+    const decision = this.options.onStream(stream);
+    if ('refuse' in decision) {
+      stream.close(decision.refuse, false);
+      return;
+    }
+    stream.handlers = decision.handlers;
+    stream.singleRequest = decision.singleRequest ?? false;
+    decision.start?.();
   }
 
   private failStream(stream: TunnelServerStream, err: unknown): void {

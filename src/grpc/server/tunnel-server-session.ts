@@ -2,7 +2,7 @@ import { type ServerInterceptingCallInterface, type ServerInterceptor, status as
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
-import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
+import { type StreamDecision, TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
 import { serverAuthContext } from '../context.js';
 import type { TunnelInfo } from '../tunnel-info.js';
 import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
@@ -71,16 +71,16 @@ export class TunnelServerSession {
       ...negotiation.chunks,
       receiveWindows: init.windows,
       ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
-      onStream: (stream: TunnelServerStream) => {
+      onStream: (stream: TunnelServerStream): StreamDecision => {
         const method = registry.lookup(stream.method);
-        if (!method) {
-          // Worded as the Go reference words it, so mixed deployments log alike.
-          stream.close(localStatus(Status.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`), false);
-          return;
-        }
-        stream.singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
+        // Worded as the Go reference words it, so mixed deployments log alike.
+        if (!method) return { refuse: localStatus(Status.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`) };
         const call = new TunnelServerCall(stream, method, tunnel, authContext, metricsRecorder);
-        dispatch(method, intercept(interceptors, method, call));
+        return {
+          handlers: call.handlers,
+          singleRequest: method.kind === 'unary' || method.kind === 'serverStream',
+          start: () => dispatch(method, intercept(interceptors, method, call)),
+        };
       },
       onProtocolError: init.onProtocolError,
       onIdle: () => {
