@@ -96,9 +96,20 @@ export class DialedTunnelRpc<Out, In> {
   readonly call: ClientDuplexStream<Out, In>;
   /** The request metadata sent: the user's, with this library's headers added. */
   readonly metadata: Metadata;
+  /**
+   * The RPC as an engine's frame stream. After {@link DialedTunnelRpc.halfClose}
+   * nothing can be answered: frames still on their way (new streams the
+   * server sent before it saw the end) are dropped, never served, and writes
+   * complete without a write after end.
+   */
+  readonly frames: {
+    write(frame: Out, callback: () => void): boolean;
+    on(event: 'data', listener: (frame: In) => void): unknown;
+  };
   private readonly ending: TunnelRpcEnd;
   private readonly offer: number;
   private ended = false;
+  private halfClosed = false;
 
   constructor(private readonly options: DialTunnelRpcOptions<Out, In>) {
     const { client } = options;
@@ -115,6 +126,18 @@ export class DialedTunnelRpc<Out, In> {
     );
     // Listens first, so it knows whether the server answered before anything else reacts.
     this.ending = new TunnelRpcEnd(this.call);
+    const call = this.call;
+    this.frames = {
+      write: (frame, callback) => {
+        if (!this.halfClosed) return call.write(frame, callback);
+        process.nextTick(callback);
+        return true;
+      },
+      on: (_event, listener) =>
+        call.on('data', (frame: In) => {
+          if (!this.halfClosed) listener(frame);
+        }),
+    };
   }
 
   /** Whether this side ended the RPC ({@link DialedTunnelRpc.end}): then its status is this side's doing. */
@@ -155,7 +178,21 @@ export class DialedTunnelRpc<Out, In> {
 
   /** No more frames from this side; the server finishes the RPC when it likes (a graceful drain). */
   halfClose(): void {
+    if (this.halfClosed) return;
+    this.halfClosed = true;
     this.ending.halfClose();
+  }
+
+  /**
+   * Runs `listener` when the RPC ends under a tunnel that is meant to be
+   * up, with the error the tunnel ends with: the server finishing the RPC
+   * means it ended the tunnel (UNAVAILABLE, `serverEnded`); a failure is the
+   * RPC's own status after `what` (see {@link rpcFailure}), or passed on as
+   * it came once this side had ended the RPC (then it is only the echo).
+   */
+  onEnd(what: string, serverEnded: string, listener: (error: ServiceError) => void): void {
+    this.call.on('error', (error: ServiceError) => listener(this.ended ? error : rpcFailure(error, what)));
+    this.call.on('end', () => listener(statusError(Status.UNAVAILABLE, serverEnded)));
   }
 
   /**

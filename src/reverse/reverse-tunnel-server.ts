@@ -22,11 +22,7 @@ import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import * as check from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
 import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
-import {
-  type ServerFrameStream,
-  type TunnelServerOptions,
-  TunnelServerSession,
-} from '../grpc/server/tunnel-server-session.js';
+import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
 import { statusOfError } from '../grpc/status.js';
 import type { TunnelInfo } from '../grpc/tunnel-info.js';
 import { tunnelTuning } from '../grpc/tunnel-options.js';
@@ -307,36 +303,16 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
     let failure: ServiceError | undefined;
     let info: TunnelInfo | undefined;
     let draining = false;
-    let halfClosed = false;
     /** Whether the network server takes part in the drain handshake (drain-notice.ts). */
     let peerDrains = false;
     let drainStarted = false;
-    const halfClose = () => {
-      if (halfClosed) return;
-      halfClosed = true;
-      rpc.halfClose();
-    };
-    // After the half-close nothing can be answered: frames that were already
-    // on their way (new streams the network server sent before it saw the
-    // end) are dropped, never served and never answered with a write after end.
-    const frames: ServerFrameStream = {
-      write: (frame, callback) => {
-        if (!halfClosed) return call.write(frame, callback);
-        process.nextTick(callback);
-        return true;
-      },
-      on: (_event, listener) =>
-        call.on('data', (frame: ClientFrame) => {
-          if (!halfClosed) listener(frame);
-        }),
-    };
     const startDrain = (session: TunnelServerSession) => {
       if (drainStarted) return;
       drainStarted = true;
       if (!peerDrains) {
         // The protocol's own rule, all a Go network server understands:
         // refuse new streams with UNAVAILABLE, end the tunnel once idle.
-        session.drain(halfClose);
+        session.drain(() => rpc.halfClose());
         return;
       }
       // The network server takes the tunnel out of its pools on this notice
@@ -394,7 +370,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
         };
         peerDrains = negotiation.peerDrains;
         const session = new TunnelServerSession({
-          frames,
+          frames: rpc.frames,
           negotiation,
           registry: servicesOf(this),
           tunnel: info,

@@ -1,18 +1,11 @@
-import {
-  type CallOptions,
-  type ChannelInterface,
-  type Client,
-  type Metadata,
-  type ServiceError,
-  status as Status,
-} from '@grpc/grpc-js';
+import { type CallOptions, type ChannelInterface, type Client, type Metadata, status as Status } from '@grpc/grpc-js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { checkOpenTunnel } from '../options-check.js';
 import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
-import { DialedTunnelRpc, rpcFailure } from '../tunnel-rpc.js';
+import { DialedTunnelRpc } from '../tunnel-rpc.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
 import type { ClientHttp2WindowOptions } from './client-http2-window.js';
@@ -115,7 +108,7 @@ export function openTunnel(
 
     rpc.onAnswer(({ headers, ...negotiation }) => {
       channel = new TunnelChannelImpl({
-        frames: rpc.call,
+        frames: rpc.frames,
         negotiation,
         tuning: options,
         info: { target, peer: rpc.call.getPeer(), authContext: rpc.call.getAuthContext?.() ?? null },
@@ -142,13 +135,7 @@ export function openTunnel(
         ready ? opened.shutDown(cause) : fail(statusError(Status.UNAVAILABLE, `tunnel RPC failed: ${cause.message}`)),
       );
     });
-    rpc.call.on('error', (error: ServiceError) => {
-      // Once this side ended the RPC, its status is the echo of that end, not news.
-      fail(rpc.endedHere ? error : rpcFailure(error, 'tunnel RPC failed'));
-    });
-    rpc.call.on('end', () => {
-      fail(statusError(Status.UNAVAILABLE, 'the tunnel server ended the tunnel'));
-    });
+    rpc.onEnd('tunnel RPC failed', 'the tunnel server ended the tunnel', fail);
   });
 }
 
