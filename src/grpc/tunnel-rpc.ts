@@ -64,10 +64,13 @@ export interface DialTunnelRpcOptions<Out, In> {
   readonly client: Client;
   /** OPEN_TUNNEL_PATH or OPEN_REVERSE_TUNNEL_PATH. */
   readonly path: string;
+  /** Encodes the frames this side sends. */
   readonly serialize: (value: Out) => Buffer;
+  /** Decodes the frames the server sends. */
   readonly deserialize: (bytes: Buffer) => In;
   /** The user's request metadata; copied, never changed. */
   readonly metadata?: Metadata | undefined;
+  /** grpc-js call options of the tunnel RPC (a deadline bounds the tunnel's life). */
   readonly callOptions?: CallOptions | undefined;
   /** The user's `maxChunkSize` tunnel option. */
   readonly maxChunkSize?: number | undefined;

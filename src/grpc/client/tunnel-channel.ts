@@ -95,6 +95,7 @@ export interface TunnelChannelInit {
   readonly negotiation: TunnelNegotiation;
   /** The user's tunnel settings. */
   readonly tuning: TunnelOptions;
+  /** The tunnel RPC this channel runs on. */
   readonly info: TunnelChannelInfo;
   /** Receive windows (a growth budget) shared with other tunnels; one of its own when absent. */
   readonly windows?: ReceiveWindows | undefined;

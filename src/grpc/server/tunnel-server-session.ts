@@ -36,7 +36,9 @@ export interface TunnelServerSessionInit {
   readonly negotiation: TunnelNegotiation;
   /** The services the tunnel's calls go to. */
   readonly registry: ServiceRegistry;
+  /** What is known about the tunnel; tunneled calls report it. */
   readonly tunnel: TunnelInfo;
+  /** The user's limits and interceptors. */
   readonly options: TunnelServerOptions;
   /** The metrics recorder tunneled calls report (the tunnel RPC's, on a grpc-js server). */
   readonly metricsRecorder: () => MetricsRecorder;
