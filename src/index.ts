@@ -10,11 +10,7 @@ export type { ClientHttp2WindowOptions } from './grpc/client/client-http2-window
 export type { ClientKeepaliveOptions } from './grpc/client/client-keepalive.js';
 export { type ClientConstructor, createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
-export type {
-  TunnelChannel,
-  TunnelChannelEvents,
-  TunnelOptions,
-} from './grpc/client/tunnel-channel.js';
+export type { TunnelChannel, TunnelChannelEvents } from './grpc/client/tunnel-channel.js';
 export { getTunnelChannel, getTunnelInfo, type HasAuthContext } from './grpc/context.js';
 export {
   DEFAULT_KEEPALIVE_TIME_MS,
@@ -22,8 +18,9 @@ export {
   type KeepaliveOptions,
 } from './grpc/keepalive.js';
 export type { ServiceHost, ShutdownOptions } from './grpc/server/service-host.js';
-export type { AuthContext, TunnelInfo } from './grpc/server/tunnel-info.js';
 export type { TunnelServerOptions } from './grpc/server/tunnel-server-session.js';
+export type { AuthContext, TunnelInfo } from './grpc/tunnel-info.js';
+export type { TunnelOptions } from './grpc/tunnel-options.js';
 export {
   TunnelServiceHandler,
   type TunnelServiceHandlerEvents,

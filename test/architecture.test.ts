@@ -157,3 +157,35 @@ it('only src/connect imports Connect-ES, and the main entry point does not impor
   assert.deepEqual(outside, []);
   assert.ok(imports('connect/transport.ts').some((s) => s.startsWith('@connectrpc/')));
 });
+
+it('the two halves of src/grpc (client and server) do not import each other', () => {
+  // Both roles run on every process (a reverse tunnel server is a gRPC client
+  // that serves calls): what they share lives in src/grpc itself, below both.
+  const crossing = sources(`${SRC}grpc/`).flatMap((file) => {
+    const side = file.split('/')[1];
+    if (side !== 'client' && side !== 'server') return [];
+    const other = side === 'client' ? 'server' : 'client';
+    return imports(file)
+      .filter((s) => s.startsWith('.'))
+      .filter((s) => new URL(s, `file:///src/${file}`).pathname.startsWith(`/src/grpc/${other}/`))
+      .map((s) => `${file} imports ${s}`);
+  });
+  assert.deepEqual(crossing, []);
+});
+
+it('only src/grpc/tunnel-rpc.ts sends and reads the negotiation headers of tunnel RPCs', () => {
+  // One rule, one place: openTunnel, the handler and the reverse tunnel
+  // server all run their tunnel RPCs through tunnel-rpc.ts, so no site can
+  // forget a header or read one differently from the others.
+  const helpers = ['NEGOTIATE_HEADER', 'DRAIN_HEADER', 'advertiseChunkSize', 'takePeerChunkOffer', 'tunnelChunkSizes'];
+  /** Where the headers and their helpers are defined or re-exported for users. */
+  const owners = new Set(['engine/constants.ts', 'grpc/drain-notice.ts', 'grpc/chunk-size.ts', 'protocol.ts']);
+  const users = sources(SRC)
+    .map((file) => file.replace(/^\//, ''))
+    .filter((file) => !file.startsWith('gen/') && !owners.has(file) && file !== 'grpc/tunnel-rpc.ts')
+    .flatMap((file) => {
+      const text = readFileSync(SRC + file, 'utf8');
+      return helpers.filter((name) => new RegExp(`\\b${name}\\b`).test(text)).map((name) => `${file} uses ${name}`);
+    });
+  assert.deepEqual(users, []);
+});

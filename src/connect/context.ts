@@ -1,5 +1,5 @@
 import { type ContextValues, createContextKey, type HandlerContext } from '@connectrpc/connect';
-import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
+import type { TunnelInfo } from '../grpc/tunnel-info.js';
 
 /**
  * The context value under which Connect handlers served through a tunnel

@@ -1,52 +1,20 @@
 import { type Metadata, ProtocolRevision } from '../gen/grpctunnel/v1/tunnel.js';
 import { Code } from './codes.js';
-import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, TUNNEL_STREAM_ID } from './constants.js';
+import { TUNNEL_STREAM_ID } from './constants.js';
 import { type ClientFrame, clientDataFrames, type ServerFrame } from './frames.js';
 import { InboundStream } from './inbound.js';
-import { checkMetadataSize, DEFAULT_MAX_METADATA_SIZE } from './metadata-size.js';
+import { checkMetadataSize } from './metadata-size.js';
 import { chooseRevision, type NegotiatedRevision, REVISION_ZERO } from './negotiation.js';
-import { OutboundStream, type SendDone, SendScheduler } from './outbound.js';
-import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
+import { OutboundStream, type SendDone } from './outbound.js';
+import type { ReceiveWindows } from './receive-window.js';
 import { localStatus, type StreamStatus, statusFromClose, TunnelError } from './status.js';
 import { nextStreamId, type StreamId } from './stream-id.js';
-import { WindowUpdateBatch } from './window-updates.js';
+import { TunnelEngine, type TunnelEngineOptions } from './tunnel-engine.js';
 
 /** Settings of the tunnel-client role. */
-export interface TunnelClientEngineOptions extends ReceiveWindowOptions {
-  /**
-   * Writes a frame on the tunnel; false asks to pause until
-   * {@link TunnelClientEngine.drained}. A method, so that a transport typed
-   * with the generated frame type fits (see TunnelServerEngineOptions.write).
-   */
-  write(frame: ClientFrame): boolean;
-  /** True when both sides sent `grpctunnel-negotiate: on` (a Settings frame will come). */
-  readonly negotiated: boolean;
-  /** Whether this side runs revision one (flow control). Default true. */
-  readonly flowControl?: boolean;
-  /**
-   * Largest data chunk this side sends, 1 to 16384. Default 16384, the
-   * protocol's limit; a transport may want less so that a frame fits its own
-   * framing (the grpc-js adapters do). Up to MAX_EXTENDED_CHUNK_SIZE toward
-   * a peer that accepts more (see negotiateChunkSizes).
-   */
-  readonly maxChunkSize?: number;
-  /** Largest data chunk accepted from the peer. Default 16384, the protocol's limit. */
-  readonly maxReceiveChunkSize?: number;
-  /** Window sizing shared with other tunnels (one growth budget for all); built from the options above when absent. */
-  readonly receiveWindows?: ReceiveWindows | undefined;
-  /** Largest response message accepted. Default 4 MiB. */
-  readonly maxReceiveMessageSize?: number;
-  /**
-   * Largest metadata block of one call, in either direction (see
-   * metadataSize). Over it, that call fails with RESOURCE_EXHAUSTED. Default 1 MiB.
-   */
-  readonly maxMetadataSize?: number;
+export interface TunnelClientEngineOptions extends TunnelEngineOptions<ClientFrame> {
   /** The tunnel is ready for streams (Settings received, or no negotiation). */
   readonly onReady: () => void;
-  /** The peer broke the protocol; the tunnel must end with this status. */
-  readonly onProtocolError: (status: StreamStatus) => void;
-  /** The last open stream ended (for graceful shutdown). */
-  readonly onIdle?: () => void;
 }
 
 /** What a tunnel client's stream reports to the layer above. */
@@ -138,34 +106,15 @@ export class TunnelClientStream {
  * The tunnel-client role of the protocol (the side that opens streams): the
  * network client of a forward tunnel, the network server of a reverse one.
  */
-export class TunnelClientEngine {
-  /** @internal */ readonly scheduler: SendScheduler<ClientFrame>;
-  /** @internal */ readonly windowUpdates: WindowUpdateBatch;
-  private readonly streams = new Map<StreamId, TunnelClientStream>();
+export class TunnelClientEngine extends TunnelEngine<ClientFrame, TunnelClientStream> {
   /** The id the next stream gets; ids start at 1, as the Go client's do. */
   private nextStreamId: StreamId = 1;
   private negotiatedRevision: NegotiatedRevision | undefined;
-  private failure: StreamStatus | undefined;
   private readonly flowControl: boolean;
-  private readonly windows: ReceiveWindows;
-  private readonly maxReceiveMessageSize: number;
-  private readonly maxReceiveChunkSize: number | undefined;
-  private readonly maxMetadataSize: number;
 
-  constructor(private readonly options: TunnelClientEngineOptions) {
+  constructor(protected override readonly options: TunnelClientEngineOptions) {
+    super(options, clientDataFrames);
     this.flowControl = options.flowControl ?? true;
-    this.windows = options.receiveWindows ?? new ReceiveWindows(options);
-    this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
-    this.maxReceiveChunkSize = options.maxReceiveChunkSize;
-    this.maxMetadataSize = options.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE;
-    this.scheduler = new SendScheduler((frame) => options.write(frame), clientDataFrames, options.maxChunkSize);
-    this.windowUpdates = new WindowUpdateBatch(
-      (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
-      (streamId) => {
-        const stream = this.streams.get(streamId);
-        return stream !== undefined && !stream.in.ended;
-      },
-    );
   }
 
   /** Call once the tunnel RPC is established; completes negotiation when there is none. */
@@ -179,11 +128,6 @@ export class TunnelClientEngine {
   /** The revision in use, once ready. */
   get revision(): ProtocolRevision | undefined {
     return this.negotiatedRevision?.revision;
-  }
-
-  /** Number of streams that have not ended. */
-  get activeStreams(): number {
-    return this.streams.size;
   }
 
   /**
@@ -303,32 +247,14 @@ export class TunnelClientEngine {
     }
   }
 
-  /** The transport takes writes again. */
-  drained(): void {
-    this.scheduler.drained();
+  protected receiving(): boolean {
+    return true;
   }
 
-  /**
-   * The tunnel is gone: every open stream ends with `status` at once. Later
-   * calls change nothing.
-   */
-  close(status: StreamStatus): void {
-    if (this.failure) return;
-    this.failure = status;
-    this.scheduler.close();
-    const streams = [...this.streams.values()];
-    this.streams.clear();
-    for (const stream of streams) {
-      if (stream.markDone()) {
-        stream.out.discard(new TunnelError(status.code as Code, status.message));
-        stream.handlers.onClose(status);
-      }
-    }
-  }
-
-  /** @internal */
-  writeNow(frame: ClientFrame): void {
-    if (!this.failure) this.scheduler.writeNow(frame);
+  protected endStream(stream: TunnelClientStream, status: StreamStatus): void {
+    if (!stream.markDone()) return;
+    stream.out.discard(new TunnelError(status.code as Code, status.message));
+    stream.handlers.onClose(status);
   }
 
   /** @internal Removes a stream and drops what it had not sent. */
@@ -336,7 +262,7 @@ export class TunnelClientEngine {
     if (!stream.markDone()) return;
     this.streams.delete(stream.streamId);
     stream.out.discard(reason);
-    if (this.streams.size === 0) this.options.onIdle?.();
+    this.tellIfIdle();
   }
 
   private failStream(stream: TunnelClientStream, err: unknown): void {
@@ -347,11 +273,5 @@ export class TunnelClientEngine {
     this.finish(stream, new TunnelError(status.code as Code, status.message));
     if (stream.opened) this.writeNow({ streamId: stream.streamId, frame: { $case: 'cancel', value: {} } });
     stream.handlers.onClose(status);
-  }
-
-  private protocolError(message: string): void {
-    const status = localStatus(Code.INTERNAL, `tunnel protocol error: ${message}`);
-    this.close(status);
-    this.options.onProtocolError(status);
   }
 }

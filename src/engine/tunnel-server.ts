@@ -1,56 +1,25 @@
 import { type Metadata, ProtocolRevision } from '../gen/grpctunnel/v1/tunnel.js';
 import { Code } from './codes.js';
-import { DEFAULT_MAX_RECEIVE_MESSAGE_SIZE } from './constants.js';
 import { type ClientFrame, type ServerFrame, serverDataFrames } from './frames.js';
 import { InboundStream } from './inbound.js';
-import { checkMetadataSize, DEFAULT_MAX_METADATA_SIZE } from './metadata-size.js';
+import { checkMetadataSize } from './metadata-size.js';
 import { isValidMethodName, settingsFrame } from './negotiation.js';
-import { OutboundStream, type SendDone, SendScheduler } from './outbound.js';
-import { type ReceiveWindowOptions, ReceiveWindows } from './receive-window.js';
+import { OutboundStream, type SendDone } from './outbound.js';
+import type { ReceiveWindows } from './receive-window.js';
 import { closeFromStatus, localStatus, type StreamStatus, TunnelError } from './status.js';
 import type { StreamId } from './stream-id.js';
-import { WindowUpdateBatch } from './window-updates.js';
+import { TunnelEngine, type TunnelEngineOptions } from './tunnel-engine.js';
 
 /** Settings of the tunnel-server role. */
-export interface TunnelServerEngineOptions extends ReceiveWindowOptions {
-  /**
-   * Writes a frame on the tunnel; false asks to pause until
-   * {@link TunnelServerEngine.drained}. Declared as a method so that a
-   * transport typed with the generated frame type fits: the ids it receives
-   * are bigints only on tunnels whose peer chose ids beyond 2^53, and the
-   * codec in src/grpc/tunnel-service.ts encodes both forms.
-   */
-  write(frame: ServerFrame): boolean;
-  /** True when both sides sent `grpctunnel-negotiate: on`: Settings goes first. */
-  readonly negotiated: boolean;
-  /** Whether this side offers revision one (flow control). Default true. */
-  readonly flowControl?: boolean;
-  /**
-   * Largest data chunk this side sends, 1 to 16384. Default 16384, the
-   * protocol's limit; a transport may want less so that a frame fits its own
-   * framing (the grpc-js adapters do). Up to MAX_EXTENDED_CHUNK_SIZE toward
-   * a peer that accepts more (see negotiateChunkSizes).
-   */
-  readonly maxChunkSize?: number;
-  /** Largest data chunk accepted from the peer. Default 16384, the protocol's limit. */
-  readonly maxReceiveChunkSize?: number;
-  /** Window sizing shared with other tunnels (one growth budget for all); built from the options above when absent. */
-  readonly receiveWindows?: ReceiveWindows | undefined;
-  /** Largest request message accepted. Default 4 MiB. */
-  readonly maxReceiveMessageSize?: number;
+export interface TunnelServerEngineOptions extends TunnelEngineOptions<ServerFrame> {
   /** Streams open at once before new ones get RESOURCE_EXHAUSTED. Default unlimited. */
   readonly maxConcurrentStreams?: number;
   /**
-   * Largest metadata block of one call, in either direction (see
-   * metadataSize). Over it, that call fails with RESOURCE_EXHAUSTED. Default 1 MiB.
+   * A stream passed the protocol checks: the layer above says what to do
+   * with it (synchronously). The engine acts on the answer: it refuses the
+   * stream, or installs the handlers and then calls `start`.
    */
-  readonly maxMetadataSize?: number;
-  /** A stream passed the protocol checks; the layer above dispatches it (synchronously). */
-  readonly onStream: (stream: TunnelServerStream) => void;
-  /** The peer broke the protocol; the tunnel must end with this status. */
-  readonly onProtocolError: (status: StreamStatus) => void;
-  /** The last running stream ended (for graceful shutdown). */
-  readonly onIdle?: () => void;
+  readonly onStream: (stream: TunnelServerStream) => StreamDecision;
 }
 
 /** What a tunnel server's stream reports to the layer above. */
@@ -62,6 +31,19 @@ export interface ServerStreamHandlers {
   onCancel(status: StreamStatus): void;
 }
 
+/** What the layer above decided about a new stream: the answer of {@link TunnelServerEngineOptions.onStream}. */
+export type StreamDecision =
+  /** Refuse it before any handler ran: the client gets `refuse`, without response headers. */
+  | { readonly refuse: StreamStatus }
+  | {
+      /** What the stream reports to; installed before `start` runs. */
+      readonly handlers: ServerStreamHandlers;
+      /** Unary and server-streaming methods: a second request message is an error. Default false. */
+      readonly singleRequest?: boolean;
+      /** Runs the handler, which may use the stream at once. */
+      readonly start?: () => void;
+    };
+
 const noHandlers: ServerStreamHandlers = {
   onMessage: () => {},
   onHalfClose: () => {},
@@ -70,9 +52,9 @@ const noHandlers: ServerStreamHandlers = {
 
 /** One call arriving at a tunnel server. */
 export class TunnelServerStream {
-  /** What the layer above wants to hear about; set it inside `onStream`. */
+  /** @internal What the layer above hears about: set by the engine from its decision. */
   handlers: ServerStreamHandlers = noHandlers;
-  /** When true (unary and server-streaming methods), a second request message is an error. */
+  /** @internal When true (unary and server-streaming methods), a second request message is an error. */
   singleRequest = false;
   /** @internal */ readonly out: OutboundStream<ServerFrame>;
   /** @internal */ readonly in: InboundStream;
@@ -205,35 +187,16 @@ export class TunnelServerStream {
  * The tunnel-server role of the protocol (the side that answers streams):
  * the network server of a forward tunnel, the network client of a reverse one.
  */
-export class TunnelServerEngine {
-  /** @internal */ readonly scheduler: SendScheduler<ServerFrame>;
-  /** @internal */ readonly windowUpdates: WindowUpdateBatch;
-  private readonly streams = new Map<StreamId, TunnelServerStream>();
+export class TunnelServerEngine extends TunnelEngine<ServerFrame, TunnelServerStream> {
   private lastStreamId: StreamId = -1;
   private draining = false;
-  private failure: StreamStatus | undefined;
   private readonly flowControl: boolean;
-  private readonly windows: ReceiveWindows;
-  private readonly maxReceiveMessageSize: number;
-  private readonly maxReceiveChunkSize: number | undefined;
   private readonly maxConcurrentStreams: number;
-  /** @internal */ readonly maxMetadataSize: number;
 
-  constructor(private readonly options: TunnelServerEngineOptions) {
+  constructor(protected override readonly options: TunnelServerEngineOptions) {
+    super(options, serverDataFrames);
     this.flowControl = (options.flowControl ?? true) && options.negotiated;
-    this.windows = options.receiveWindows ?? new ReceiveWindows(options);
-    this.maxReceiveMessageSize = options.maxReceiveMessageSize ?? DEFAULT_MAX_RECEIVE_MESSAGE_SIZE;
-    this.maxReceiveChunkSize = options.maxReceiveChunkSize;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
-    this.maxMetadataSize = options.maxMetadataSize ?? DEFAULT_MAX_METADATA_SIZE;
-    this.scheduler = new SendScheduler((frame) => options.write(frame), serverDataFrames, options.maxChunkSize);
-    this.windowUpdates = new WindowUpdateBatch(
-      (streamId, n) => this.writeNow({ streamId, frame: { $case: 'windowUpdate', value: n } }),
-      (streamId) => {
-        const stream = this.streams.get(streamId);
-        return stream?.accepting === true && !stream.in.ended;
-      },
-    );
   }
 
   /** Call once the tunnel RPC is established: sends Settings when negotiated. */
@@ -241,11 +204,6 @@ export class TunnelServerEngine {
     if (this.options.negotiated) {
       this.scheduler.writeNow(settingsFrame(this.options.flowControl ?? true, this.windows.initial));
     }
-  }
-
-  /** Number of streams that have not ended. */
-  get activeStreams(): number {
-    return this.streams.size;
   }
 
   /** Refuse new streams (UNAVAILABLE) from now on; running ones go on. */
@@ -313,39 +271,25 @@ export class TunnelServerEngine {
     }
   }
 
-  /** The transport takes writes again. */
-  drained(): void {
-    this.scheduler.drained();
-  }
-
-  /** The tunnel is gone: every stream is cancelled with `status`. Later calls change nothing. */
-  close(status: StreamStatus): void {
-    if (this.failure) return;
-    this.failure = status;
-    this.scheduler.close();
-    const streams = [...this.streams.values()];
-    this.streams.clear();
-    for (const stream of streams) {
-      stream.abort(status);
-      stream.markDone(); // hands the stream's window growth back to the shared budget
-    }
-  }
-
   /** Cancels every running call, telling the client (see {@link TunnelServerStream.cancel}). */
   cancelAll(status: StreamStatus): void {
     for (const stream of [...this.streams.values()]) stream.cancel(status);
-  }
-
-  /** @internal */
-  writeNow(frame: ServerFrame): void {
-    if (!this.failure) this.scheduler.writeNow(frame);
   }
 
   /** @internal The stream's close frame was written (or it was cancelled): drop it. */
   forget(stream: TunnelServerStream): void {
     if (!this.streams.delete(stream.streamId)) return;
     stream.markDone();
-    if (this.streams.size === 0) this.options.onIdle?.();
+    this.tellIfIdle();
+  }
+
+  protected receiving(stream: TunnelServerStream): boolean {
+    return stream.accepting;
+  }
+
+  protected endStream(stream: TunnelServerStream, status: StreamStatus): void {
+    stream.abort(status);
+    stream.markDone(); // hands the stream's window growth back to the shared budget
   }
 
   private openStream(id: StreamId, method: string, headers: Metadata, revision: number, clientWindow: number): void {
@@ -391,7 +335,14 @@ export class TunnelServerEngine {
       this.maxReceiveChunkSize,
     );
     this.streams.set(id, stream);
-    this.options.onStream(stream);
+    const decision = this.options.onStream(stream);
+    if ('refuse' in decision) {
+      stream.close(decision.refuse, false);
+      return;
+    }
+    stream.handlers = decision.handlers;
+    stream.singleRequest = decision.singleRequest ?? false;
+    decision.start?.();
   }
 
   private failStream(stream: TunnelServerStream, err: unknown): void {
@@ -400,11 +351,5 @@ export class TunnelServerEngine {
     stream.abort(status);
     this.forget(stream);
     this.writeNow({ streamId: stream.streamId, frame: { $case: 'closeStream', value: closeFromStatus(status) } });
-  }
-
-  private protocolError(message: string): void {
-    const status = localStatus(Code.INTERNAL, `tunnel protocol error: ${message}`);
-    this.close(status);
-    this.options.onProtocolError(status);
   }
 }

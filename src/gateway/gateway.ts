@@ -14,11 +14,11 @@ import {
 import type { Registry } from 'prom-client';
 import { TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
 import { statusError } from '../grpc/errors.js';
+import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/http2-window.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { PeerFaultLog } from '../grpc/peer-faults.js';
-import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/server/http2-window.js';
-import type { AuthContext } from '../grpc/server/tunnel-info.js';
 import { statusOfError } from '../grpc/status.js';
+import type { AuthContext } from '../grpc/tunnel-info.js';
 import { TunnelServiceHandler } from '../handler/tunnel-service-handler.js';
 import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
 import { NOT_GRPC_TEXT, type Route, serveAnyMethod } from '../proxy/any-method-server.js';

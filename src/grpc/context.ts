@@ -1,5 +1,5 @@
 import type { TunnelChannel } from './client/tunnel-channel.js';
-import type { AuthContext, TunnelInfo } from './server/tunnel-info.js';
+import type { AuthContext, TunnelInfo } from './tunnel-info.js';
 
 // Which tunnel carried a call travels inside the call's auth context: every
 // layer of grpc-js (call objects, client and server interceptors) hands

@@ -5,7 +5,7 @@
 // function and the option named: TypeError for the wrong kind of value,
 // RangeError for a number out of range.
 import { MAX_CHUNK_SIZE, MAX_EXTENDED_CHUNK_SIZE } from '../engine/constants.js';
-import { checkHttp2WindowSize } from './server/http2-window.js';
+import { checkHttp2WindowSize } from './http2-window.js';
 
 /** Window sizes travel as uint32 and must not overflow a sender's signed 31-bit window (as in the engine). */
 const MAX_WINDOW = 0x7fffffff;

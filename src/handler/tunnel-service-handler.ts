@@ -1,36 +1,29 @@
 import {
   experimental,
   logVerbosity,
-  Metadata,
   type Server,
   type ServerDuplexStream,
-  type ServerErrorResponse,
   status as Status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import {
-  advertiseChunkSize,
-  chunkOffer,
-  serverReceiveLimit,
-  takePeerChunkOffer,
-  tunnelChunkSizes,
-} from '../grpc/chunk-size.js';
-import { type ClientFrameStream, TunnelChannelImpl, tunnelTuning } from '../grpc/client/tunnel-channel.js';
-import { DRAIN_HEADER, DRAIN_ON, isDrainNotice } from '../grpc/drain-notice.js';
+import { type ClientFrameStream, TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
+import { isDrainNotice } from '../grpc/drain-notice.js';
 import { statusError } from '../grpc/errors.js';
+import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/http2-window.js';
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { checkHandlerOptions, checkShutdownOptions, rejection } from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
-import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE, raiseHttp2Window } from '../grpc/server/http2-window.js';
+import { raiseHttp2Window } from '../grpc/server/http2-window.js';
 import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
 import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
-import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
 import { statusOfError } from '../grpc/status.js';
+import type { TunnelInfo } from '../grpc/tunnel-info.js';
+import { tunnelTuning } from '../grpc/tunnel-options.js';
+import { type AcceptedRpcEnd, AcceptedTunnelRpc } from '../grpc/tunnel-rpc.js';
 import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
 import { ReverseTunnelRegistry } from '../pool/registry.js';
 import type { PooledTunnel, ReverseTunnel } from '../pool/reverse-tunnel.js';
@@ -115,9 +108,19 @@ interface ForwardEnding {
 type ForwardRpc = ServerDuplexStream<ClientFrame, ServerFrame>;
 type ReverseRpc = ServerDuplexStream<ServerFrame, ClientFrame>;
 
-function refuse(call: ForwardRpc | ReverseRpc, code: Status, details: string): void {
-  call.emit('error', { code, details } as Partial<ServerErrorResponse>);
-}
+/** What a forward tunnel's calls in flight are cancelled with when its RPC ends, by how it ended. */
+const FORWARD_RPC_END: Record<AcceptedRpcEnd, string> = {
+  closed: 'the tunnel client closed the tunnel',
+  cancelled: 'the tunnel was cancelled',
+  failed: 'the tunnel failed',
+};
+
+/** Why a reverse tunnel ended when its RPC did (UNAVAILABLE), by how the RPC ended. */
+const REVERSE_RPC_END: Record<AcceptedRpcEnd, string> = {
+  closed: 'the reverse tunnel server closed the tunnel',
+  cancelled: 'the reverse tunnel was cancelled',
+  failed: 'the reverse tunnel failed',
+};
 
 /**
  * The server side of `grpctunnel.v1.TunnelService`. Register it on a grpc-js
@@ -303,79 +306,57 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
   }
 
   private acceptForward(call: ForwardRpc): void {
-    const peerOffer = takePeerChunkOffer(call.metadata);
+    const rpc = new AcceptedTunnelRpc(call);
     if (this.draining) {
-      refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
+      rpc.refuse(Status.UNAVAILABLE, 'the server is shutting down');
       return;
     }
     this.raiseWindows(call);
-    const offer = chunkOffer(this.options.maxChunkSize, serverReceiveLimit(call));
-    sendNegotiationHeaders(call, this.keepalive, offer);
-    const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
-    let ended = false;
-    const endRpc = (code: Status, details: string) => {
-      if (ended) return;
-      ended = true;
-      if (code === Status.OK) call.end();
-      else refuse(call, code, details);
-    };
-    const session: TunnelServerSession = new TunnelServerSession(
-      call,
-      negotiated,
-      servicesOf(this),
-      tunnelInfo('forward', call),
-      this.options,
-      () => call.getMetricsRecorder(),
-      (status) => {
+    const negotiation = rpc.accept({ maxChunkSize: this.options.maxChunkSize, keepalive: this.keepalive });
+    const session: TunnelServerSession = new TunnelServerSession({
+      frames: call,
+      negotiation,
+      registry: servicesOf(this),
+      tunnel: tunnelInfo('forward', call),
+      options: this.options,
+      metricsRecorder: () => call.getMetricsRecorder(),
+      onProtocolError: (status) => {
         peerFaults.log(`${status.message} (tunnel from ${call.getPeer()})`);
         this.forget(session);
-        endRpc(status.code, status.message);
+        rpc.finish(status.code, status.message);
       },
-      this.windows,
-      tunnelChunkSizes(offer, peerOffer),
-    );
-    const unwatch = this.keepalive.watch(call, (cause) => {
+      windows: this.windows,
+    });
+    rpc.watchConnection(this.keepalive, (cause) => {
       this.forget(session);
       session.close(localStatus(Status.UNAVAILABLE, cause.message));
     });
     this.sessions.set(session, {
       end: () => {
-        unwatch();
         this.forget(session);
         session.close(localStatus(Status.UNAVAILABLE, 'the server is shutting down'));
-        endRpc(Status.OK, 'OK');
+        rpc.finish();
       },
       // Worded as grpc-js words the calls a force-shut-down server cancels;
       // the tunnel then ends as a drained one does, once the client has been told.
       cancel: () => session.cancelCalls(localStatus(Status.CANCELLED, 'Call cancelled')),
     });
-    const finish = (message: string) => {
-      unwatch();
+    rpc.onEnd((how) => {
       this.forget(session);
-      session.close(localStatus(Status.CANCELLED, message));
-    };
-    call.on('end', () => {
-      finish('the tunnel client closed the tunnel');
-      endRpc(Status.OK, 'OK');
-    });
-    call.on('cancelled', () => {
-      ended = true;
-      finish('the tunnel was cancelled');
-    });
-    call.on('error', () => {
-      ended = true;
-      finish('the tunnel failed');
+      session.close(localStatus(Status.CANCELLED, FORWARD_RPC_END[how]));
+      // A client that half-closed ended the tunnel cleanly: answered with OK.
+      if (how === 'closed') rpc.finish();
     });
   }
 
   private acceptReverse(call: ReverseRpc): void {
-    const peerOffer = takePeerChunkOffer(call.metadata);
+    const rpc = new AcceptedTunnelRpc(call);
     if (this.options.noReverseTunnels) {
-      refuse(call, Status.UNIMPLEMENTED, 'this server does not accept reverse tunnels');
+      rpc.refuse(Status.UNIMPLEMENTED, 'this server does not accept reverse tunnels');
       return;
     }
     if (this.draining) {
-      refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
+      rpc.refuse(Status.UNAVAILABLE, 'the server is shutting down');
       return;
     }
     const info = tunnelInfo('reverse', call);
@@ -384,11 +365,11 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
       key = this.options.affinityKey?.(info) as K | Promise<K>;
     } catch (err) {
       const { code, details } = refusalOf(err);
-      refuse(call, code, details);
+      rpc.refuse(code, details);
       return;
     }
     if (!(key instanceof Promise)) {
-      this.openReverse(call, info, key, peerOffer);
+      this.openReverse(call, rpc, info, key);
       return;
     }
     // Until the key is known the RPC is only watched: a tunnel server that
@@ -402,27 +383,23 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
       (resolved) => {
         call.off('cancelled', onGone);
         if (gone) return;
-        if (this.draining) refuse(call, Status.UNAVAILABLE, 'the server is shutting down');
-        else this.openReverse(call, info, resolved, peerOffer);
+        if (this.draining) rpc.refuse(Status.UNAVAILABLE, 'the server is shutting down');
+        else this.openReverse(call, rpc, info, resolved);
       },
       (err) => {
         call.off('cancelled', onGone);
         if (gone) return;
         const { code, details } = refusalOf(err);
-        refuse(call, code, details);
+        rpc.refuse(code, details);
       },
     );
   }
 
-  private openReverse(call: ReverseRpc, info: TunnelInfo, key: K, peerOffer: string | undefined): void {
+  private openReverse(call: ReverseRpc, rpc: AcceptedTunnelRpc, info: TunnelInfo, key: K): void {
     this.raiseWindows(call);
     // The drain handshake: a tunnel server of this project that drains tells
     // us so, and we end the tunnel once idle (see drain-notice.ts).
-    const offer = chunkOffer(this.options.maxChunkSize, serverReceiveLimit(call));
-    sendNegotiationHeaders(call, this.keepalive, offer, true);
-    const negotiated = call.metadata.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
-    let ended = false;
-    let peerEnded = false;
+    const negotiation = rpc.accept({ maxChunkSize: this.options.maxChunkSize, keepalive: this.keepalive, drain: true });
     let retiring = false;
     let tunnel: PooledTunnel<K> | undefined;
     const frames: ClientFrameStream = {
@@ -438,19 +415,14 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
           else channel.closeWhenIdle();
         }),
     };
-    const channel: TunnelChannelImpl = new TunnelChannelImpl(
+    const channel: TunnelChannelImpl = new TunnelChannelImpl({
       frames,
-      negotiated,
-      tunnelTuning(this.options),
-      { target: `reverse:${info.peer}`, peer: info.peer, authContext: info.authContext },
-      (error) => {
-        if (ended) return;
-        ended = true;
-        // A peer that half-closed is answered with OK: it ended cleanly.
-        if (error && !peerEnded) refuse(call, Status.UNAVAILABLE, 'the reverse tunnel failed');
-        else call.end();
-      },
-      (ready) => {
+      negotiation,
+      tuning: tunnelTuning(this.options),
+      info: { target: `reverse:${info.peer}`, peer: info.peer, authContext: info.authContext },
+      windows: this.windows,
+      endRpc: (error) => rpc.finishTunnel(error, 'the reverse tunnel failed'),
+      onReady: (ready) => {
         if (this.draining || retiring) {
           ready.closeWhenIdle();
           return;
@@ -460,13 +432,10 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
         this.notify(() => this.options.onReverseTunnelOpen?.(tunnel as ReverseTunnel<K>));
         this.emit('reverseTunnelOpen', tunnel);
       },
-      this.windows,
-      tunnelChunkSizes(offer, peerOffer),
-    );
+    });
     this.reverseChannels.add(channel);
-    const unwatch = this.keepalive.watch(call, (cause) => channel.shutDown(cause));
+    rpc.watchConnection(this.keepalive, (cause) => channel.shutDown(cause));
     channel.once('close', (error: Error | undefined) => {
-      unwatch();
       this.reverseChannels.delete(channel);
       this.tellIfShutDown();
       if (!tunnel) return;
@@ -477,18 +446,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
     });
     // Each end is a status: what the tunnel's calls in flight fail with, and
     // the error 'reverseTunnelClose' reports.
-    call.on('end', () => {
-      peerEnded = true;
-      channel.shutDown(statusError(Status.UNAVAILABLE, 'the reverse tunnel server closed the tunnel'));
-    });
-    call.on('cancelled', () => {
-      ended = true;
-      channel.shutDown(statusError(Status.UNAVAILABLE, 'the reverse tunnel was cancelled'));
-    });
-    call.on('error', () => {
-      ended = true;
-      channel.shutDown(statusError(Status.UNAVAILABLE, 'the reverse tunnel failed'));
-    });
+    rpc.onEnd((how) => channel.shutDown(statusError(Status.UNAVAILABLE, REVERSE_RPC_END[how])));
   }
 
   /** Runs a user callback; what it throws is logged, never allowed to break the tunnel. */
@@ -499,22 +457,6 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
       experimental.log(logVerbosity.ERROR, `grpctunnel: a reverse-tunnel callback threw: ${err}`);
     }
   }
-}
-
-function sendNegotiationHeaders(
-  call: ForwardRpc | ReverseRpc,
-  keepalive: ServerKeepalive,
-  offer: number,
-  drain = false,
-): void {
-  // Headers go out at once: the client learns the negotiation result (and
-  // interceptors may add authentication material) before any frame.
-  const headers = new Metadata();
-  headers.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
-  if (drain) headers.set(DRAIN_HEADER, DRAIN_ON);
-  advertiseChunkSize(headers, offer);
-  keepalive.advertise(headers);
-  call.sendMetadata(headers);
 }
 
 function tunnelInfo(kind: 'forward' | 'reverse', call: ForwardRpc | ReverseRpc): TunnelInfo {

@@ -2,7 +2,7 @@ import { type CallCredentials, Metadata, propagate, status as Status, type Statu
 import { type CallListener, effectiveDeadline, type ParentCall, type TunnelCall } from '../grpc/client/tunnel-call.js';
 import type { TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
 import { type LongTimer, setLongTimeout } from '../grpc/long-timer.js';
-import type { AuthContext } from '../grpc/server/tunnel-info.js';
+import type { AuthContext } from '../grpc/tunnel-info.js';
 
 /** Where a pool call finds its tunnel. */
 export interface TunnelSource {

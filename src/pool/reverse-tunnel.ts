@@ -1,5 +1,5 @@
 import type { TunnelChannel, TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
-import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
+import type { TunnelInfo } from '../grpc/tunnel-info.js';
 
 /**
  * One open reverse tunnel, as the network server that accepted it sees it.

@@ -2,48 +2,31 @@ import {
   type CallOptions,
   type ChannelInterface,
   type Client,
-  type ClientDuplexStream,
   experimental,
   logVerbosity,
-  Metadata,
+  type Metadata,
   type ServerInterceptingCallInterface,
   type ServiceError,
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../engine/constants.js';
 import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ReceiveWindows } from '../engine/receive-window.js';
 import { localStatus } from '../engine/status.js';
-import {
-  advertiseChunkSize,
-  chunkOffer,
-  clientReceiveLimit,
-  takePeerChunkOffer,
-  tunnelChunkSizes,
-} from '../grpc/chunk-size.js';
 import { asClient } from '../grpc/client/as-client.js';
-import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from '../grpc/client/client-http2-window.js';
-import {
-  type ClientKeepaliveOptions,
-  clientKeepalive,
-  watchTunnelConnection,
-} from '../grpc/client/client-keepalive.js';
-import { tunnelTuning } from '../grpc/client/tunnel-channel.js';
-import { TunnelRpcEnd } from '../grpc/client/tunnel-rpc-end.js';
-import { DRAIN_HEADER, DRAIN_ON, drainNotice } from '../grpc/drain-notice.js';
+import type { ClientHttp2WindowOptions } from '../grpc/client/client-http2-window.js';
+import { type ClientKeepaliveOptions, clientKeepalive } from '../grpc/client/client-keepalive.js';
+import { drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError } from '../grpc/errors.js';
 import { sleepUnlessAborted } from '../grpc/long-timer.js';
 import * as check from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
 import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
-import type { TunnelInfo } from '../grpc/server/tunnel-info.js';
-import {
-  type ServerFrameStream,
-  type TunnelServerOptions,
-  TunnelServerSession,
-} from '../grpc/server/tunnel-server-session.js';
+import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
 import { statusOfError } from '../grpc/status.js';
+import type { TunnelInfo } from '../grpc/tunnel-info.js';
+import { tunnelTuning } from '../grpc/tunnel-options.js';
+import { DialedTunnelRpc } from '../grpc/tunnel-rpc.js';
 import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../grpc/tunnel-service.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 
@@ -120,7 +103,6 @@ export interface RetryEvent {
   readonly error: ServiceError | undefined;
 }
 
-type TunnelRpc = ClientDuplexStream<ServerFrame, ClientFrame>;
 type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
 
 /** Tunneled calls on this side have no ORCA load reports to feed; their records go nowhere. */
@@ -136,7 +118,6 @@ const discardingMetricsRecorder = {
 } as unknown as MetricsRecorder;
 
 interface OpenTunnel {
-  readonly rpc: TunnelRpc;
   session: TunnelServerSession | undefined;
   /** Ends the tunnel RPC cleanly (half-close) once it is idle. */
   drain(): void;
@@ -304,65 +285,42 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
   }
 
   private open(options: ServeOptions): OpenTunnel {
-    const metadata = options.metadata?.clone() ?? new Metadata();
-    metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
-    const offer = chunkOffer(this.options.maxChunkSize, clientReceiveLimit(this.client.getChannel()));
-    advertiseChunkSize(metadata, offer);
-    const rpc: TunnelRpc = this.client.makeBidiStreamRequest(
-      OPEN_REVERSE_TUNNEL_PATH,
-      encodeServerToClient,
-      decodeClientToServer,
-      metadata,
-      options.callOptions ?? {},
-    );
-    // Listens first, so it knows whether the server answered before anything else reacts.
-    const rpcEnd = new TunnelRpcEnd(rpc);
+    const rpc = new DialedTunnelRpc<ServerFrame, ClientFrame>({
+      client: this.client,
+      path: OPEN_REVERSE_TUNNEL_PATH,
+      serialize: encodeServerToClient,
+      deserialize: decodeClientToServer,
+      metadata: options.metadata,
+      callOptions: options.callOptions,
+      maxChunkSize: this.options.maxChunkSize,
+      keepalive: this.keepalive,
+      http2WindowSize: this.options.http2WindowSize,
+    });
+    const { call } = rpc;
     const host = this.client.getChannel().getTarget();
     let started = false;
-    let stoppedByUs = false;
     /** Set when this side ended the tunnel for a reason the caller must hear. */
     let failure: ServiceError | undefined;
     let info: TunnelInfo | undefined;
     let draining = false;
-    let halfClosed = false;
     /** Whether the network server takes part in the drain handshake (drain-notice.ts). */
     let peerDrains = false;
     let drainStarted = false;
-    const halfClose = () => {
-      if (halfClosed) return;
-      halfClosed = true;
-      rpcEnd.halfClose();
-    };
-    // After the half-close nothing can be answered: frames that were already
-    // on their way (new streams the network server sent before it saw the
-    // end) are dropped, never served and never answered with a write after end.
-    const frames: ServerFrameStream = {
-      write: (frame, callback) => {
-        if (!halfClosed) return rpc.write(frame, callback);
-        process.nextTick(callback);
-        return true;
-      },
-      on: (_event, listener) =>
-        rpc.on('data', (frame: ClientFrame) => {
-          if (!halfClosed) listener(frame);
-        }),
-    };
     const startDrain = (session: TunnelServerSession) => {
       if (drainStarted) return;
       drainStarted = true;
       if (!peerDrains) {
         // The protocol's own rule, all a Go network server understands:
         // refuse new streams with UNAVAILABLE, end the tunnel once idle.
-        session.drain(halfClose);
+        session.drain(() => rpc.halfClose());
         return;
       }
       // The network server takes the tunnel out of its pools on this notice
       // and ends it once idle. Streams that arrive meanwhile were sent
       // before it read the notice: they are served, not refused.
-      rpc.write(drainNotice());
+      call.write(drainNotice());
     };
     const tunnel: OpenTunnel = {
-      rpc,
       session: undefined,
       drain: () => {
         draining = true;
@@ -370,27 +328,20 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
         else tunnel.cancel('the reverse tunnel server is stopping');
       },
       cancel: (message) => {
-        stoppedByUs = true;
         tunnel.session?.close(localStatus(Status.CANCELLED, message));
-        rpcEnd.end();
+        rpc.end();
       },
       done: new Promise<ServeResult>((resolve) => {
         const onAbort = () => tunnel.cancel('the reverse tunnel was aborted');
         options.signal?.addEventListener('abort', onAbort, { once: true });
         // A failed tunnel RPC also emits 'error'; the outcome is read from 'status'.
-        rpc.on('error', () => {});
-        rpc.on('status', (status: StatusObject) => {
+        call.on('error', () => {});
+        call.on('status', (status: StatusObject) => {
           options.signal?.removeEventListener('abort', onAbort);
           tunnel.session?.close(
             localStatus(Status.UNAVAILABLE, status.code === Status.OK ? 'the tunnel ended' : 'the tunnel was lost'),
           );
-          let error: ServiceError | undefined;
-          if (failure) error = failure;
-          // Ended by this side: the server answered the half-close (OK) or the grace ran out (CANCELLED).
-          else if (stoppedByUs && (status.code === Status.OK || status.code === Status.CANCELLED)) error = undefined;
-          else if (status.code !== Status.OK) {
-            error = statusError(status.code, `reverse tunnel: ${status.details}`, status.metadata);
-          }
+          const error = failure ?? rpc.outcome(status, 'reverse tunnel');
           const result: ServeResult = error ? { started, error } : { started };
           if (started && info) this.emit('disconnected', result, info);
           resolve(result);
@@ -398,44 +349,40 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
       }),
     };
 
-    rpc.on('metadata', (headers: Metadata) => {
-      raiseClientHttp2Window(rpc, this.options.http2WindowSize);
-      const peerOffer = takePeerChunkOffer(headers);
-      const unwatch = watchTunnelConnection(rpc, headers, this.keepalive, (cause) => {
+    rpc.onAnswer(({ headers, ...negotiation }) => {
+      rpc.watchConnection(headers, (cause) => {
         failure = statusError(Status.UNAVAILABLE, `reverse tunnel: ${cause.message}`);
         tunnel.cancel(cause.message);
       });
-      rpc.on('status', unwatch);
       const tunnelPart = {
-        peer: rpc.getPeer(),
-        authContext: rpc.getAuthContext?.() ?? {},
+        peer: call.getPeer(),
+        authContext: call.getAuthContext?.() ?? {},
         host,
       };
       const serve = (identity: unknown) => {
-        if (stoppedByUs) return;
+        if (rpc.endedHere) return;
         info = {
           kind: 'reverse',
-          metadata,
+          metadata: rpc.metadata,
           ...tunnelPart,
           responseHeaders: headers,
           ...(identity !== undefined && { identity }),
         };
-        peerDrains = headers.get(DRAIN_HEADER)[0] === DRAIN_ON;
-        const session = new TunnelServerSession(
-          frames,
-          headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON,
-          servicesOf(this),
-          info,
-          this.options,
-          () => discardingMetricsRecorder,
-          (status) => {
+        peerDrains = negotiation.peerDrains;
+        const session = new TunnelServerSession({
+          frames: rpc.frames,
+          negotiation,
+          registry: servicesOf(this),
+          tunnel: info,
+          options: this.options,
+          metricsRecorder: () => discardingMetricsRecorder,
+          onProtocolError: (status) => {
             peerFaults.log(`reverse tunnel: ${status.message}`);
             failure = statusError(status.code, `reverse tunnel: ${status.message}`);
             tunnel.cancel(status.message);
           },
-          this.windows,
-          tunnelChunkSizes(offer, peerOffer),
-        );
+          windows: this.windows,
+        });
         tunnel.session = session;
         started = true;
         if (draining || this.draining) startDrain(session);
@@ -451,8 +398,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
         .then(serve, (err: unknown) => {
           failure = authenticationError(err);
           experimental.log(logVerbosity.INFO, `grpctunnel: the network server failed authentication: ${err}`);
-          stoppedByUs = true;
-          rpcEnd.end();
+          rpc.end();
         });
     });
     return tunnel;

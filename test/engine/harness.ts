@@ -12,6 +12,7 @@ import {
   type TunnelClientEngineOptions,
 } from '../../src/engine/tunnel-client.js';
 import {
+  type StreamDecision,
   TunnelServerEngine,
   type TunnelServerEngineOptions,
   type TunnelServerStream,
@@ -49,7 +50,7 @@ export interface ServerStreamRecord {
  * - `/test.Echo/Fail`: closes with FAILED_PRECONDITION at once;
  * - anything else: UNIMPLEMENTED before any handler runs.
  */
-export function echoApp(records: ServerStreamRecord[]): (stream: TunnelServerStream) => void {
+export function echoApp(records: ServerStreamRecord[]): (stream: TunnelServerStream) => StreamDecision {
   return (stream) => {
     const record: ServerStreamRecord = { stream, closedWith: [], cancelledWith: [], received: [], halfClosed: 0 };
     const close = (status: StreamStatus, withHeaders = true) => {
@@ -57,47 +58,45 @@ export function echoApp(records: ServerStreamRecord[]): (stream: TunnelServerStr
       stream.close(status, withHeaders);
     };
     records.push(record);
+    const onCancel = (status: StreamStatus) => record.cancelledWith.push(status);
     switch (stream.method) {
       case '/test.Echo/Unary':
       case '/test.Echo/Bidi':
-        stream.singleRequest = stream.method === '/test.Echo/Unary';
-        stream.handlers = {
-          onMessage: (message) => {
-            record.received.push(message);
-            stream.sendMessage(message, (error) => {
-              if (!error) stream.requestRead();
-            });
+        return {
+          singleRequest: stream.method === '/test.Echo/Unary',
+          handlers: {
+            onMessage: (message) => {
+              record.received.push(message);
+              stream.sendMessage(message, (error) => {
+                if (!error) stream.requestRead();
+              });
+            },
+            onHalfClose: () => {
+              record.halfClosed++;
+              close(localStatus(Code.OK, ''));
+            },
+            onCancel,
           },
-          onHalfClose: () => {
-            record.halfClosed++;
-            close(localStatus(Code.OK, ''));
-          },
-          onCancel: (status) => record.cancelledWith.push(status),
+          start: () => stream.requestRead(),
         };
-        stream.requestRead();
-        return;
       case '/test.Echo/Stall':
-        stream.handlers = {
-          onMessage: (message) => record.received.push(message),
-          onHalfClose: () => record.halfClosed++,
-          onCancel: (status) => record.cancelledWith.push(status),
+        return {
+          handlers: {
+            onMessage: (message) => record.received.push(message),
+            onHalfClose: () => record.halfClosed++,
+            onCancel,
+          },
         };
-        return;
       case '/test.Echo/Fail':
-        stream.handlers = {
-          onMessage: () => {},
-          onHalfClose: () => {},
-          onCancel: (status) => record.cancelledWith.push(status),
+        return {
+          handlers: { onMessage: () => {}, onHalfClose: () => {}, onCancel },
+          start: () => close(localStatus(Code.FAILED_PRECONDITION, 'asked to fail')),
         };
-        close(localStatus(Code.FAILED_PRECONDITION, 'asked to fail'));
-        return;
       default:
-        stream.handlers = {
-          onMessage: () => {},
-          onHalfClose: () => {},
-          onCancel: (status) => record.cancelledWith.push(status),
+        return {
+          handlers: { onMessage: () => {}, onHalfClose: () => {}, onCancel },
+          start: () => close(localStatus(Code.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`), false),
         };
-        close(localStatus(Code.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`), false);
     }
   };
 }

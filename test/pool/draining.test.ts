@@ -15,6 +15,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import { PROTOCOL_CHUNKS } from '../../src/grpc/chunk-size.js';
 import { TunnelChannelImpl } from '../../src/grpc/client/tunnel-channel.js';
 import {
   decodeClientToServer,
@@ -409,14 +410,14 @@ async function plainNetworkServer(): Promise<{
         const headers = new Metadata();
         headers.set('grpctunnel-negotiate', 'on');
         call.sendMetadata(headers);
-        const tunnel = new TunnelChannelImpl(
-          call,
-          true,
-          {},
-          { target: 'go-like', peer: call.getPeer() },
-          () => call.end(),
-          (ready) => resolveChannel(ready),
-        );
+        const tunnel = new TunnelChannelImpl({
+          frames: call,
+          negotiation: { negotiated: true, chunks: PROTOCOL_CHUNKS },
+          tuning: {},
+          info: { target: 'go-like', peer: call.getPeer() },
+          endRpc: () => call.end(),
+          onReady: (ready) => resolveChannel(ready),
+        });
         call.on('end', () => {
           resolveEnded(true);
           tunnel.shutDown(new Error('the tunnel server ended the tunnel'));

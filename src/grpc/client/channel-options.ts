@@ -1,5 +1,5 @@
 import type { ChannelOptions } from '@grpc/grpc-js';
-import { DEFAULT_HTTP2_WINDOW_SIZE } from '../server/http2-window.js';
+import { DEFAULT_HTTP2_WINDOW_SIZE } from '../http2-window.js';
 
 /**
  * grpc-js channel options for a connection that carries tunnels: pass them

@@ -1,5 +1,5 @@
 import { experimental, logVerbosity } from '@grpc/grpc-js';
-import { DEFAULT_HTTP2_WINDOW_SIZE, type Http2WindowResult, raiseSessionWindow } from '../server/http2-window.js';
+import { DEFAULT_HTTP2_WINDOW_SIZE, type Http2WindowResult, raiseSessionWindow } from '../http2-window.js';
 import { clientSessionOf } from './call-session.js';
 
 /** Options of the side that opens tunnel RPCs ({@link openTunnel}, {@link ReverseTunnelServer}). */

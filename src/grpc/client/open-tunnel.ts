@@ -1,31 +1,16 @@
-import {
-  type CallOptions,
-  type ChannelInterface,
-  type Client,
-  type ClientDuplexStream,
-  Metadata,
-  type ServiceError,
-  status as Status,
-} from '@grpc/grpc-js';
-import { NEGOTIATE_HEADER, NEGOTIATE_ON } from '../../engine/constants.js';
+import { type CallOptions, type ChannelInterface, type Client, type Metadata, status as Status } from '@grpc/grpc-js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import { ReceiveWindows } from '../../engine/receive-window.js';
-import {
-  advertiseChunkSize,
-  chunkOffer,
-  clientReceiveLimit,
-  takePeerChunkOffer,
-  tunnelChunkSizes,
-} from '../chunk-size.js';
 import { abortError, statusError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { checkOpenTunnel } from '../options-check.js';
+import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
+import { DialedTunnelRpc } from '../tunnel-rpc.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
 import { asClient } from './as-client.js';
-import { type ClientHttp2WindowOptions, raiseClientHttp2Window } from './client-http2-window.js';
-import { type ClientKeepaliveOptions, clientKeepalive, watchTunnelConnection } from './client-keepalive.js';
-import { type TunnelChannel, TunnelChannelImpl, type TunnelOptions, tunnelTuning } from './tunnel-channel.js';
-import { TunnelRpcEnd } from './tunnel-rpc-end.js';
+import type { ClientHttp2WindowOptions } from './client-http2-window.js';
+import { type ClientKeepaliveOptions, clientKeepalive } from './client-keepalive.js';
+import { type TunnelChannel, TunnelChannelImpl } from './tunnel-channel.js';
 
 /** Options of {@link openTunnel}. */
 export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions, ClientHttp2WindowOptions {
@@ -83,32 +68,24 @@ export function openTunnel(
   const { signal, connectTimeoutMs } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal));
   const client = asClient(connection);
-  const metadata = options.metadata?.clone() ?? new Metadata();
-  metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
-  const offer = chunkOffer(options.maxChunkSize, clientReceiveLimit(client.getChannel()));
-  advertiseChunkSize(metadata, offer);
-  const rpc: ClientDuplexStream<ClientFrame, ServerFrame> = client.makeBidiStreamRequest(
-    OPEN_TUNNEL_PATH,
-    encodeClientToServer,
-    decodeServerToClient,
-    metadata,
-    options.callOptions ?? {},
-  );
-  // Listens first, so it knows whether the server answered before anything else reacts.
-  const rpcEnd = new TunnelRpcEnd(rpc);
+  const rpc = new DialedTunnelRpc<ClientFrame, ServerFrame>({
+    client,
+    path: OPEN_TUNNEL_PATH,
+    serialize: encodeClientToServer,
+    deserialize: decodeServerToClient,
+    metadata: options.metadata,
+    callOptions: options.callOptions,
+    maxChunkSize: options.maxChunkSize,
+    keepalive,
+    http2WindowSize: options.http2WindowSize,
+  });
   const target = client.getChannel().getTarget();
 
   return new Promise<TunnelChannel>((resolve, reject) => {
     let channel: TunnelChannelImpl | undefined;
     let ready = false;
-    /** Set once this side ended the tunnel RPC. */
-    let ended = false;
     let connectTimer: LongTimer | undefined;
     let unwatch = () => {};
-    const endRpc = () => {
-      ended = true;
-      rpcEnd.end();
-    };
 
     const onAbort = () => {
       if (channel && ready) channel.close();
@@ -117,7 +94,7 @@ export function openTunnel(
     const fail = (error: Error) => {
       connectTimer?.clear();
       signal?.removeEventListener('abort', onAbort);
-      endRpc();
+      rpc.end();
       if (channel) channel.shutDown(error);
       if (!ready) reject(error);
     };
@@ -129,19 +106,17 @@ export function openTunnel(
       );
     }
 
-    rpc.on('metadata', (headers: Metadata) => {
-      // Before the first frame arrives: the server's Settings and data then come at the larger window.
-      raiseClientHttp2Window(rpc, options.http2WindowSize);
-      const negotiated = headers.get(NEGOTIATE_HEADER)[0] === NEGOTIATE_ON;
-      channel = new TunnelChannelImpl(
-        rpc,
-        negotiated,
-        options,
-        { target, peer: rpc.getPeer(), authContext: rpc.getAuthContext?.() ?? null },
-        (error) => {
+    rpc.onAnswer(({ headers, ...negotiation }) => {
+      channel = new TunnelChannelImpl({
+        frames: rpc.frames,
+        negotiation,
+        tuning: options,
+        info: { target, peer: rpc.call.getPeer(), authContext: rpc.call.getAuthContext?.() ?? null },
+        windows,
+        endRpc: (error) => {
           unwatch();
           signal?.removeEventListener('abort', onAbort);
-          endRpc();
+          rpc.end();
           // Ended before it was ready (a protocol error in negotiation): that
           // is the cause the caller hears, not the RPC's end that follows.
           if (!ready && error) {
@@ -149,25 +124,18 @@ export function openTunnel(
             reject(error);
           }
         },
-        (opened) => {
+        onReady: (opened) => {
           ready = true;
           connectTimer?.clear();
           resolve(opened);
         },
-        windows,
-        tunnelChunkSizes(offer, takePeerChunkOffer(headers)),
-      );
+      });
       const opened = channel;
-      unwatch = watchTunnelConnection(rpc, headers, keepalive, (cause) =>
+      unwatch = rpc.watchConnection(headers, (cause) =>
         ready ? opened.shutDown(cause) : fail(statusError(Status.UNAVAILABLE, `tunnel RPC failed: ${cause.message}`)),
       );
     });
-    rpc.on('error', (error: ServiceError) => {
-      fail(ended ? error : statusError(error.code, `tunnel RPC failed: ${error.details}`, error.metadata));
-    });
-    rpc.on('end', () => {
-      fail(statusError(Status.UNAVAILABLE, 'the tunnel server ended the tunnel'));
-    });
+    rpc.onEnd('tunnel RPC failed', 'the tunnel server ended the tunnel', fail);
   });
 }
 

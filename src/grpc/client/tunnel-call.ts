@@ -12,8 +12,8 @@ import type { ClientStreamHandlers, TunnelClientStream } from '../../engine/tunn
 import type { Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { fromWireMetadata, toWireMetadata } from '../metadata.js';
-import type { AuthContext } from '../server/tunnel-info.js';
 import { toStatusObject } from '../status.js';
+import type { AuthContext } from '../tunnel-info.js';
 import type { TunnelChannelImpl } from './tunnel-channel.js';
 
 /** The listener grpc-js's interceptor stack hands to a call. */

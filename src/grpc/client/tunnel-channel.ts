@@ -6,83 +6,14 @@ import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
 import { type ClientStreamHandlers, TunnelClientEngine, type TunnelClientStream } from '../../engine/tunnel-client.js';
 import type { Metadata as WireMetadata } from '../../gen/grpctunnel/v1/tunnel.js';
-import { PROTOCOL_CHUNKS, type TunnelChunkSizes } from '../chunk-size.js';
 import { watchConnectivity } from '../connectivity.js';
 import { clientAuthContext } from '../context.js';
 import { statusError } from '../errors.js';
-import type { AuthContext } from '../server/tunnel-info.js';
+import type { AuthContext } from '../tunnel-info.js';
+import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
+import type { TunnelNegotiation } from '../tunnel-rpc.js';
 import { gateWrites } from '../write-gate.js';
 import { type ParentCall, TunnelCall } from './tunnel-call.js';
-
-/** Tuning shared by both ends of a tunnel. */
-export interface TunnelOptions {
-  /**
-   * Run protocol revision one (per-stream flow control). Default true. With
-   * false the tunnel runs revision zero, as with a peer that does not negotiate.
-   */
-  flowControl?: boolean;
-  /** Receive window each stream starts with and announces, in bytes. Default 65536. */
-  initialWindowSize?: number;
-  /**
-   * Largest receive window a stream grows to while its reader keeps up, in
-   * bytes. Default 2 MiB; set it to `initialWindowSize` to keep windows fixed.
-   */
-  maxWindowSize?: number;
-  /**
-   * Growth beyond the initial windows that streams may hold together, in
-   * bytes: with stalled readers, they buffer at most their initial windows
-   * plus this. Shared by all tunnels of a `TunnelServiceHandler` or of a
-   * `ReverseTunnelServer`; per tunnel for `openTunnel`. Default 16 MiB.
-   */
-  windowGrowthBudget?: number;
-  /** Largest message accepted from the peer, in bytes. Default 4 MiB, as grpc-js. */
-  maxReceiveMessageSize?: number;
-  /**
-   * Smallest batch of consumed bytes returned in one window_update frame
-   * (grown windows use a quarter of the window). Default 16384. The Go
-   * reference sends one update per received chunk; larger values save frames.
-   */
-  windowUpdateThreshold?: number;
-  /**
-   * Largest data chunk, in bytes, this side accepts and sends when the peer
-   * is this library too. Each side offers it in a tunnel RPC header
-   * (`grpctunnel-max-chunk-size`); when both did, chunks go up to the
-   * smaller offer, so that a message of up to that size crosses as one gRPC
-   * message on the tunnel RPC instead of one per 16 KiB (grpc-js pays a
-   * fixed cost per message: streaming runs about twice as fast). A peer
-   * that offers nothing, such as the Go reference, gets the protocol's
-   * 16 KiB chunks and nothing else changes. The connection's limit on
-   * received messages (grpc-js's `grpc.max_receive_message_length`, 4 MiB by
-   * default) must stay above it. 16384 turns the extension off. Default
-   * 1 MiB; at most 4 MiB - 4 KiB.
-   */
-  maxChunkSize?: number;
-}
-
-/**
- * The tunnel settings the user gave, without the ones left unset (the
- * engines apply their defaults to those). Also used to pass a handler's
- * settings on to the channels of its reverse tunnels.
- */
-export function tunnelTuning(options: TunnelOptions): TunnelOptions & { flowControl: boolean } {
-  const {
-    initialWindowSize,
-    maxWindowSize,
-    windowGrowthBudget,
-    maxReceiveMessageSize,
-    windowUpdateThreshold,
-    maxChunkSize,
-  } = options;
-  return {
-    flowControl: options.flowControl ?? true,
-    ...(initialWindowSize !== undefined && { initialWindowSize }),
-    ...(maxWindowSize !== undefined && { maxWindowSize }),
-    ...(windowGrowthBudget !== undefined && { windowGrowthBudget }),
-    ...(maxReceiveMessageSize !== undefined && { maxReceiveMessageSize }),
-    ...(windowUpdateThreshold !== undefined && { windowUpdateThreshold }),
-    ...(maxChunkSize !== undefined && { maxChunkSize }),
-  };
-}
 
 /** Describes the tunnel RPC a tunnel channel runs on. */
 export interface TunnelChannelInfo {
@@ -156,6 +87,24 @@ export interface TunnelChannel extends ChannelInterface, EventEmitter<TunnelChan
   closeWhenIdle(): void;
 }
 
+/** What a {@link TunnelChannelImpl} runs on. */
+export interface TunnelChannelInit {
+  /** The tunnel RPC: it takes ClientToServer frames and yields ServerToClient frames. */
+  readonly frames: ClientFrameStream;
+  /** What the tunnel RPC's headers agreed on. */
+  readonly negotiation: TunnelNegotiation;
+  /** The user's tunnel settings. */
+  readonly tuning: TunnelOptions;
+  /** The tunnel RPC this channel runs on. */
+  readonly info: TunnelChannelInfo;
+  /** Receive windows (a growth budget) shared with other tunnels; one of its own when absent. */
+  readonly windows?: ReceiveWindows | undefined;
+  /** Finishes the tunnel RPC once the channel has closed (`error`: why, undefined when closed on purpose). */
+  readonly endRpc: (error: Error | undefined) => void;
+  /** The tunnel is ready for calls (negotiation done). */
+  readonly onReady: (channel: TunnelChannelImpl) => void;
+}
+
 let channelIds = 0;
 
 /**
@@ -176,23 +125,15 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
   /** What calls through this tunnel report as their auth context. */
   readonly callAuthContext: AuthContext;
 
-  /**
-   * Made by {@link openTunnel} (forward) and the handler (reverse).
-   * `frames` is the tunnel RPC: it takes ClientToServer frames and yields
-   * ServerToClient frames; `end` finishes the RPC once the channel closes.
-   */
-  constructor(
-    frames: ClientFrameStream,
-    negotiated: boolean,
-    options: TunnelOptions,
-    private readonly info: TunnelChannelInfo,
-    private readonly endRpc: (error: Error | undefined) => void,
-    onReady: (channel: TunnelChannelImpl) => void,
-    windows?: ReceiveWindows,
-    /** Chunk sizes agreed with the peer (tunnelChunkSizes); the protocol's when absent. */
-    chunks: TunnelChunkSizes = PROTOCOL_CHUNKS,
-  ) {
+  private readonly info: TunnelChannelInfo;
+  private readonly endRpc: (error: Error | undefined) => void;
+
+  /** Made by {@link openTunnel} (forward) and the handler (reverse). */
+  constructor(init: TunnelChannelInit) {
     super();
+    const { frames, negotiation, info, onReady } = init;
+    this.info = info;
+    this.endRpc = init.endRpc;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -200,10 +141,10 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
     this.channelzRef = { kind: 'channel', id: ++channelIds, name: `tunnel:${info.target}` } as ChannelzRef;
     this.engine = new TunnelClientEngine({
       write: gateWrites(frames, () => this.engine.drained()),
-      negotiated,
-      ...tunnelTuning(options),
-      ...chunks,
-      receiveWindows: windows,
+      negotiated: negotiation.negotiated,
+      ...tunnelTuning(init.tuning),
+      ...negotiation.chunks,
+      receiveWindows: init.windows,
       onReady: () => onReady(this),
       onProtocolError: (status) => this.shutDown(statusError(status.code, status.message), status),
       onIdle: () => {

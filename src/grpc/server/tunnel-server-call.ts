@@ -8,13 +8,13 @@ import {
 } from '@grpc/grpc-js';
 import { decodeTimeout } from '../../engine/deadline.js';
 import { localStatus } from '../../engine/status.js';
-import type { TunnelServerStream } from '../../engine/tunnel-server.js';
+import type { ServerStreamHandlers, TunnelServerStream } from '../../engine/tunnel-server.js';
 import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { fromWireMetadata, toWireMetadata, wireHeader } from '../metadata.js';
 import { peerFaults } from '../peer-faults.js';
 import { type OutgoingStatus, toStreamStatus } from '../status.js';
+import { type AuthContext, type ConnectionInfo, connectionInfoFromPeer, type TunnelInfo } from '../tunnel-info.js';
 import type { RegisteredMethod } from './service-registry.js';
-import { type AuthContext, type ConnectionInfo, connectionInfoFromPeer, type TunnelInfo } from './tunnel-info.js';
 
 type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
 type InterceptingServerListener = Parameters<ServerInterceptingCallInterface['start']>[0];
@@ -28,6 +28,8 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
   private listener: InterceptingServerListener | undefined;
   private cancelled = false;
   private ended = false;
+  /** What the stream reports to this call; the engine installs it before the handler runs. */
+  readonly handlers: ServerStreamHandlers;
   private timer: LongTimer | undefined;
   private readonly deadline: Deadline = Number.POSITIVE_INFINITY;
   private readonly metadata: Metadata;
@@ -50,7 +52,7 @@ export class TunnelServerCall implements ServerInterceptingCallInterface {
       this.deadline = new Date(Date.now() + ms);
       this.timer = setLongTimeout(() => this.expire(), ms);
     }
-    stream.handlers = {
+    this.handlers = {
       onMessage: (buf) => this.receive(buf),
       onHalfClose: () => this.listener?.onReceiveHalfClose(),
       onCancel: () => this.notifyCancelled(),

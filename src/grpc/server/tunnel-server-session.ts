@@ -2,14 +2,14 @@ import { type ServerInterceptingCallInterface, type ServerInterceptor, status as
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
 import { localStatus, type StreamStatus } from '../../engine/status.js';
-import { TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
-import { PROTOCOL_CHUNKS, type TunnelChunkSizes } from '../chunk-size.js';
-import { type TunnelOptions, tunnelTuning } from '../client/tunnel-channel.js';
+import { type StreamDecision, TunnelServerEngine, type TunnelServerStream } from '../../engine/tunnel-server.js';
 import { serverAuthContext } from '../context.js';
+import type { TunnelInfo } from '../tunnel-info.js';
+import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
+import type { TunnelNegotiation } from '../tunnel-rpc.js';
 import { gateWrites } from '../write-gate.js';
 import { dispatch, intercept } from './dispatch.js';
 import type { ServiceRegistry } from './service-registry.js';
-import type { TunnelInfo } from './tunnel-info.js';
 import { TunnelServerCall } from './tunnel-server-call.js';
 
 /** Limits and hooks of the side that serves tunneled calls. */
@@ -28,6 +28,26 @@ export interface ServerFrameStream {
 
 type MetricsRecorder = ReturnType<ServerInterceptingCallInterface['getMetricsRecorder']>;
 
+/** What a {@link TunnelServerSession} runs on. */
+export interface TunnelServerSessionInit {
+  /** The tunnel RPC: it takes ServerToClient frames and yields ClientToServer frames. */
+  readonly frames: ServerFrameStream;
+  /** What the tunnel RPC's headers agreed on. */
+  readonly negotiation: TunnelNegotiation;
+  /** The services the tunnel's calls go to. */
+  readonly registry: ServiceRegistry;
+  /** What is known about the tunnel; tunneled calls report it. */
+  readonly tunnel: TunnelInfo;
+  /** The user's limits and interceptors. */
+  readonly options: TunnelServerOptions;
+  /** The metrics recorder tunneled calls report (the tunnel RPC's, on a grpc-js server). */
+  readonly metricsRecorder: () => MetricsRecorder;
+  /** The peer broke the protocol: the tunnel must end with `status`. */
+  readonly onProtocolError: (status: StreamStatus) => void;
+  /** Receive windows (a growth budget) shared with other tunnels; one of its own when absent. */
+  readonly windows?: ReceiveWindows | undefined;
+}
+
 /**
  * Serves the calls of one tunnel (the tunnel-server role) from a service
  * registry: protocol engine below, grpc-js call objects and interceptors
@@ -38,39 +58,33 @@ export class TunnelServerSession {
   private readonly engine: TunnelServerEngine;
   private onIdle: (() => void) | undefined;
 
-  constructor(
-    frames: ServerFrameStream,
-    negotiated: boolean,
-    registry: ServiceRegistry,
-    readonly tunnel: TunnelInfo,
-    options: TunnelServerOptions,
-    metricsRecorder: () => MetricsRecorder,
-    onProtocolError: (status: StreamStatus) => void,
-    windows?: ReceiveWindows,
-    /** Chunk sizes agreed with the peer (tunnelChunkSizes); the protocol's when absent. */
-    chunks: TunnelChunkSizes = PROTOCOL_CHUNKS,
-  ) {
+  /** What is known about the tunnel; tunneled calls report it. */
+  readonly tunnel: TunnelInfo;
+
+  constructor(init: TunnelServerSessionInit) {
+    const { frames, registry, tunnel, options, metricsRecorder, negotiation } = init;
+    this.tunnel = tunnel;
     const interceptors = options.interceptors ?? [];
     const authContext = serverAuthContext(tunnel);
     this.engine = new TunnelServerEngine({
       write: gateWrites(frames, () => this.engine.drained()),
-      negotiated,
+      negotiated: negotiation.negotiated,
       ...tunnelTuning(options),
-      ...chunks,
-      receiveWindows: windows,
+      ...negotiation.chunks,
+      receiveWindows: init.windows,
       ...(options.maxConcurrentStreams !== undefined && { maxConcurrentStreams: options.maxConcurrentStreams }),
-      onStream: (stream: TunnelServerStream) => {
+      onStream: (stream: TunnelServerStream): StreamDecision => {
         const method = registry.lookup(stream.method);
-        if (!method) {
-          // Worded as the Go reference words it, so mixed deployments log alike.
-          stream.close(localStatus(Status.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`), false);
-          return;
-        }
-        stream.singleRequest = method.kind === 'unary' || method.kind === 'serverStream';
+        // Worded as the Go reference words it, so mixed deployments log alike.
+        if (!method) return { refuse: localStatus(Status.UNIMPLEMENTED, `${stream.method.slice(1)} not implemented`) };
         const call = new TunnelServerCall(stream, method, tunnel, authContext, metricsRecorder);
-        dispatch(method, intercept(interceptors, method, call));
+        return {
+          handlers: call.handlers,
+          singleRequest: method.kind === 'unary' || method.kind === 'serverStream',
+          start: () => dispatch(method, intercept(interceptors, method, call)),
+        };
       },
-      onProtocolError,
+      onProtocolError: init.onProtocolError,
       onIdle: () => {
         const onIdle = this.onIdle;
         this.onIdle = undefined;
