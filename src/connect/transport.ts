@@ -92,6 +92,25 @@ export function createTunnelTransport(
   });
   const callOptions = (timeoutMs: number | undefined): CallOptions =>
     timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
+  // What runUnaryCall and runStreamingCall both take besides the request.
+  const around = (signal: AbortSignal | undefined, timeout: number | undefined) => ({
+    ...(options.interceptors && { interceptors: options.interceptors }),
+    ...(signal && { signal }),
+    ...(timeout !== undefined && { timeoutMs: timeout }),
+  });
+  // The request fields both call kinds share.
+  const requestOf = <M extends DescMethod>(
+    method: M,
+    header: ConstructorParameters<typeof Headers>[0],
+    contextValues: ReturnType<typeof createContextValues> | undefined,
+  ) => ({
+    service: method.parent,
+    method,
+    requestMethod: 'POST' as const,
+    url: createMethodUrl(baseUrl, method),
+    header: new Headers(header),
+    contextValues: contextValues ?? createContextValues(),
+  });
   const metadataOf = (header: Headers) =>
     headersToMetadata(header, new Metadata(options.waitForReady ? { waitForReady: true } : {}));
 
@@ -101,19 +120,8 @@ export function createTunnelTransport(
       const callOpts = callOptions(timeout);
       const { serialize, deserialize } = codec(method);
       return await runUnaryCall({
-        ...(options.interceptors && { interceptors: options.interceptors }),
-        ...(signal && { signal }),
-        ...(timeout !== undefined && { timeoutMs: timeout }),
-        req: {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: 'POST',
-          url: createMethodUrl(baseUrl, method),
-          header: new Headers(header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
+        ...around(signal, timeout),
+        req: { stream: false, ...requestOf(method, header, contextValues), message: input },
         next: (req) =>
           new Promise((resolve, reject) => {
             // An already aborted signal fires no 'abort' event: do not start the call at all.
@@ -162,19 +170,8 @@ export function createTunnelTransport(
       const callOpts = callOptions(timeout);
       const { serialize, deserialize } = codec(method);
       return await runStreamingCall({
-        ...(options.interceptors && { interceptors: options.interceptors }),
-        ...(signal && { signal }),
-        ...(timeout !== undefined && { timeoutMs: timeout }),
-        req: {
-          stream: true,
-          service: method.parent,
-          method,
-          requestMethod: 'POST',
-          url: createMethodUrl(baseUrl, method),
-          header: new Headers(header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
+        ...around(signal, timeout),
+        req: { stream: true, ...requestOf(method, header, contextValues), message: input },
         next: async (req) => {
           // An already aborted signal fires no 'abort' event: do not start the call at all.
           if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
