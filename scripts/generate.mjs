@@ -7,7 +7,19 @@ const tunnelProtos = ['--path', 'proto/grpctunnel', '--path', 'proto/google'];
 run(['generate', ...tunnelProtos]);
 run(['generate', '--template', 'buf.gen.codec-bench.yaml', ...tunnelProtos]);
 // The cross-implementation programs' services (src/interop/gen).
-run(['generate', '--template', 'buf.gen.interop.yaml', '--path', 'proto/grpchantesting', '--path', 'proto/tunneltest']);
+// google.rpc.Status too: the test service encodes rich error details with it,
+// and the interop programs use the library only through its entry points.
+run([
+  'generate',
+  '--template',
+  'buf.gen.interop.yaml',
+  '--path',
+  'proto/grpchantesting',
+  '--path',
+  'proto/tunneltest',
+  '--path',
+  'proto/google/rpc',
+]);
 // The README examples' service (examples/gen).
 run(['generate', 'examples/proto', '--template', 'buf.gen.examples.yaml']);
 // protobuf-es code for the Connect-ES tests (test/connect/gen) and examples (examples/gen-es).

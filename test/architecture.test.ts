@@ -21,8 +21,14 @@ const LAYERS: string[][] = [
   ['cli'],
   ['interop'],
 ];
-/** The programs built on the library may use its public API (src/index.ts) like any user. */
-const APPLICATIONS = new Set(['cli', 'interop']);
+/**
+ * The gateway and the programs built on the library (the companion packages
+ * to be) use it through its entry points at the top of src/ (index.ts,
+ * protocol.ts, internal.ts), like any user would through the package.
+ */
+const COMPANIONS = new Set(['gateway', 'cli', 'interop']);
+/** The library's modules the companions may import: its entry points, nothing behind them. */
+const ENTRY_POINTS = new Set(['index.ts', 'protocol.ts', 'internal.ts', 'connect/index.ts']);
 const rank = new Map(LAYERS.flatMap((folders, i) => folders.map((f): [string, number] => [f, i])));
 
 function sources(dir: string): string[] {
@@ -31,10 +37,18 @@ function sources(dir: string): string[] {
     .map((e) => `${e.parentPath}/${e.name}`.slice(SRC.length));
 }
 
-/** Every module specifier a file imports or re-exports, types included. */
+/**
+ * Every module specifier a file imports or re-exports, types included: static
+ * imports and re-exports, side-effect imports and `import('...')` (in code or
+ * in a type).
+ */
 function imports(file: string): string[] {
   const text = readFileSync(SRC + file, 'utf8');
-  return [...text.matchAll(/^(?:import|export)\b[^;]*?\bfrom\s+'([^']+)'/gms)].map((m) => m[1] as string);
+  return [
+    ...text.matchAll(/^(?:import|export)\b[^;]*?\bfrom\s+'([^']+)'/gms),
+    ...text.matchAll(/^import\s+'([^']+)'/gm),
+    ...text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g),
+  ].map((m) => m[1] as string);
 }
 
 /** The top folder of src/ a relative specifier in `file` lands in ('' for src/ itself). */
@@ -61,12 +75,35 @@ it('no layer imports from a layer above it or beside it', () => {
       if (!specifier.startsWith('.')) continue;
       const to = folderOf(file, specifier);
       if (to === from) continue;
-      if (to === '' && APPLICATIONS.has(from)) continue;
+      if (to === '' && COMPANIONS.has(from)) continue;
       if (to === '' || (rank.get(to) ?? Number.POSITIVE_INFINITY) >= (rank.get(from) as number)) {
         violations.push(`${file} imports ${specifier}`);
       }
     }
   }
+  assert.deepEqual(violations, []);
+});
+
+it('the gateway and the CLI reach the library only through its entry points', () => {
+  // The gateway, the CLI and the interop programs are to become a package of
+  // their own that depends on the library's package: whatever they import from
+  // it must then be reachable through an entry point, so they may not reach
+  // behind one today. (Which way the companions import each other is the
+  // layering test's business.)
+  const violations: string[] = [];
+  let checked = 0;
+  for (const file of sources(SRC)) {
+    const from = file.split('/')[0] as string;
+    if (!file.includes('/') || !COMPANIONS.has(from)) continue;
+    for (const specifier of imports(file)) {
+      if (!specifier.startsWith('.')) continue;
+      checked++;
+      if (COMPANIONS.has(folderOf(file, specifier))) continue;
+      const target = new URL(specifier, `file:///src/${file}`).pathname.slice('/src/'.length).replace(/\.js$/, '.ts');
+      if (!ENTRY_POINTS.has(target)) violations.push(`${file} imports ${specifier}`);
+    }
+  }
+  assert.ok(checked > 20);
   assert.deepEqual(violations, []);
 });
 

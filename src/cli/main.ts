@@ -16,7 +16,7 @@ import {
   startGateway,
 } from '../gateway/index.js';
 import { splitHostPort } from '../gateway/net.js';
-import { resolveKeepalive } from '../grpc/keepalive.js';
+import { resolveKeepalive } from '../internal.js';
 import { parseFlags } from './flags.js';
 import { parseKeepaliveFlag } from './keepalive-flag.js';
 

@@ -9,10 +9,13 @@ import {
   status as Status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { TUNNEL_CHANNEL_OPTIONS } from '../grpc/client/channel-options.js';
-import type { KeepaliveOptions } from '../grpc/keepalive.js';
-import { createProxyHandler } from '../proxy/proxy-handler.js';
-import { ReverseTunnelServer, type ServeResult } from '../reverse/reverse-tunnel-server.js';
+import {
+  createProxyHandler,
+  type KeepaliveOptions,
+  ReverseTunnelServer,
+  type ServeResult,
+  TUNNEL_CHANNEL_OPTIONS,
+} from '../index.js';
 import { AGENT_HEADER } from './gateway.js';
 import { createLogger, type Logger } from './logger.js';
 import { codeName } from './metrics.js';

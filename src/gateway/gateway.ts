@@ -12,17 +12,19 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
-import { TunnelChannelImpl } from '../grpc/client/tunnel-channel.js';
-import { statusError } from '../grpc/errors.js';
-import { DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/http2-window.js';
-import type { KeepaliveOptions } from '../grpc/keepalive.js';
-import { PeerFaultLog } from '../grpc/peer-faults.js';
-import { statusOfError } from '../grpc/status.js';
-import type { AuthContext } from '../grpc/tunnel-info.js';
-import { TunnelServiceHandler } from '../handler/tunnel-service-handler.js';
-import type { ReverseTunnel } from '../pool/reverse-tunnel.js';
-import { NOT_GRPC_TEXT, type Route, serveAnyMethod } from '../proxy/any-method-server.js';
-import { answerHttp1OverTls, sniffHttp1 } from '../proxy/http1-hint.js';
+import { type AuthContext, type KeepaliveOptions, type ReverseTunnel, TunnelServiceHandler } from '../index.js';
+import {
+  answerHttp1OverTls,
+  DEFAULT_HTTP2_WINDOW_SIZE,
+  NOT_GRPC_TEXT,
+  PeerFaultLog,
+  type Route,
+  serveAnyMethod,
+  sniffHttp1,
+  statusError,
+  statusOfError,
+  TunnelChannelImpl,
+} from '../internal.js';
 import type { AccessPolicy, AgentTokens, CallerTokens } from './access.js';
 import { type AdminServer, startAdmin } from './admin.js';
 import { identifyCaller } from './caller-auth.js';

@@ -9,8 +9,7 @@
 
 // The library's types that this API mentions, so that the entry point is
 // complete on its own (the same types as grpctunnel's).
-export type { KeepaliveOptions } from '../grpc/keepalive.js';
-export type { AuthContext } from '../grpc/tunnel-info.js';
+export type { AuthContext, KeepaliveOptions } from '../index.js';
 export { AccessFileError, AccessPolicy, type AgentRefusal, AgentTokens, CallerTokens } from './access.js';
 export { type Agent, AgentFailure, type AgentOptions, type ServiceRegistrar, startAgent } from './agent.js';
 export {

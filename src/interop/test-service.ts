@@ -2,7 +2,7 @@
 // requests steer delays, headers, trailers and failures; replies echo the
 // payload and the request metadata.
 import { Metadata, type ServerErrorResponse, status as Status } from '@grpc/grpc-js';
-import { Status as RpcStatus } from '../gen/google/rpc/status.js';
+import { Status as RpcStatus } from './gen/google/rpc/status.js';
 import { Message, type TestServiceServer } from './gen/grpchantesting/test.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

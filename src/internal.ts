@@ -1,0 +1,41 @@
+/**
+ * The library's internals that grpctunnel's own gateway and CLI build on.
+ *
+ * Not a public API: no semver promise, and it may change in any release. It
+ * exists so that the gateway, the CLI and the interop programs reach the
+ * library through entry points only (test/architecture.test.ts checks it),
+ * which lets them move into a package of their own. Anything here that an
+ * embedding user needs belongs in src/index.ts or src/protocol.ts instead,
+ * with its documentation and API report.
+ *
+ * @packageDocumentation
+ */
+
+// Statuses, errors and peer faults: one way to build a ServiceError, the one
+// normaliser of thrown values, and the rate-limited log of what peers get
+// wrong, shared so the gateway reports and logs as the library does.
+
+export { statusError } from './grpc/errors.js';
+export { PeerFaultLog } from './grpc/peer-faults.js';
+export { statusOfError } from './grpc/status.js';
+
+// Waiting and retrying: the one long-timer module and the reverse tunnels'
+// backoff, for the gateway's replica dialer.
+
+export { sleepUnlessAborted } from './grpc/long-timer.js';
+export { Backoff } from './reverse/backoff.js';
+
+// Connections and tunnels: closing a served tunnel with a status, the HTTP/2
+// window the library gives tunnel connections, keepalive options checked as
+// the library checks them, and peer addresses as grpc-js reports them.
+
+export { TunnelChannelImpl } from './grpc/client/tunnel-channel.js';
+export { DEFAULT_HTTP2_WINDOW_SIZE } from './grpc/http2-window.js';
+export { resolveKeepalive } from './grpc/keepalive.js';
+export { connectionInfoFromPeer } from './grpc/tunnel-info.js';
+
+// The gateway's caller port: a gRPC endpoint that accepts any method and
+// routes each call to a channel, and the note a non-gRPC client gets there.
+
+export { NOT_GRPC_TEXT, type Route, serveAnyMethod } from './proxy/any-method-server.js';
+export { answerHttp1OverTls, sniffHttp1 } from './proxy/http1-hint.js';
