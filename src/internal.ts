@@ -11,13 +11,12 @@
  * @packageDocumentation
  */
 
-// Statuses, errors and peer faults: one way to build a ServiceError, the one
-// normaliser of thrown values, and the rate-limited log of what peers get
-// wrong, shared so the gateway reports and logs as the library does.
+// Statuses and peer faults: one way to build a ServiceError, and the
+// rate-limited log of what peers get wrong, shared so the gateway fails
+// calls and logs as the library does.
 
 export { statusError } from './grpc/errors.js';
 export { PeerFaultLog } from './grpc/peer-faults.js';
-export { statusOfError } from './grpc/status.js';
 
 // Waiting and retrying: the one long-timer module and the reverse tunnels'
 // backoff, for the gateway's replica dialer.

@@ -76,6 +76,17 @@ it("the gateway's arguments are flags the CLI accepts, and --replicas matches th
   }
   const replicas = args.find((a) => a.startsWith('--replicas='))?.split('=')[1];
   assert.equal(Number(replicas), deployment.spec?.replicas, '--replicas says what spec.replicas deploys');
+  // A stopping pod serves for the drain delay, then lets calls finish for
+  // the grace: Kubernetes must not kill it before (SIGKILL at the end of
+  // terminationGracePeriodSeconds), with room for the rest of the shutdown.
+  const ms = (flag: string) => Number(args.find((a) => a.startsWith(`${flag}=`))?.split('=')[1]);
+  const stopping = ms('--drain-delay') + ms('--grace');
+  assert.ok(Number.isFinite(stopping), 'the manifest sets --drain-delay and --grace');
+  const killAfter = deployment.spec?.template.spec.terminationGracePeriodSeconds * 1000;
+  assert.ok(
+    stopping + 5000 <= killAfter,
+    `drain delay + grace (${stopping} ms) leave 5 s before the kill at ${killAfter} ms`,
+  );
   // Every Service and the budget select the Deployment's pods.
   const labels = deployment.spec?.template.metadata.labels;
   for (const o of objects().filter((x) => x.kind === 'Service' || x.kind === 'PodDisruptionBudget')) {

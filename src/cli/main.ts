@@ -57,6 +57,7 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
   --ready-after MS       /healthz says ready once an agent attached, or this long after start (default 10000)
   --drain-delay MS       on SIGTERM, say not ready and keep serving this long before refusing connections,
                          so the load balancer stops sending callers first (default 2000 with --replica-id, else 0)
+  --grace MS             then let running calls finish this long before cutting them (default 5000)
   --keepalive I[,T]      ping each agent connection every I, drop it when a ping
                          goes unanswered for T (default 15s,10s; "off" disables)
   --log-level L          debug, info, warn or error (default info)
@@ -164,6 +165,7 @@ async function gateway(argv: string[]): Promise<void> {
       'idle-timeout': { kind: 'int', default: 300_000, usage: 'idle timeout (ms)' },
       'ready-after': { kind: 'int', default: 10_000, usage: 'readiness grace (ms)' },
       'drain-delay': { kind: 'int', default: -1, usage: 'serving time after SIGTERM (ms)' },
+      grace: { kind: 'int', default: 5000, usage: 'time for running calls at shutdown (ms)' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
       keepalive: { kind: 'string', default: '15s,10s', usage: 'ping interval[,timeout] or off' },
     },
@@ -182,7 +184,14 @@ async function gateway(argv: string[]): Promise<void> {
   if (f['max-conns-per-peer'] < 1) fail(EXIT.usage, '--max-conns-per-peer must be at least 1');
   if (f['idle-timeout'] < 100) fail(EXIT.usage, '--idle-timeout must be at least 100 (ms)');
   if (f['ready-after'] < 0) fail(EXIT.usage, '--ready-after must not be negative');
+  // Durations end up in timers, which hold up to 2^31 - 1 ms (about 24.8 days).
+  const MAX_MS = 2_147_483_647;
+  for (const name of ['ready-after', 'idle-timeout', 'grace'] as const) {
+    if (f[name] > MAX_MS) fail(EXIT.usage, `--${name} must be at most ${MAX_MS} (ms)`);
+  }
+  if (f['drain-delay'] > MAX_MS) fail(EXIT.usage, `--drain-delay must be at most ${MAX_MS} (ms)`);
   if (f['drain-delay'] < -1) fail(EXIT.usage, '--drain-delay must not be negative');
+  if (f.grace < 0) fail(EXIT.usage, '--grace must not be negative');
   // Replicas sit behind a balancer, which needs a moment to stop sending callers.
   const drainDelayMs = f['drain-delay'] >= 0 ? f['drain-delay'] : f['replica-id'] ? 2000 : 0;
   /** Reads the token files and the policy; throws AccessFileError or a read error. */
@@ -212,7 +221,7 @@ async function gateway(argv: string[]): Promise<void> {
   let starting: Promise<Gateway> = new Promise(() => {});
   onSignals(() =>
     starting.then(
-      (g) => g.close(),
+      (g) => g.close({ graceMs: f.grace }),
       () => undefined,
     ),
   );
@@ -305,6 +314,9 @@ async function agent(argv: string[]): Promise<void> {
     fail(EXIT.usage, err instanceof Error ? err.message : String(err));
   }
   onSignals(() => running.stop());
+  // An agent has nothing to re-read; a hangup (its terminal closing, or a
+  // SIGHUP meant for the gateway) must not end it, as Node's default would.
+  process.on('SIGHUP', () => {});
   const error = await running.done;
   if (error) fail(error.reason === 'refused' ? EXIT.refused : EXIT.notTunnelEndpoint, error.message);
 }

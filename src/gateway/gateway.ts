@@ -22,7 +22,6 @@ import {
   serveAnyMethod,
   sniffHttp1,
   statusError,
-  statusOfError,
   TunnelChannelImpl,
 } from '../internal.js';
 import type { AccessPolicy, AgentTokens, CallerTokens } from './access.js';
@@ -235,9 +234,20 @@ export interface Gateway {
   /**
    * Says not ready on /healthz, keeps serving for `drainDelayMs`, then stops
    * accepting, lets running calls finish for up to `graceMs` (default 5000),
-   * and closes everything.
+   * cuts what still runs, and closes everything. A number is `graceMs`.
+   * Calling it again returns the same promise, and a shorter grace (or an
+   * aborted `signal`) takes effect: `close(0)` while a close is under way
+   * skips what is left of the drain delay and the grace.
    */
-  close(graceMs?: number): Promise<void>;
+  close(options?: GatewayCloseOptions | number): Promise<void>;
+}
+
+/** Options of {@link Gateway.close}. */
+export interface GatewayCloseOptions {
+  /** How long running calls may finish once callers are refused (ms); default 5000, 0 skips the drain delay too. */
+  graceMs?: number;
+  /** Aborting it ends the grace (and the drain delay) at once: running calls are cut. */
+  signal?: AbortSignal;
 }
 
 /** A recent failure, for the status page. */
@@ -245,6 +255,24 @@ export interface RecentError {
   at: Date;
   what: string;
 }
+
+/** Node's timers hold at most this many milliseconds (2^31 - 1). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Throws a RangeError unless `ms` is a duration a timer can hold. */
+function checkDuration(name: string, ms: number): void {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > MAX_TIMER_MS) {
+    throw new RangeError(`${name} must be a number of milliseconds from 0 to ${MAX_TIMER_MS}, not ${String(ms)}`);
+  }
+}
+
+/** host:port of a connection, to match a connection with its HTTP/2 session. */
+const endpoint = (socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }) =>
+  `${socket.remoteAddress}:${socket.remotePort}`;
+
+/** A short description of a value a hook returned, for the log. */
+const describe = (value: unknown): string =>
+  value === null ? 'null' : typeof value === 'object' ? 'an object of another shape' : `a ${typeof value}`;
 
 const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
@@ -349,6 +377,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     write: (line) => logger.warn(line),
   });
   const refusedLog = (line: string) => refusals.log(line);
+  const failedCalls = new PeerFaultLog({
+    linesPerInterval: 20,
+    intervalMs: 10_000,
+    prefix: '',
+    write: (line) => logger.info(line),
+  });
   /**
    * Runs a hook. A refusal it throws goes to `onRefusal`; anything else it
    * throws is logged here (the peer only learns that `what` failed).
@@ -360,10 +394,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     onRefusal: (refusal: GatewayRefusal) => R,
   ): T | R | Promise<T | R> => {
     const fail = (err: unknown): R => {
-      const thrown = statusOfError(err);
-      if (err instanceof GatewayRefusal || thrown.deliberate) {
-        return onRefusal(err instanceof GatewayRefusal ? err : new GatewayRefusal(thrown.code, thrown.details));
-      }
+      // Only a GatewayRefusal is a decision to pass on: other errors, even
+      // ones that carry a gRPC code (a failed call to an auth backend), say
+      // internal things the peer must not read.
+      if (err instanceof GatewayRefusal) return onRefusal(err);
       logger.error(
         `gateway: the ${name} hook failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
       );
@@ -378,6 +412,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
   const limits = options.limits ?? DEFAULT_PEER_LIMITS;
   const arrivalWaitMs = options.agentArrivalWaitMs ?? AGENT_ARRIVAL.defaultWaitMs;
+  checkDuration('agentArrivalWaitMs', arrivalWaitMs);
+  if (options.drainDelayMs !== undefined) checkDuration('drainDelayMs', options.drainDelayMs);
+  if (options.readyAfterMs !== undefined) checkDuration('readyAfterMs', options.readyAfterMs);
   const recent: RecentError[] = [];
   const remember = (what: string) => {
     recent.unshift({ at: new Date(), what });
@@ -385,9 +422,32 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   const tunnelsOf = new Map<string, { open: number; most: number }>();
+  /** Aborted once the gateway refuses callers (close): hooks and waits let go. */
+  const stopping = new AbortController();
   /** Calls waiting for an agent to reach this young replica, by agent id. */
   const arrivals = new Map<string, Set<() => void>>();
   const agentLabels = new BoundedLabels(MAX_AGENT_LABELS);
+  /**
+   * Closes `tunnel` if `tokens` no longer let its token register its id:
+   * after a reload, and for a tunnel whose admission was still under way
+   * when the tokens changed.
+   */
+  const cutIfRevoked = (tunnel: ReverseTunnel, tokens: AgentTokens | undefined): boolean => {
+    if (!tokens || tokens.size === 0) return false;
+    const token = bearer(tunnel.info.metadata.get('authorization')[0]?.toString());
+    const requested = tunnel.info.metadata.get(AGENT_HEADER)[0]?.toString() ?? '';
+    if (!tokens.check(token, requested)) return false;
+    logger.warn(
+      `agent ${String(tunnel.key)}: tunnel from ${tunnel.info.peer} closed: its token is no longer valid for it`,
+    );
+    // The handler's tunnels are always the implementation; its shutDown
+    // lets the agent's calls in flight fail with a status that says why.
+    const channel = tunnel.channel;
+    if (channel instanceof TunnelChannelImpl) {
+      channel.shutDown(statusError(Status.UNAVAILABLE, 'the agent is no longer admitted'));
+    } else channel.close();
+    return true;
+  };
 
   const handler = new TunnelServiceHandler({
     ...(options.keepalive !== undefined && { keepalive: options.keepalive }),
@@ -450,6 +510,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // One info line when an agent id gets its first tunnel and one when its
     // last goes; each tunnel at debug level.
     onReverseTunnelOpen: (t: ReverseTunnel) => {
+      // Tokens may have been reloaded while this tunnel was being admitted.
+      if (cutIfRevoked(t, access.agentTokens)) return;
       metrics.connects.inc({ result: 'accepted' });
       const id = String(t.key);
       const counts = tunnelsOf.get(id) ?? { open: 0, most: 0 };
@@ -558,6 +620,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const route: Route = { channel: pool, metadata, label: agent };
     if (pool.ready()) return route;
     const absent: Route = { refuse: refusal(Status.UNAVAILABLE, `no agent ${agent} connected`) };
+    const shuttingDown: Route = { refuse: refusal(Status.UNAVAILABLE, 'the gateway is shutting down') };
     if (arrivalWaitMs <= 0 || Date.now() - startedAt >= AGENT_ARRIVAL.windowMs) return absent;
     const id = agent;
     return new Promise<Route>((resolve) => {
@@ -568,7 +631,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         signal.removeEventListener('abort', gone);
         waiters.delete(onArrival);
         if (waiters.size === 0) arrivals.delete(id);
-        resolve(arrived ? route : absent);
+        resolve(arrived ? route : stopping.signal.aborted ? shuttingDown : absent);
       };
       const onArrival = () => done(true);
       const gone = () => done(false);
@@ -597,6 +660,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         refusedLog(`refused a call to ${path} from ${from}: ${why}`);
         return { refuse: refusal(Status.UNAUTHENTICATED, 'missing or invalid caller credentials') };
       };
+      // The caller leaving, or the gateway closing, ends what is done for the call.
+      let signal: AbortSignal | undefined;
+      const callSignal = () => {
+        signal ??= AbortSignal.any([connection.signal, stopping.signal]);
+        return signal;
+      };
       let incoming: IncomingCall | undefined;
       const asIncoming = (): IncomingCall => {
         if (incoming) return incoming;
@@ -608,7 +677,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           certificate: certificate && Object.keys(certificate).length > 0 ? certificate : undefined,
           authorized: tls?.authorized ?? false,
           get signal() {
-            return connection.signal;
+            return callSignal();
           },
         };
         return incoming;
@@ -619,7 +688,17 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         caller = guarded(
           'authenticateCaller',
           'authenticate the call',
-          () => after(authenticate(asIncoming()), (who) => who?.name),
+          () =>
+            after(authenticate(asIncoming()), (who) => {
+              // Hooks are user code: a result of the wrong shape is its failure, not a route.
+              if (who === undefined || who === null) return undefined;
+              if (typeof who !== 'object' || typeof who.name !== 'string') {
+                throw new TypeError(
+                  `authenticateCaller resolved to ${describe(who)}, not { name: string } or undefined`,
+                );
+              }
+              return who.name;
+            }),
           refused,
         );
       } else {
@@ -636,7 +715,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         const requested = metadata.get(AGENT_HEADER)[0]?.toString();
         const routeCall = hooks.routeCall;
         const chosen = routeCall
-          ? guarded('routeCall', 'route the call', () => routeCall(asIncoming(), name), refused)
+          ? guarded(
+              'routeCall',
+              'route the call',
+              () =>
+                after(routeCall(asIncoming(), name), (agent) => {
+                  if (agent === undefined || agent === null) return undefined;
+                  if (typeof agent !== 'string') {
+                    throw new TypeError(`routeCall resolved to ${describe(agent)}, not an agent id or undefined`);
+                  }
+                  return agent;
+                }),
+              refused,
+            )
           : undefined;
         return after(chosen, (agent) => {
           if (agent !== undefined && typeof agent !== 'string') return agent;
@@ -644,7 +735,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           // (it was just checked): never forwarded, whatever forwardCallerAuth says.
           if (!options.forwardCallerAuth || access.callerTokens) metadata.remove('authorization');
           metadata.remove(AGENT_HEADER);
-          return forwardTo(path, metadata, name, agent ?? requested, connection.signal);
+          return forwardTo(path, metadata, name, agent ?? requested, callSignal());
         });
       });
     },
@@ -662,13 +753,23 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       metrics.bytes.inc({ direction: 'in' }, bytesIn);
       metrics.bytes.inc({ direction: 'out' }, bytesOut);
       if (result.code !== Status.OK) {
-        logger.warn(`call ${path}${agent ? ` to ${agent}` : ''} failed: ${code} ${result.details}`);
+        // A service's own answers are its business (info); failures the
+        // gateway or a tunnel gave are worth a warning. Either way a caller
+        // looping on them must not flood the log.
+        const line = `call ${path}${agent ? ` to ${agent}` : ''} failed: ${code} ${result.details}`;
+        if (served) failedCalls.log(line);
+        else refusedLog(line);
         remember(`${path}${agent ? ` to ${agent}` : ''}: ${code} ${result.details}`);
       } else logger.debug(`call ${path} OK in ${ms} ms`);
     },
   });
   const sessions = new Set<http2.Http2Session>();
   front.on('session', (session) => {
+    // A connection whose handshake ended after close began gets GOAWAY at once.
+    if (stopping.signal.aborted) {
+      session.close();
+      return;
+    }
     session.setLocalWindowSize(DEFAULT_HTTP2_WINDOW_SIZE);
     sessions.add(session);
     session.on('close', () => sessions.delete(session));
@@ -684,8 +785,24 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
   // Every connection passes the per-peer limit first; under TLS, a silent
   // connection is closed by the TLS handshake timeout (set below).
-  (sniffing?.listener ?? front).on('connection', (socket: import('node:net').Socket) => callerGuard.accept(socket));
-  const listenAddress = await listenHttp2(sniffing?.listener ?? front, options.listen);
+  const callerSockets = new Set<import('node:net').Socket>();
+  (sniffing?.listener ?? front).on('connection', (socket: import('node:net').Socket) => {
+    if (!callerGuard.accept(socket)) return;
+    callerSockets.add(socket);
+    socket.once('close', () => callerSockets.delete(socket));
+  });
+  // A start that fails part way releases what it had bound, so that the
+  // program may try again on the same ports.
+  const unwind = async (err: unknown): Promise<never> => {
+    grpcServer.forceShutdown();
+    await agentsPort.close();
+    const listener = sniffing?.listener ?? front;
+    if (listener.listening) await new Promise((resolve) => listener.close(resolve));
+    throw err;
+  };
+  const listenAddress = await listenHttp2(sniffing?.listener ?? front, options.listen, (err) =>
+    logger.error(`gateway: the caller port's listener failed: ${err.message}`),
+  ).catch(unwind);
 
   const startedAt = Date.now();
   const readyAfterMs = options.readyAfterMs ?? 10_000;
@@ -702,7 +819,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ...(options.replica && { replica: `replica ${options.replica.id} of ${options.replica.count}` }),
       }),
       ready: () => !closing && (handler.openReverseTunnels > 0 || Date.now() - startedAt >= readyAfterMs),
-    });
+    }).catch(unwind);
   }
   logger.info(
     `gateway: callers on ${listenAddress}, agents on ${agentsAddress}${admin ? `, admin on http://${admin.address}/` : ''}`,
@@ -710,24 +827,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   /** Cuts the tunnels whose agent token no longer allows their id; returns how many. */
   const revoke = (tokens: AgentTokens | undefined): number => {
-    if (!tokens || tokens.size === 0) return 0;
     let cut = 0;
-    for (const tunnel of handler.allReverseTunnels()) {
-      const token = bearer(tunnel.info.metadata.get('authorization')[0]?.toString());
-      const requested = tunnel.info.metadata.get(AGENT_HEADER)[0]?.toString() ?? '';
-      const verdict = tokens.check(token, requested);
-      if (!verdict) continue;
-      cut++;
-      logger.warn(
-        `agent ${String(tunnel.key)}: tunnel from ${tunnel.info.peer} closed: its token is no longer valid for it`,
-      );
-      // The handler's tunnels are always the implementation; its shutDown
-      // lets the agent's calls in flight fail with a status that says why.
-      const channel = tunnel.channel;
-      if (channel instanceof TunnelChannelImpl) {
-        channel.shutDown(statusError(Status.UNAVAILABLE, 'the agent is no longer admitted'));
-      } else channel.close();
-    }
+    for (const tunnel of handler.allReverseTunnels()) if (cutIfRevoked(tunnel, tokens)) cut++;
     return cut;
   };
 
@@ -751,48 +852,87 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       );
       return cut;
     },
-    close(graceMs = 5000) {
-      closed ??= shutDown(graceMs);
+    close(options = {}) {
+      const { graceMs = 5000, signal } = typeof options === 'number' ? { graceMs: options } : options;
+      checkDuration('graceMs', graceMs);
+      hurry(signal?.aborted ? 0 : graceMs);
+      signal?.addEventListener('abort', () => hurry(0), { once: true });
+      closed ??= shutDown();
       return closed;
     },
   };
-  const shutDown = async (graceMs: number) => {
+  // Shutting down. `stopping` is aborted once callers are refused: it
+  // releases calls waiting for an agent and tells hooks (IncomingCall.signal).
+  // The grace asked for may shrink while the close runs (close(0), a signal).
+  let graceAsked = Number.POSITIVE_INFINITY;
+  let graceStarted = false;
+  let forceAt = Number.POSITIVE_INFINITY;
+  let forceTimer: NodeJS.Timeout | undefined;
+  let skipDrainDelay = () => {};
+  const hurry = (graceMs: number) => {
+    graceAsked = Math.min(graceAsked, graceMs);
+    if (graceMs <= 0) skipDrainDelay();
+    if (graceStarted) forceBy(Date.now() + graceMs);
+  };
+  const forceBy = (at: number) => {
+    if (at >= forceAt) return;
+    forceAt = at;
+    clearTimeout(forceTimer);
+    forceTimer = setTimeout(force, Math.max(0, at - Date.now()));
+  };
+  /** Past the grace: cuts every running call and connection. */
+  const force = () => {
+    stopping.abort();
+    handler.forceShutdown();
+    grpcServer.forceShutdown();
+    sniffing?.dropPending();
+    for (const session of sessions) session.destroy();
+    for (const socket of callerSockets) socket.destroy();
+  };
+  const shutDown = async () => {
     // Not ready any more: the platform stops sending callers here, while
     // this replica goes on serving for the drain delay.
     closing = true;
     options.signal?.removeEventListener('abort', onAbort);
-    if (drainDelayMs > 0) {
+    if (drainDelayMs > 0 && graceAsked > 0) {
       logger.info(`gateway: not ready; serving ${drainDelayMs} ms more while balancers take this replica out`);
-      await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, drainDelayMs);
+        skipDrainDelay = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     }
-    // Past the grace, running calls are cut: ending the tunnels ends them.
-    const force = setTimeout(() => {
-      handler.forceShutdown();
-      grpcServer.forceShutdown();
-    }, graceMs);
+    graceStarted = true;
+    forceBy(Date.now() + graceAsked);
+    stopping.abort();
     // Callers first: GOAWAY on every caller connection (a call racing it is
     // refused and retried by the caller's library), and their running calls
     // finish over the agents' tunnels, which stay open until then. Draining
     // the tunnels first would fail the calls still arriving with "no agent".
+    // Connections with no HTTP/2 session yet (a TLS handshake, first bytes
+    // not yet sent) have nothing running: they are closed now.
     await new Promise<void>((resolve) => {
       (sniffing?.listener ?? front).close(() => resolve());
       sniffing?.dropPending();
+      // (A session's socket is a proxy of the connection's: match by address.)
+      const withSession = new Set([...sessions].map((session) => endpoint(session.socket)));
+      for (const socket of callerSockets) if (!withSession.has(endpoint(socket))) socket.destroy();
       // Idle caller connections would keep the server open; close them.
       setImmediate(() => {
-        for (const s of sessions) s.close();
+        for (const session of sessions) session.close();
       });
     });
     // Then the agents: they see their tunnels here drain (they hold tunnels
     // to the other replicas already) and the agents port closes.
     await Promise.all([
       handler.tryShutdown(),
-      new Promise<void>((resolve) => {
-        grpcServer.tryShutdown(() => resolve());
-        void agentsPort.close();
-      }),
+      new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
+      agentsPort.close(),
       admin?.close(),
     ]);
-    clearTimeout(force);
+    clearTimeout(forceTimer);
   };
   handlers.set(gateway, handler);
   const signal = options.signal;

@@ -18,6 +18,7 @@ export {
   type CallerIdentity,
   type Gateway,
   type GatewayAccess,
+  type GatewayCloseOptions,
   type GatewayHooks,
   type GatewayOptions,
   GatewayRefusal,

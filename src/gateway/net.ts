@@ -21,14 +21,24 @@ export function bindGrpc(server: Server, address: string, credentials: ServerCre
   );
 }
 
-/** Starts a server (HTTP/2, HTTP/1 for admin, or a plain TCP listener) listening; resolves to its address. */
-export function listenHttp2(server: net.Server, address: string): Promise<string> {
+/**
+ * Starts a server (HTTP/2, HTTP/1 for admin, or a plain TCP listener)
+ * listening; resolves to its address. Errors the listener meets later (an
+ * accept failing with EMFILE when descriptors run out) go to `onLaterError`
+ * instead of ending the process, as an 'error' with no listener would.
+ */
+export function listenHttp2(
+  server: net.Server,
+  address: string,
+  onLaterError: (err: Error) => void = (err) => process.emitWarning(`listener on ${address}: ${err.message}`),
+): Promise<string> {
   const { host, port } = splitHostPort(address);
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(new Error(`cannot listen on ${address}: ${err.message}`));
     server.once('error', onError);
     server.listen(port, host, () => {
       server.removeListener('error', onError);
+      server.on('error', onLaterError);
       const bound = server.address();
       resolve(`${host}:${typeof bound === 'object' && bound ? bound.port : port}`);
     });

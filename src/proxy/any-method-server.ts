@@ -210,7 +210,7 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
     return;
   }
   if (!(route instanceof Promise)) {
-    forward(route);
+    guardedForward(route);
     return;
   }
   const gone = () => finish(status(Status.CANCELLED, 'the caller cancelled'));
@@ -218,7 +218,7 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
   route.then(
     (chosen) => {
       stream.off('close', gone);
-      if (!done) forward(chosen);
+      if (!done) guardedForward(chosen);
     },
     () => {
       stream.off('close', gone);
@@ -226,7 +226,17 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
     },
   );
 
+  // A route that cannot be followed fails this call only, never the server.
+  function guardedForward(route: Route): void {
+    try {
+      forward(route);
+    } catch {
+      refuse(status(Status.INTERNAL, 'the gateway failed to route the call'));
+    }
+  }
+
   function forward(route: Route): void {
+    if (typeof route !== 'object' || route === null) throw new TypeError('not a route');
     if ('refuse' in route) {
       refuse(route.refuse);
       return;
