@@ -51,8 +51,7 @@ export type AgentRefusal = 'no-token' | 'unknown-token' | 'id-not-allowed';
 export class AgentTokens {
   private constructor(private readonly grants: ReadonlyMap<string, readonly NamePattern[]>) {}
 
-  /** Parses a tokens file; throws {@link AccessFileError} naming the line at fault. */
-  /** Parses a tokens file's text; `source` names it in errors. Throws {@link AccessFileError}. */
+  /** Parses a tokens file's text; throws {@link AccessFileError} naming `source` and the line at fault. */
   static parse(text: string, source = 'tokens file'): AgentTokens {
     const grants = new Map<string, NamePattern[]>();
     for (const { number, fields } of lines(text)) {

@@ -91,7 +91,11 @@ export interface AgentTunnelRequest {
   readonly metadata: Metadata;
   /** The agent's address, `host:port`. */
   readonly peer: string;
-  /** TLS facts of the agent's connection (its certificate under mTLS). */
+  /**
+   * TLS facts of the agent's connection. The agents port does not ask agents
+   * for certificates, so there is no peer certificate; agents authenticate
+   * with their token (or what `admitAgent` checks in `metadata`).
+   */
   readonly authContext: AuthContext;
 }
 
@@ -623,6 +627,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const shuttingDown: Route = { refuse: refusal(Status.UNAVAILABLE, 'the gateway is shutting down') };
     if (arrivalWaitMs <= 0 || Date.now() - startedAt >= AGENT_ARRIVAL.windowMs) return absent;
     const id = agent;
+    // The caller left, or the gateway closed, while the call was being routed.
+    if (signal.aborted) return stopping.signal.aborted ? shuttingDown : absent;
     return new Promise<Route>((resolve) => {
       const waiters = arrivals.get(id) ?? new Set();
       arrivals.set(id, waiters);
