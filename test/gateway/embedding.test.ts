@@ -16,29 +16,13 @@ import {
   type GatewayOptions,
   GatewayRefusal,
   type IncomingCall,
-  type Logger,
   startAgent,
   startGateway,
 } from '../../src/gateway/index.js';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import { deferred, recordingLogger } from '../helpers/gateway-embed.js';
 import { type EchoTarget, startEchoTarget, stopServer } from '../helpers/servers.js';
-
-/** A logger that keeps what it was told, for assertions. */
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const at = (level: string) => (message: string) => void lines.push(`${level} ${message}`);
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
-
-/** A promise with its resolve function outside (Promise.withResolvers is Node 22+). */
-function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve = (_value: T) => {};
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {

@@ -12,7 +12,6 @@ import {
   AgentTokens,
   type Gateway,
   type GatewayOptions,
-  type Logger,
   startAgent,
   startGateway,
 } from '../../src/gateway/index.js';
@@ -20,22 +19,8 @@ import { unary } from '../helpers/calls.js';
 import { makePki } from '../helpers/certs.js';
 import { freePort } from '../helpers/cli.js';
 import { EchoClient } from '../helpers/echo-service.js';
+import { deferred, recordingLogger } from '../helpers/gateway-embed.js';
 import { startEchoTarget, stopServer } from '../helpers/servers.js';
-
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const at = (level: string) => (message: string) => void lines.push(`${level} ${message}`);
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
-
-/** A promise with its resolve function outside (Promise.withResolvers is Node 22+). */
-function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve = (_value: T) => {};
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
 /**
  * Resolves with `p`, or rejects naming `what` after `ms`: a close that hangs
