@@ -8,13 +8,7 @@ import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { handlerOf } from '../../src/gateway/gateway.js';
-import {
-  AgentTokens,
-  type Gateway,
-  type GatewayOptions,
-  startAgent,
-  startGateway,
-} from '../../src/gateway/index.js';
+import { AgentTokens, type Gateway, type GatewayOptions, startAgent, startGateway } from '../../src/gateway/index.js';
 import { unary } from '../helpers/calls.js';
 import { makePki } from '../helpers/certs.js';
 import { freePort } from '../helpers/cli.js';
