@@ -862,8 +862,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const { graceMs = 5000, signal } = typeof options === 'number' ? { graceMs: options } : options;
       checkDuration('graceMs', graceMs);
       hurry(signal?.aborted ? 0 : graceMs);
-      signal?.addEventListener('abort', () => hurry(0), { once: true });
       closed ??= shutDown();
+      if (signal && !signal.aborted) {
+        const now = () => hurry(0);
+        signal.addEventListener('abort', now, { once: true });
+        const forget = () => signal.removeEventListener('abort', now);
+        closed.then(forget, forget);
+      }
       return closed;
     },
   };
