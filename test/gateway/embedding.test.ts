@@ -13,7 +13,6 @@ import {
   type AgentOptions,
   AgentTokens,
   type Gateway,
-  type GatewayOptions,
   GatewayRefusal,
   type IncomingCall,
   startAgent,
@@ -21,26 +20,10 @@ import {
 } from '../../src/gateway/index.js';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
-import { deferred, recordingLogger } from '../helpers/gateway-embed.js';
+import { cleanups, deferred, gatewayWith, recordingLogger, runCleanups } from '../helpers/gateway-embed.js';
 import { type EchoTarget, startEchoTarget, stopServer } from '../helpers/servers.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
-
-async function gatewayWith(options: Partial<GatewayOptions>): Promise<Gateway> {
-  const gw = await startGateway({
-    listen: '127.0.0.1:0',
-    agents: '127.0.0.1:0',
-    access: {},
-    logger: recordingLogger(),
-    keepalive: false,
-    ...options,
-  });
-  cleanups.push(() => gw.close(0));
-  return gw;
-}
+afterEach(runCleanups);
 
 async function targetServer(): Promise<EchoTarget> {
   const t = await startEchoTarget();

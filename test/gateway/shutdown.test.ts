@@ -8,12 +8,12 @@ import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { handlerOf } from '../../src/gateway/gateway.js';
-import { AgentTokens, type Gateway, type GatewayOptions, startAgent, startGateway } from '../../src/gateway/index.js';
+import { AgentTokens, type Gateway, startAgent, startGateway } from '../../src/gateway/index.js';
 import { unary } from '../helpers/calls.js';
 import { makePki } from '../helpers/certs.js';
 import { freePort } from '../helpers/cli.js';
 import { EchoClient } from '../helpers/echo-service.js';
-import { deferred, recordingLogger } from '../helpers/gateway-embed.js';
+import { cleanups, deferred, gatewayWith, recordingLogger, runCleanups } from '../helpers/gateway-embed.js';
 import { startEchoTarget, stopServer } from '../helpers/servers.js';
 
 /**
@@ -34,23 +34,7 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   }
 }
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
-
-async function gatewayWith(options: Partial<GatewayOptions>): Promise<Gateway> {
-  const gw = await startGateway({
-    listen: '127.0.0.1:0',
-    agents: '127.0.0.1:0',
-    access: {},
-    logger: recordingLogger(),
-    keepalive: false,
-    ...options,
-  });
-  cleanups.push(() => gw.close(0));
-  return gw;
-}
+afterEach(runCleanups);
 
 function client(address: string): EchoClient {
   const c = new EchoClient(address, credentials.createInsecure());

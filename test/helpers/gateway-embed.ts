@@ -1,5 +1,5 @@
 // Small helpers for tests that embed the gateway through grpctunnel/gateway.
-import type { Logger } from '../../src/gateway/index.js';
+import { type Gateway, type GatewayOptions, type Logger, startGateway } from '../../src/gateway/index.js';
 
 /** A logger that keeps what it was told (`level message` lines), for assertions. */
 export function recordingLogger(): Logger & { lines: string[] } {
@@ -15,4 +15,26 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T)
     resolve = r;
   });
   return { promise, resolve };
+}
+
+/** What a test started, stopped in reverse order by {@link runCleanups} (each file's afterEach). */
+export const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+/** Stops everything `cleanups` holds, newest first. */
+export async function runCleanups(): Promise<void> {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+}
+
+/** A gateway on loopback ports, quiet and without keepalive, closed after the test. */
+export async function gatewayWith(options: Partial<GatewayOptions>): Promise<Gateway> {
+  const gw = await startGateway({
+    listen: '127.0.0.1:0',
+    agents: '127.0.0.1:0',
+    access: {},
+    logger: recordingLogger(),
+    keepalive: false,
+    ...options,
+  });
+  cleanups.push(() => gw.close(0));
+  return gw;
 }

@@ -19,10 +19,9 @@ import { PROTOCOL_CHUNKS } from '../../src/grpc/chunk-size.js';
 import { TunnelChannelImpl } from '../../src/grpc/client/tunnel-channel.js';
 import {
   decodeClientToServer,
-  decodeServerToClient,
-  encodeClientToServer,
   encodeServerToClient,
   OPEN_REVERSE_TUNNEL_PATH,
+  TunnelServiceDefinition,
 } from '../../src/grpc/tunnel-service.js';
 import { ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
 import { clientStream, type UnaryResult, unary } from '../helpers/calls.js';
@@ -393,17 +392,8 @@ async function plainNetworkServer(): Promise<{
   const peerEnded = new Promise<boolean>((resolve) => {
     resolveEnded = resolve;
   });
-  const definition = {
-    openReverseTunnel: {
-      path: OPEN_REVERSE_TUNNEL_PATH,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: encodeServerToClient,
-      requestDeserialize: decodeServerToClient,
-      responseSerialize: encodeClientToServer,
-      responseDeserialize: decodeClientToServer,
-    },
-  };
+  // Only the reverse method: this server stands for a network server.
+  const definition = { openReverseTunnel: TunnelServiceDefinition.openReverseTunnel };
   const { server, address } = await startServer((s) =>
     s.addService(definition, {
       openReverseTunnel(call: ServerDuplexStream<ServerToClient, ClientToServer>) {
