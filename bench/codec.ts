@@ -2,7 +2,7 @@
 // (ts-proto and protobuf-es) on the frames that dominate a busy tunnel: a
 // 16 KiB data chunk and a window update. Run: node dist/bench/codec.js
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { ClientToServer } from '../src/gen/grpctunnel/v1/tunnel.js';
+import { ClientToServer } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import { ClientToServerSchema } from './gen-es/grpctunnel/v1/tunnel_pb.js';
 
 const chunk = Buffer.alloc(16384, 7);

@@ -1,7 +1,7 @@
 // Scenario "reverse-10k", agent side: opens N reverse tunnels to ADDRESS on
 // one connection, each serving the bench service, and keeps them until killed.
 import { credentials } from '@grpc/grpc-js';
-import { ReverseTunnelServer } from '../src/index.js';
+import { ReverseTunnelServer } from 'grpctunnel';
 import { BenchClient } from './clients.js';
 import { BenchService, benchImplementation } from './service.js';
 

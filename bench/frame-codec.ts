@@ -3,13 +3,13 @@
 // busy tunnel, with the small stream ids real tunnels use. Kept to check that
 // exact 64-bit stream ids cost the common path nothing.
 // Run: node dist/bench/frame-codec.js [iterations]
-import type { ClientToServer, ServerToClient } from '../src/gen/grpctunnel/v1/tunnel.js';
+import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import {
   decodeClientToServer,
   decodeServerToClient,
   encodeClientToServer,
   encodeServerToClient,
-} from '../src/grpc/tunnel-service.js';
+} from '#grpctunnel/grpc/tunnel-service.js';
 
 const iterations = Number(process.argv[2] ?? 300_000);
 const chunk = Buffer.alloc(16352, 7);

@@ -3,7 +3,7 @@
 // memory, calls each tunnel once, prints one JSON line and exits.
 // Run with --expose-gc so that memory is measured after a collection.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { createTunnelClient, TunnelServiceHandler } from '../src/index.js';
+import { createTunnelClient, TunnelServiceHandler } from 'grpctunnel';
 import { type AnyClient, BenchClient } from './clients.js';
 
 const count = Number(process.argv[2] ?? 10_000);

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, makeGenericClientConstructor, Server, ServerCredentials } from '@grpc/grpc-js';
-import { addNotesService, type Note, NotesService } from '../src/cli/demo-service.js';
+import { addNotesService, type Note, NotesService } from '#gateway/cli/demo-service.js';
 // The tests' process helper: it runs the built CLI and reads its log.
 import { type CliProcess, freePort, runCli } from '../test/helpers/cli.js';
 

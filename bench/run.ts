@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from '../src/index.js';
+import { openTunnel, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from 'grpctunnel';
 import { ratioChart } from './chart.js';
 import { type AnyClient, BenchClient } from './clients.js';
 import { fanInLoad, type Measured, pingPongLoad, streamLoad, unaryLoad } from './loads.js';

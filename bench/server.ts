@@ -3,7 +3,7 @@
 // dials ADDRESS and serves the same service through a reverse tunnel.
 // Prints the port, then runs until SIGTERM.
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from '../src/index.js';
+import { ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from 'grpctunnel';
 import { BenchClient } from './clients.js';
 import { BenchService, benchImplementation } from './service.js';
 

@@ -7,7 +7,7 @@ import type {
   handleUnaryCall,
   ServiceDefinition,
 } from '@grpc/grpc-js';
-import { methodDefinition, rawBytesCodec } from '../src/cli/method-definition.js';
+import { methodDefinition, rawBytesCodec } from '../test/helpers/method-definition.js';
 
 const method = (name: string, requestStream: boolean, responseStream: boolean) =>
   methodDefinition('bench.Bench', name, requestStream, responseStream, rawBytesCodec);

@@ -11,7 +11,7 @@ import {
   type ServiceDefinition,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { methodDefinition, rawBytesCodec } from '../src/cli/method-definition.js';
+import { methodDefinition, rawBytesCodec } from '../test/helpers/method-definition.js';
 
 const method = (name: string, requestStream: boolean, responseStream: boolean) =>
   methodDefinition('soak.Soak', name, requestStream, responseStream, rawBytesCodec);

@@ -14,7 +14,7 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { type Client, credentials, Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from '../src/index.js';
+import { openTunnel, ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from 'grpctunnel';
 import { pickScenario } from './soak-calls.js';
 import { SoakClient, SoakService, soakImplementation } from './soak-service.js';
 

@@ -1,8 +1,8 @@
-// The gateway embedded in a program (grpctunnel/gateway): hooks decide who
+// The gateway embedded in a program (grpctunnel-gateway): hooks decide who
 // may call and where calls go, an agent serves an implementation in-process,
 // and the program calls its agent itself.
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { AccessPolicy, GatewayRefusal, startAgent, startGateway } from 'grpctunnel/gateway';
+import { AccessPolicy, GatewayRefusal, startAgent, startGateway } from 'grpctunnel-gateway';
 import { GreeterClient, GreeterService } from './gen/example/greeter.js';
 import { greeterImplementation } from './greeter.js';
 

@@ -2,11 +2,11 @@
 import { execFileSync } from 'node:child_process';
 
 const run = (args) => execFileSync('buf', args, { stdio: 'inherit' });
-const tunnelProtos = ['--path', 'proto/grpctunnel', '--path', 'proto/google'];
-// The tunnel's frames (src/gen) and the codec comparison's protobuf-es copy.
+const tunnelProtos = ['--path', 'packages/grpctunnel/proto/grpctunnel', '--path', 'packages/grpctunnel/proto/google'];
+// The tunnel's frames (packages/grpctunnel/src/gen) and the codec comparison's protobuf-es copy.
 run(['generate', ...tunnelProtos]);
 run(['generate', '--template', 'buf.gen.codec-bench.yaml', ...tunnelProtos]);
-// The cross-implementation programs' services (src/interop/gen).
+// The cross-implementation programs' services (interop/gen).
 // google.rpc.Status too: the test service encodes rich error details with it,
 // and the interop programs use the library only through its entry points.
 run([
@@ -18,7 +18,7 @@ run([
   '--path',
   'proto/tunneltest',
   '--path',
-  'proto/google/rpc',
+  'packages/grpctunnel/proto/google/rpc',
 ]);
 // The README examples' service (examples/gen).
 run(['generate', 'examples/proto', '--template', 'buf.gen.examples.yaml']);

@@ -8,20 +8,24 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './test-files.mjs';
 
-/** The folders tsconfig.json compiles (its "include"). */
-const FOLDERS = ['src', 'test', 'bench', 'examples'];
+/** Each compiled folder and the source folder it comes from (the tsconfig.json files' rootDir/outDir). */
+const FOLDERS = [
+  ['packages/grpctunnel/dist', 'packages/grpctunnel/src'],
+  ['packages/gateway/dist', 'packages/gateway/src'],
+  ...['test', 'bench', 'examples', 'interop'].map((folder) => [`dist/${folder}`, folder]),
+];
 const EMITTED = /(\.d\.ts\.map|\.d\.ts|\.js\.map|\.js)$/;
 
 let removed = 0;
-for (const folder of FOLDERS) {
-  const out = join(ROOT, 'dist', folder);
+for (const [built, from] of FOLDERS) {
+  const out = join(ROOT, built);
   if (!existsSync(out)) continue;
   for (const entry of readdirSync(out, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile() || !EMITTED.test(entry.name)) continue;
-    const built = join(entry.parentPath, entry.name);
-    const source = join(ROOT, folder, built.slice(out.length).replace(EMITTED, '.ts'));
+    const file = join(entry.parentPath, entry.name);
+    const source = join(ROOT, from, file.slice(out.length).replace(EMITTED, '.ts'));
     if (existsSync(source)) continue;
-    rmSync(built);
+    rmSync(file);
     removed++;
   }
 }

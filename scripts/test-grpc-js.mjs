@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Runs built tests against another @grpc/grpc-js version without touching the
 // repository's node_modules: installs that version into a temporary folder,
-// lays out a temporary tree (a copy of dist/, symlinks for everything else, a
-// node_modules whose @grpc/grpc-js is the other version) and runs node --test
+// lays out a temporary tree (copies of the compiled code, symlinks for
+// everything else, a node_modules whose @grpc/grpc-js is the other version) and runs node --test
 // there. ESM ignores NODE_PATH, so a separate tree is the way to swap a peer.
 //
 //   node scripts/test-grpc-js.mjs <version|lowest|newest> [dist test files or folders...]
@@ -23,7 +23,9 @@ import { groups, testFiles } from './test-files.mjs';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEFAULT_TESTS = ['test/grpc', 'test/pool', 'test/handler', 'test/reverse', 'test/interop'];
 
-const RANGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).peerDependencies['@grpc/grpc-js'];
+const RANGE = JSON.parse(readFileSync(join(ROOT, 'packages', 'grpctunnel', 'package.json'), 'utf8')).peerDependencies[
+  '@grpc/grpc-js'
+];
 const INSTALLED = JSON.parse(
   readFileSync(join(ROOT, 'node_modules', '@grpc', 'grpc-js', 'package.json'), 'utf8'),
 ).version;
@@ -73,24 +75,40 @@ try {
   const tree = join(tmp, 'tree');
   mkdirSync(tree);
   for (const entry of readdirSync(ROOT)) {
-    if (entry === 'node_modules' || entry === 'dist') continue;
+    if (entry === 'node_modules' || entry === 'dist' || entry === 'packages') continue;
     symlinkSync(join(ROOT, entry), join(tree, entry));
   }
-  // A copy, not a link: Node resolves packages from a module's real path.
+  // Copies, not links: Node resolves packages from a module's real path, so
+  // compiled code must really sit in the tree to see the other grpc-js.
   cpSync(join(ROOT, 'dist'), join(tree, 'dist'), { recursive: true });
+  const workspaces = {};
+  for (const pkg of readdirSync(join(ROOT, 'packages'))) {
+    const from = join(ROOT, 'packages', pkg);
+    const to = join(tree, 'packages', pkg);
+    mkdirSync(to, { recursive: true });
+    for (const entry of readdirSync(from)) {
+      if (entry === 'node_modules') continue;
+      if (entry === 'dist') cpSync(join(from, entry), join(to, entry), { recursive: true });
+      else symlinkSync(join(from, entry), join(to, entry));
+    }
+    workspaces[JSON.parse(readFileSync(join(from, 'package.json'), 'utf8')).name] = to;
+  }
 
   const modules = realpathSync(join(ROOT, 'node_modules'));
   mkdirSync(join(tree, 'node_modules', '@grpc'), { recursive: true });
   for (const entry of readdirSync(modules)) {
     if (entry === '@grpc' || entry.startsWith('.')) continue;
-    symlinkSync(join(modules, entry), join(tree, 'node_modules', entry));
+    // The workspace packages are the tree's copies.
+    symlinkSync(workspaces[entry] ?? join(modules, entry), join(tree, 'node_modules', entry));
   }
   for (const entry of readdirSync(join(modules, '@grpc'))) {
     const from = entry === 'grpc-js' ? join(peer, 'node_modules', '@grpc', 'grpc-js') : join(modules, '@grpc', entry);
     symlinkSync(from, join(tree, 'node_modules', '@grpc', entry));
   }
 
-  const resolved = createRequire(join(tree, 'dist', 'src', 'index.js')).resolve('@grpc/grpc-js/package.json');
+  const resolved = createRequire(join(tree, 'packages', 'grpctunnel', 'dist', 'index.js')).resolve(
+    '@grpc/grpc-js/package.json',
+  );
   const got = JSON.parse(readFileSync(resolved, 'utf8')).version;
   if (got !== version) throw new Error(`tree resolves @grpc/grpc-js ${got}, wanted ${version}`);
   console.log(`# testing with @grpc/grpc-js ${got}`);

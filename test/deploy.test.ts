@@ -67,7 +67,7 @@ it("the gateway's arguments are flags the CLI accepts, and --replicas matches th
   const container = deployment.spec?.template.spec.containers[0];
   const args = container.args as string[];
   assert.equal(args[0], 'gateway');
-  const help = execFileSync(process.execPath, [`${ROOT}dist/src/cli/main.js`, 'gateway', '--help'], {
+  const help = execFileSync(process.execPath, [`${ROOT}packages/gateway/dist/cli/main.js`, 'gateway', '--help'], {
     encoding: 'utf8',
   });
   for (const arg of args.slice(1)) {

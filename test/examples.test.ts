@@ -38,7 +38,7 @@ describe('examples', () => {
 });
 
 it('the npm start demo makes every kind of call through the gateway and a tunnel, and exits with --once', async () => {
-  const demo = fileURLToPath(new URL('../src/cli/demo.js', import.meta.url));
+  const demo = fileURLToPath(import.meta.resolve('#gateway/cli/demo.js'));
   const { stdout } = await run(process.execPath, [demo, '--once'], { timeout: 30_000 });
   for (const line of ['unary', 'client streaming', 'server streaming', 'bidi streaming']) {
     assert.equal(stdout.match(new RegExp(`^${line} `, 'gm'))?.length, 2, `${line}: via the gateway and the tunnel`);

@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import ts from 'typescript';
 import {
   type BackoffOptions,
   createProxyHandler,
@@ -17,7 +16,8 @@ import {
   openTunnel,
   ReverseTunnelServer,
   TunnelServiceHandler,
-} from '../src/index.js';
+} from 'grpctunnel';
+import ts from 'typescript';
 
 type Kind = typeof TypeError | typeof RangeError;
 interface Row {
@@ -475,7 +475,7 @@ describe('public options are validated', () => {
   });
 
   it('covers every property of every exported options interface', () => {
-    const index = fileURLToPath(new URL('../../src/index.ts', import.meta.url));
+    const index = fileURLToPath(new URL('../../packages/grpctunnel/src/index.ts', import.meta.url));
     const program = ts.createProgram([index], { strict: true, noEmit: true, skipLibCheck: true, types: [] });
     const checker = program.getTypeChecker();
     const source = program.getSourceFile(index)!;

@@ -1,8 +1,11 @@
-// The package as users get it: `npm pack`, installed into an empty project
-// from npm's cache (the registry only for what it lacks), then loaded both ways (ESM `import` and
-// CommonJS `require`) and used to open a tunnel and make a call through it.
-// Also checks what the tarball holds: the license, no tests, benchmarks or
-// interop programs, and no source map without its source.
+// The packages as users get them: `npm pack`, installed into an empty project
+// from npm's cache (the registry only for what it lacks). The library alone
+// is loaded both ways (ESM `import` and CommonJS `require`) and used to open
+// a tunnel and make a call through it, and it must bring none of the
+// gateway's dependencies; with the gateway package beside it, the
+// `grpctunnel` command runs. Also checks what the tarballs hold: the license,
+// no tests, benchmarks or interop programs, and no source map without its
+// source.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,13 +17,19 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const LIBRARY = join(ROOT, 'packages', 'grpctunnel');
+const GATEWAY = join(ROOT, 'packages', 'gateway');
 const GRPC_JS_VERSION: string = JSON.parse(
   readFileSync(join(ROOT, 'node_modules', '@grpc', 'grpc-js', 'package.json'), 'utf8'),
 ).version;
 
-/** Paths (under package/) that must not ship: tests, benchmarks, examples, interop programs and their protos. */
+/** Paths (under package/) that must not ship: tests, benchmarks, examples, interop programs and their protos, build state. */
 const NOT_SHIPPED =
-  /^package\/(test|bench|examples|scripts|dist\/(test|bench|examples)|dist\/src\/interop|src\/interop|proto\/(grpchantesting|tunneltest))\//;
+  /^package\/((test|bench|examples|scripts|interop|api)\/|(dist|src)\/(test|bench|examples|interop)\/|proto\/(grpchantesting|tunneltest|connecttest)\/|.*\.tsbuildinfo$)/;
+/** What belongs to the gateway package only: the library's tarball must not hold it. */
+const GATEWAY_ONLY = /^package\/((dist|src)\/(gateway|cli)\/|proto\/demo\/)/;
+/** Runtime dependencies of the gateway package only (grpc-js itself brings @grpc/proto-loader), which a library user must not get. */
+const GATEWAY_DEPENDENCIES = ['prom-client', '@grpc/reflection'];
 
 // One scenario for both module systems: a grpc-js server with the tunnel
 // service and an echo service behind it; a client opens a tunnel and calls
@@ -87,18 +96,27 @@ try {
 
 type LockEntry = Record<string, unknown> & { dependencies?: Record<string, string> };
 
+/** A packed package: its folder in the repository and what `npm pack --json` said of its tarball. */
+interface Packed {
+  dir: string;
+  filename: string;
+  integrity: string;
+}
+
 /**
- * Writes an empty project that depends on the packed tarball and on the
+ * Writes an empty project that depends on the packed tarballs and on the
  * grpc-js this repository tests with, with a lockfile taken from this
  * repository's (same versions and integrity hashes): `npm install` would
  * need registry metadata that npm's cache does not hold, `npm ci` does not.
  */
-function writeApp(app: string, tarballSpec: string, tarballIntegrity: string, extra: string[] = []): void {
-  const own = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+function writeApp(app: string, tarballs: Packed[], extra: string[] = []): void {
   const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')).packages as Record<string, LockEntry>;
+  const manifests = tarballs.map((t) => JSON.parse(readFileSync(join(t.dir, 'package.json'), 'utf8')));
+  const ours = new Set(manifests.map((m) => m.name as string));
   const packages: Record<string, LockEntry> = {};
   // Node's resolution within the lockfile's tree: the nearest node_modules/<name> up from `from`.
   const add = (name: string, from: string) => {
+    if (ours.has(name)) return;
     for (let at = from; ; at = at.slice(0, Math.max(0, at.lastIndexOf('/node_modules/')))) {
       const path = `${at === '' ? '' : `${at}/`}node_modules/${name}`;
       const entry = lock[path];
@@ -112,19 +130,24 @@ function writeApp(app: string, tarballSpec: string, tarballIntegrity: string, ex
       if (at === '') throw new Error(`${name} (needed by ${from || 'the app'}) is not in package-lock.json`);
     }
   };
-  for (const dep of Object.keys(own.dependencies)) add(dep, '');
+  const dependencies: Record<string, string> = { '@grpc/grpc-js': GRPC_JS_VERSION };
+  tarballs.forEach((tarball, i) => {
+    const own = manifests[i];
+    for (const dep of Object.keys(own.dependencies ?? {})) add(dep, '');
+    dependencies[own.name] = `file:../${tarball.filename}`;
+    packages[`node_modules/${own.name}`] = {
+      version: own.version,
+      resolved: `file:../${tarball.filename}`,
+      integrity: tarball.integrity,
+      ...(own.dependencies && { dependencies: own.dependencies }),
+      ...(own.bin && { bin: own.bin }),
+      peerDependencies: own.peerDependencies,
+      ...(own.peerDependenciesMeta && { peerDependenciesMeta: own.peerDependenciesMeta }),
+    };
+  });
   add('@grpc/grpc-js', '');
   for (const name of extra) add(name, '');
-  const dependencies: Record<string, string> = { grpctunnel: tarballSpec, '@grpc/grpc-js': GRPC_JS_VERSION };
   for (const name of extra) dependencies[name] = lock[`node_modules/${name}`]!.version as string;
-  packages['node_modules/grpctunnel'] = {
-    version: own.version,
-    resolved: tarballSpec,
-    integrity: tarballIntegrity,
-    dependencies: own.dependencies,
-    peerDependencies: own.peerDependencies,
-    ...(own.peerDependenciesMeta && { peerDependenciesMeta: own.peerDependenciesMeta }),
-  };
   const manifest = { name: 'app', version: '1.0.0', private: true, dependencies };
   writeFileSync(join(app, 'package.json'), JSON.stringify(manifest, null, 2));
   const appLock = {
@@ -137,90 +160,137 @@ function writeApp(app: string, tarballSpec: string, tarballIntegrity: string, ex
   writeFileSync(join(app, 'package-lock.json'), JSON.stringify(appLock, null, 2));
 }
 
+/** `npm pack` of one package folder into `into` (--ignore-scripts: `npm test` has just built it). */
+async function pack(dir: string, into: string): Promise<Packed & { files: string[] }> {
+  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', into], { cwd: dir });
+  const [packed] = JSON.parse(stdout) as Array<{ filename: string; integrity: string }>;
+  const tarball = join(into, packed!.filename);
+  const files = (await run('tar', ['-tzf', tarball])).stdout.split('\n').filter((l) => l !== '');
+  return { dir, filename: packed!.filename, integrity: packed!.integrity, files };
+}
+
+/** npm ci from npm's cache where it has the package (npm ci of this repository filled it), the registry for what it lacks. */
+async function install(app: string): Promise<void> {
+  await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], {
+    cwd: app,
+    timeout: 180_000,
+  });
+}
+
 describe('the npm package', () => {
   let tmp: string;
-  let tarball: string;
-  let files: string[];
+  /** The library's tarball, its file list and where it is unpacked. */
+  let library: Packed & { files: string[] };
+  let gateway: Packed & { files: string[] };
   let app: string;
   /** The same app with @connectrpc/connect installed too. */
   let connectApp: string;
+  /** An app with both packages: the gateway and its command. */
+  let gatewayApp: string;
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'grpctunnel-package-'));
-    // --ignore-scripts: `npm test` has just built dist/ (prepack would rebuild it).
-    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], {
-      cwd: ROOT,
-    });
-    tarball = join(tmp, (JSON.parse(stdout) as Array<{ filename: string }>)[0]!.filename);
-    files = (await run('tar', ['-tzf', tarball])).stdout.split('\n').filter((l) => l !== '');
-    mkdirSync(join(tmp, 'unpacked'));
-    await run('tar', ['-xzf', tarball, '-C', join(tmp, 'unpacked')]);
+    library = await pack(LIBRARY, tmp);
+    gateway = await pack(GATEWAY, tmp);
+    for (const packed of [library, gateway]) {
+      const into = join(tmp, 'unpacked', packed.filename);
+      mkdirSync(into, { recursive: true });
+      await run('tar', ['-xzf', join(tmp, packed.filename), '-C', into]);
+    }
 
     app = join(tmp, 'app');
     mkdirSync(app);
-    const packed = JSON.parse(stdout) as Array<{ filename: string; integrity: string; version: string }>;
-    writeApp(app, `file:../${packed[0]!.filename}`, packed[0]!.integrity);
-    // npm ci from npm's cache where it has the package (npm ci of this repository
-    // filled it), the npm registry for what it lacks (metadata of lockfile entries).
-    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], {
-      cwd: app,
-      timeout: 180_000,
-    });
+    writeApp(app, [library]);
+    await install(app);
     writeFileSync(join(app, 'scenario.cjs'), SCENARIO);
 
     connectApp = join(tmp, 'connect-app');
     mkdirSync(connectApp);
-    writeApp(connectApp, `file:../${packed[0]!.filename}`, packed[0]!.integrity, ['@connectrpc/connect']);
-    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], {
-      cwd: connectApp,
-      timeout: 180_000,
-    });
+    writeApp(connectApp, [library], ['@connectrpc/connect']);
+    await install(connectApp);
     // The Connect scenario's service: the protobuf-es code the Connect tests use.
     copyFileSync(
       join(ROOT, 'dist', 'test', 'connect', 'gen', 'connecttest', 'echo_pb.js'),
       join(connectApp, 'echo_pb.js'),
     );
     writeFileSync(join(connectApp, 'connect.mjs'), CONNECT_SCENARIO);
+
+    gatewayApp = join(tmp, 'gateway-app');
+    mkdirSync(gatewayApp);
+    writeApp(gatewayApp, [library, gateway]);
+    await install(gatewayApp);
   });
+
+  /** A file of an unpacked tarball. */
+  const unpacked = (packed: Packed, path: string) => join(tmp, 'unpacked', packed.filename, 'package', path);
 
   after(() => {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('ships the license, the compiled library and its declarations', () => {
-    for (const path of ['LICENSE', 'package.json', 'README.md', 'dist/src/index.js', 'dist/src/index.d.ts']) {
-      assert.ok(files.includes(`package/${path}`), `${path} is missing from the tarball`);
+  it('ships the license, the compiled code and its declarations in both packages', () => {
+    const expected: [Packed & { files: string[] }, string[]][] = [
+      [
+        library,
+        [
+          'dist/index.js',
+          'dist/index.d.ts',
+          'dist/protocol.js',
+          'dist/connect/index.js',
+          'proto/grpctunnel/v1/tunnel.proto',
+        ],
+      ],
+      [gateway, ['dist/gateway/index.js', 'dist/gateway/index.d.ts', 'dist/cli/main.js', 'proto/demo/notes.proto']],
+    ];
+    for (const [packed, paths] of expected) {
+      for (const path of ['LICENSE', 'package.json', 'README.md', 'CHANGELOG.md', ...paths]) {
+        assert.ok(packed.files.includes(`package/${path}`), `${path} is missing from ${packed.filename}`);
+      }
+      const license = readFileSync(unpacked(packed, 'LICENSE'), 'utf8');
+      assert.match(license, /Apache License\s+Version 2\.0, January 2004/);
+      assert.match(license, /END OF TERMS AND CONDITIONS/);
     }
-    const license = readFileSync(join(tmp, 'unpacked', 'package', 'LICENSE'), 'utf8');
-    assert.match(license, /Apache License\s+Version 2\.0, January 2004/);
-    assert.match(license, /END OF TERMS AND CONDITIONS/);
   });
 
-  it('ships no tests, benchmarks, examples or interop programs', () => {
+  it('ships no tests, benchmarks, examples or interop programs, and the library none of the gateway', () => {
     assert.deepEqual(
-      files.filter((f) => NOT_SHIPPED.test(f)),
+      [...library.files, ...gateway.files].filter((f) => NOT_SHIPPED.test(f)),
+      [],
+    );
+    assert.deepEqual(
+      library.files.filter((f) => GATEWAY_ONLY.test(f)),
+      [],
+    );
+    // The gateway package holds no copy of the library: it depends on it.
+    assert.deepEqual(
+      gateway.files.filter((f) => /^package\/(dist|src)\/(engine|grpc|pool|handler|reverse|proxy|connect)\//.test(f)),
       [],
     );
   });
 
   it('ships every source map with the sources it points to', () => {
-    const maps = files.filter((f) => f.endsWith('.map'));
+    const maps = [library, gateway].flatMap((packed) =>
+      packed.files.filter((f) => f.endsWith('.map')).map((f) => join(tmp, 'unpacked', packed.filename, f)),
+    );
     assert.ok(maps.length > 0);
     const missing: string[] = [];
-    for (const map of maps) {
-      const path = join(tmp, 'unpacked', map);
+    for (const path of maps) {
       const { sources } = JSON.parse(readFileSync(path, 'utf8')) as { sources: string[] };
       for (const source of sources) {
         const target = resolve(dirname(path), source);
-        if (!existsSync(target)) missing.push(`${map} -> ${source}`);
+        if (!existsSync(target)) missing.push(`${path} -> ${source}`);
       }
     }
     assert.deepEqual(missing, []);
   });
 
   it('declares a peer range that admits the grpc-js it is tested with, and no version known to fail', () => {
-    const pkg = JSON.parse(readFileSync(join(tmp, 'unpacked', 'package', 'package.json'), 'utf8'));
+    const pkg = JSON.parse(readFileSync(unpacked(library, 'package.json'), 'utf8'));
     const range: string = pkg.peerDependencies['@grpc/grpc-js'];
+    const gatewayPkg = JSON.parse(readFileSync(unpacked(gateway, 'package.json'), 'utf8'));
+    assert.equal(gatewayPkg.peerDependencies['@grpc/grpc-js'], range, 'both packages admit the same grpc-js');
+    // The gateway pins the library it was built and tested with.
+    assert.equal(gatewayPkg.dependencies.grpctunnel, pkg.version);
     // One caret bound, so that scripts/test-grpc-js.mjs (CI) can test its lowest version.
     const m = /^\^(\d+)\.(\d+)\.(\d+)$/.exec(range);
     assert.ok(m, `peer range ${range} is not a single caret range`);
@@ -267,7 +337,7 @@ console.log(NEGOTIATE_HEADER, TunnelServiceDefinition.openTunnel.path);
       const required = await run(process.execPath, ['-e', script], { cwd: app, timeout: 60_000 });
       assert.equal(required.stdout.trim(), '/grpctunnel.v1.TunnelService/OpenReverseTunnel');
     }
-    const pkg = JSON.parse(readFileSync(join(tmp, 'unpacked', 'package', 'package.json'), 'utf8'));
+    const pkg = JSON.parse(readFileSync(unpacked(library, 'package.json'), 'utf8'));
     // Bundlers may drop modules a user imports nothing from: no module of the library acts on import.
     assert.equal(pkg.sideEffects, false);
   });
@@ -309,5 +379,38 @@ try {
   it('calls a Connect implementation through a tunnel with a Connect client, via grpctunnel/connect', async () => {
     const { stdout } = await run(process.execPath, ['connect.mjs'], { cwd: connectApp, timeout: 60_000 });
     assert.equal(stdout.trim(), 'connect:hi');
+  });
+
+  it('installs the library without the dependencies of the gateway', () => {
+    const pkg = JSON.parse(readFileSync(unpacked(library, 'package.json'), 'utf8'));
+    assert.deepEqual(Object.keys(pkg.dependencies), ['@bufbuild/protobuf']);
+    assert.equal(pkg.bin, undefined, 'the library installs no command');
+    for (const name of GATEWAY_DEPENDENCIES) {
+      assert.ok(!existsSync(join(app, 'node_modules', name)), `a library user got ${name}`);
+    }
+    assert.ok(!existsSync(join(app, 'node_modules', '.bin', 'grpctunnel')));
+  });
+
+  it('runs the grpctunnel command and the embeddable gateway from the gateway package', async () => {
+    for (const name of GATEWAY_DEPENDENCIES) {
+      assert.ok(existsSync(join(gatewayApp, 'node_modules', name)), `the gateway package did not bring ${name}`);
+    }
+    // One copy of the library, shared by the app and the gateway.
+    assert.ok(!existsSync(join(gatewayApp, 'node_modules', 'grpctunnel-gateway', 'node_modules', 'grpctunnel')));
+    const help = await run('npx', ['--no-install', 'grpctunnel', '--help'], { cwd: gatewayApp, timeout: 60_000 });
+    assert.match(help.stdout, /grpctunnel gateway --listen HOST:PORT --agents HOST:PORT/);
+    assert.match(help.stdout, /grpctunnel agent/);
+    writeFileSync(
+      join(gatewayApp, 'embed.mjs'),
+      `import { startGateway, GatewayRefusal } from 'grpctunnel-gateway';
+import { TunnelServiceHandler } from 'grpctunnel';
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+const gateway = await startGateway({ listen: '127.0.0.1:0', agents: '127.0.0.1:0', access: {}, allowUnauthenticatedCallers: true, logger: quiet });
+console.log(typeof gateway.channelFor, new GatewayRefusal(7, 'no').code, typeof TunnelServiceHandler);
+await gateway.close(0);
+`,
+    );
+    const { stdout } = await run(process.execPath, ['embed.mjs'], { cwd: gatewayApp, timeout: 60_000 });
+    assert.equal(stdout.trim(), 'function 7 function');
   });
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
 import { Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
-import * as root from '../src/index.js';
+import * as root from 'grpctunnel';
 import {
   openTunnel,
   type RetryEvent,
@@ -18,8 +18,8 @@ import {
   type TunnelInfo,
   type TunnelPool,
   TunnelServiceHandler,
-} from '../src/index.js';
-import * as protocol from '../src/protocol.js';
+} from 'grpctunnel';
+import * as protocol from 'grpctunnel/protocol';
 import { reverseFixture, stopAllServers } from './helpers/servers.js';
 
 /** True when A and B are the same type (`any` equals nothing but `any`). */

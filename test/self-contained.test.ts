@@ -11,7 +11,13 @@ import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const FOLDERS = ['test', 'bench', 'examples', 'src', 'scripts'];
+/** Each source folder and where its compiled files run (scripts run where they are). */
+const FOLDERS: [source: string, runsFrom: string][] = [
+  ...['test', 'bench', 'examples', 'interop'].map((f): [string, string] => [f, `dist/${f}`]),
+  ['packages/grpctunnel/src', 'packages/grpctunnel/dist'],
+  ['packages/gateway/src', 'packages/gateway/dist'],
+  ['scripts', 'scripts'],
+];
 
 function sources(dir: string): string[] {
   let entries: import('node:fs').Dirent[];
@@ -36,11 +42,10 @@ const inside = (path: string) => path === ROOT.replace(/\/$/, '') || path.starts
 
 it('no source reads a relative path that leaves the repository', () => {
   const escapes: string[] = [];
-  for (const folder of FOLDERS) {
+  for (const [folder, runsFrom] of FOLDERS) {
     for (const file of sources(join(ROOT, folder))) {
       const rel = relative(ROOT, file);
-      // TypeScript files run as dist/<same path>.js; scripts run where they are.
-      const runDir = folder === 'scripts' ? dirname(file) : dirname(join(ROOT, 'dist', rel));
+      const runDir = dirname(join(ROOT, runsFrom, relative(join(ROOT, folder), file)));
       for (const literal of relativeLiterals(readFileSync(file, 'utf8'))) {
         if (!inside(resolve(runDir, literal))) escapes.push(`${rel}: '${literal}'`);
       }

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { type Client, createClient, type Interceptor, type Transport } from '@connectrpc/connect';
 import { connectNodeAdapter, createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { credentials, Client as GrpcClient } from '@grpc/grpc-js';
-import { addConnectService, type ConnectServiceOptions, createTunnelTransport } from '../../src/connect/index.js';
-import { openTunnel, ReverseTunnelServer, type ServeResult, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, ReverseTunnelServer, type ServeResult, TunnelServiceHandler } from 'grpctunnel';
+import { addConnectService, type ConnectServiceOptions, createTunnelTransport } from 'grpctunnel/connect';
 import { startServer, stopServer } from '../helpers/servers.js';
 import { EchoService, echoImpl, newSeen } from './echo-impl.js';
 

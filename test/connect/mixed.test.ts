@@ -22,9 +22,9 @@ import {
   type StatusObject,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { connectServiceDefinition, createTunnelTransport } from '../../src/connect/index.js';
-import { Status as RpcStatus } from '../../src/gen/google/rpc/status.js';
-import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { connectServiceDefinition, createTunnelTransport } from 'grpctunnel/connect';
+import { Status as RpcStatus } from '#grpctunnel/gen/google/rpc/status.js';
 import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 import { EchoService, echoImpl, newSeen } from './echo-impl.js';
 import {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
-import { parseDuration, parseKeepaliveFlag } from '../../src/cli/keepalive-flag.js';
+import { parseDuration, parseKeepaliveFlag } from '#gateway/cli/keepalive-flag.js';
 import { unary } from '../helpers/calls.js';
 import { type CliProcess, killAll, runCli, startAgentCli, startGatewayCli } from '../helpers/cli.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';

@@ -10,10 +10,10 @@ import { execFile, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { MethodDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
-import { createProxyHandler } from '../../src/index.js';
+import { createProxyHandler } from 'grpctunnel';
 import { type CliProcess, killAll, runCli } from '../helpers/cli.js';
 import { type EchoObservations, EchoService, echoImplementation, handlerCancelled } from '../helpers/echo-service.js';
+import { methodDefinition, rawBytesCodec } from '../helpers/method-definition.js';
 import { type ReverseFixture, reverseFixture, startServer, stopServer } from '../helpers/servers.js';
 
 const SCRIPT = fileURLToPath(new URL('../../../test/python/echo_client.py', import.meta.url));

@@ -19,7 +19,7 @@ import {
   type ServiceClientConstructor,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { addNotesService } from '../../src/cli/demo-service.js';
+import { addNotesService } from '#gateway/cli/demo-service.js';
 import { type CliProcess, killAll, runCli } from '../helpers/cli.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 

@@ -16,9 +16,9 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
 import { type CliProcess, freePort, killAll, runCli } from '../helpers/cli.js';
 import { type Balancer, haproxyPath, startHaproxy } from '../helpers/haproxy.js';
+import { methodDefinition, rawBytesCodec } from '../helpers/method-definition.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 
 const REPLICAS = 3;

@@ -14,9 +14,8 @@ import {
   type StatusObject,
   status,
 } from '@grpc/grpc-js';
-import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
-import { Status as RpcStatus } from '../../src/gen/google/rpc/status.js';
-import { openTunnel, ReverseTunnelServer, type ServeResult, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, ReverseTunnelServer, type ServeResult, TunnelServiceHandler } from 'grpctunnel';
+import { Status as RpcStatus } from '#grpctunnel/gen/google/rpc/status.js';
 import {
   type CliProcess,
   freePort,
@@ -25,6 +24,7 @@ import {
   startGatewayCli,
   waitForAgent,
 } from '../helpers/cli.js';
+import { methodDefinition, rawBytesCodec } from '../helpers/method-definition.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 
 const KEY = 'grpc-status-details-bin';

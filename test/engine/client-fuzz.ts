@@ -12,12 +12,12 @@
 //   and a normal call on a fresh tunnel sharing it works.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Code } from '../../src/engine/codes.js';
-import { TUNNEL_STREAM_ID } from '../../src/engine/constants.js';
-import { ReceiveWindows } from '../../src/engine/receive-window.js';
-import { localStatus } from '../../src/engine/status.js';
-import { TunnelClientEngine, type TunnelClientStream } from '../../src/engine/tunnel-client.js';
-import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import { Code } from '#grpctunnel/engine/codes.js';
+import { TUNNEL_STREAM_ID } from '#grpctunnel/engine/constants.js';
+import { ReceiveWindows } from '#grpctunnel/engine/receive-window.js';
+import { localStatus } from '#grpctunnel/engine/status.js';
+import { TunnelClientEngine, type TunnelClientStream } from '#grpctunnel/engine/tunnel-client.js';
+import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import { type ClientStreamRecord, connectEngines, recordingHandlers, tick, wireC2S, wireS2C } from './harness.js';
 
 /** Which stream id a server frame names. */

@@ -2,7 +2,7 @@
 // to a tunnel-server engine in memory (test/engine/harness.ts), no sockets.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Code } from '../../src/engine/codes.js';
+import { Code } from '#grpctunnel/engine/codes.js';
 import { connectEngines, recordingHandlers } from './harness.js';
 
 const kinds = (frames: Array<{ streamId: number; frame?: { $case: string } | undefined }>, id: number) =>

@@ -2,22 +2,22 @@
 // tunnel-client engine wired to a tunnel-server engine (frames pass through
 // the protobuf codec, as on the wire), or one engine fed frames by hand.
 // Used by the engines' state-machine tests and their property-based tests.
-import { Code } from '../../src/engine/codes.js';
-import type { ClientFrame, ServerFrame } from '../../src/engine/frames.js';
-import { ReceiveWindows } from '../../src/engine/receive-window.js';
-import { localStatus, type StreamStatus } from '../../src/engine/status.js';
+import { Code } from '#grpctunnel/engine/codes.js';
+import type { ClientFrame, ServerFrame } from '#grpctunnel/engine/frames.js';
+import { ReceiveWindows } from '#grpctunnel/engine/receive-window.js';
+import { localStatus, type StreamStatus } from '#grpctunnel/engine/status.js';
 import {
   type ClientStreamHandlers,
   TunnelClientEngine,
   type TunnelClientEngineOptions,
-} from '../../src/engine/tunnel-client.js';
+} from '#grpctunnel/engine/tunnel-client.js';
 import {
   type StreamDecision,
   TunnelServerEngine,
   type TunnelServerEngineOptions,
   type TunnelServerStream,
-} from '../../src/engine/tunnel-server.js';
-import { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+} from '#grpctunnel/engine/tunnel-server.js';
+import { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 
 /** One turn of the event loop: lets the engines' batched window updates go out. */
 export const tick = () => new Promise<void>((resolve) => setImmediate(resolve));

@@ -2,10 +2,10 @@
 // given (the grpc-js adapters ask for less than the protocol's 16 KiB).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_EXTENDED_CHUNK_SIZE } from '../../src/engine/constants.js';
-import type { ServerFrame as ServerToClient } from '../../src/engine/frames.js';
-import { serverDataFrames } from '../../src/engine/frames.js';
-import { OutboundStream, SendScheduler } from '../../src/engine/outbound.js';
+import { MAX_EXTENDED_CHUNK_SIZE } from '#grpctunnel/engine/constants.js';
+import type { ServerFrame as ServerToClient } from '#grpctunnel/engine/frames.js';
+import { serverDataFrames } from '#grpctunnel/engine/frames.js';
+import { OutboundStream, SendScheduler } from '#grpctunnel/engine/outbound.js';
 
 function chunksOf(frames: ServerToClient[]): number[] {
   return frames.map((f) => {

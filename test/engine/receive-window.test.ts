@@ -4,9 +4,9 @@
 // obeys the window, as a peer does.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_CHUNK_SIZE } from '../../src/engine/constants.js';
-import { InboundStream } from '../../src/engine/inbound.js';
-import { type ReceiveWindowOptions, ReceiveWindows } from '../../src/engine/receive-window.js';
+import { MAX_CHUNK_SIZE } from '#grpctunnel/engine/constants.js';
+import { InboundStream } from '#grpctunnel/engine/inbound.js';
+import { type ReceiveWindowOptions, ReceiveWindows } from '#grpctunnel/engine/receive-window.js';
 
 const KiB = 1024;
 

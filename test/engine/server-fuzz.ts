@@ -15,11 +15,11 @@
 //   survived, and on a fresh tunnel sharing the same windows.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Code } from '../../src/engine/codes.js';
-import { DEFAULT_WINDOW_SIZE } from '../../src/engine/constants.js';
-import { ReceiveWindows } from '../../src/engine/receive-window.js';
-import { localStatus } from '../../src/engine/status.js';
-import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import { Code } from '#grpctunnel/engine/codes.js';
+import { DEFAULT_WINDOW_SIZE } from '#grpctunnel/engine/constants.js';
+import { ReceiveWindows } from '#grpctunnel/engine/receive-window.js';
+import { localStatus } from '#grpctunnel/engine/status.js';
+import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import { type ServerUnderTest, serverUnderTest, tick } from './harness.js';
 
 /** Which stream id an action targets, relative to what the sequence did so far. */

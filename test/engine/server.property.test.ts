@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Code } from '../../src/engine/codes.js';
-import { localStatus } from '../../src/engine/status.js';
+import { Code } from '#grpctunnel/engine/codes.js';
+import { localStatus } from '#grpctunnel/engine/status.js';
 import { fuzzParameters } from './fuzz-config.js';
 import { ReceiveWindows, serverUnderTest } from './harness.js';
 import { type Action, coverage, runServerSequence, sequence, windowSize } from './server-fuzz.js';

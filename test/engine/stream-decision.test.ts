@@ -3,9 +3,9 @@
 // layer above never writes the engine's stream state.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Code } from '../../src/engine/codes.js';
-import { localStatus, type StreamStatus } from '../../src/engine/status.js';
-import type { ClientToServer } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import { Code } from '#grpctunnel/engine/codes.js';
+import { localStatus, type StreamStatus } from '#grpctunnel/engine/status.js';
+import type { ClientToServer } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import { serverUnderTest } from './harness.js';
 
 const newStream = (method: string): ClientToServer => ({

@@ -2,8 +2,8 @@
 // stream, and dropped for streams that can no longer receive data.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { StreamId } from '../../src/engine/stream-id.js';
-import { WindowUpdateBatch } from '../../src/engine/window-updates.js';
+import type { StreamId } from '#grpctunnel/engine/stream-id.js';
+import { WindowUpdateBatch } from '#grpctunnel/engine/window-updates.js';
 
 function batch(open: Set<StreamId>) {
   const sent: Array<[StreamId, number]> = [];

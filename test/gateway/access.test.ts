@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AccessFileError, AccessPolicy, AgentTokens, CallerTokens, NamePattern } from '../../src/gateway/access.js';
+import { AccessFileError, AccessPolicy, AgentTokens, CallerTokens, NamePattern } from '#gateway/gateway/access.js';
 
 describe('NamePattern', () => {
   it('matches * as any run of characters and everything else literally', () => {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { PeerCertificate } from 'node:tls';
-import { CallerTokens } from '../../src/gateway/access.js';
-import { certificateName, identifyCaller } from '../../src/gateway/caller-auth.js';
+import { CallerTokens } from '#gateway/gateway/access.js';
+import { certificateName, identifyCaller } from '#gateway/gateway/caller-auth.js';
 
 const tokens = CallerTokens.parse('t-ci ci-bot\n');
 const cert = (fields: Partial<PeerCertificate>) => fields as PeerCertificate;

@@ -1,11 +1,10 @@
-// The gateway and agent embedded in a program through grpctunnel/gateway:
+// The gateway and agent embedded in a program through grpctunnel-gateway:
 // hooks for caller authentication, routing and agent admission, agents that
 // serve implementations in-process, AbortSignals, token revocation on reload
 // and the per-agent metrics, all in one process over loopback.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
-import { handlerOf } from '../../src/gateway/gateway.js';
 import {
   AccessPolicy,
   type Agent,
@@ -17,7 +16,8 @@ import {
   type IncomingCall,
   startAgent,
   startGateway,
-} from '../../src/gateway/index.js';
+} from 'grpctunnel-gateway';
+import { handlerOf } from '#gateway/gateway/gateway.js';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { cleanups, deferred, gatewayWith, recordingLogger, runCleanups } from '../helpers/gateway-embed.js';

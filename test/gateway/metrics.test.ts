@@ -2,7 +2,7 @@
 // no more than the limit are ever admitted.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BoundedLabels, OTHER_LABEL } from '../../src/gateway/metrics.js';
+import { BoundedLabels, OTHER_LABEL } from '#gateway/gateway/metrics.js';
 
 describe('BoundedLabels', () => {
   it('names admitted values, counts the rest as (other), and admits at most max', () => {

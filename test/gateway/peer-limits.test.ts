@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { afterEach, it } from 'node:test';
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { closeIdleSessions, listenGuarded, PeerConnectionGuard } from '../../src/gateway/peer-limits.js';
+import { closeIdleSessions, listenGuarded, PeerConnectionGuard } from '#gateway/gateway/peer-limits.js';
 import { unary } from '../helpers/calls.js';
 import { makePki } from '../helpers/certs.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it, type TestContext } from 'node:test';
 import { type Client, connectivityState, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { openTunnel, type ReverseTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, type ReverseTunnel, ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { type FrameTap, FrameType, startFrameTap } from '../helpers/h2-frame-tap.js';

@@ -2,13 +2,13 @@
 // writes, for every stream id, size and chunk length it may meet.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import {
   decodeClientToServer,
   decodeServerToClient,
   encodeClientToServer,
   encodeServerToClient,
-} from '../../src/grpc/tunnel-service.js';
+} from '#grpctunnel/grpc/tunnel-service.js';
 
 const ids = [0, 1, 2, 127, 128, 16_383, 16_384, 2 ** 31 - 1, 2 ** 31, 2 ** 40, Number.MAX_SAFE_INTEGER];
 const sizes = [0, 1, 127, 128, 16_384, 4 * 1024 * 1024, 2 ** 32 - 1];

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { Metadata, status } from '@grpc/grpc-js';
 import { serverErrorToStatus } from '@grpc/grpc-js/build/src/server-call.js';
-import { statusOfError } from '../../src/grpc/status.js';
+import { statusOfError } from '#grpctunnel/grpc/status.js';
 import { unary } from '../helpers/calls.js';
 import { EchoService } from '../helpers/echo-service.js';
 import { forwardFixture, reverseFixture, stopAllServers } from '../helpers/servers.js';

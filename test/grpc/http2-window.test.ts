@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
-import { raiseClientHttp2Window } from '../../src/grpc/client/client-http2-window.js';
-import { raiseHttp2Window } from '../../src/grpc/server/http2-window.js';
-import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
-import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH } from '../../src/protocol.js';
+import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH } from 'grpctunnel/protocol';
+import { raiseClientHttp2Window } from '#grpctunnel/grpc/client/client-http2-window.js';
+import { raiseHttp2Window } from '#grpctunnel/grpc/server/http2-window.js';
 import { EchoClient } from '../helpers/echo-service.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 

@@ -22,7 +22,7 @@ import {
   openTunnel,
   ReverseTunnelServer,
   TunnelServiceHandler,
-} from '../../src/index.js';
+} from 'grpctunnel';
 import { unary } from '../helpers/calls.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';

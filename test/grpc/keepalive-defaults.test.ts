@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, it } from 'node:test';
 import { type ClientDuplexStream, credentials } from '@grpc/grpc-js';
-import { openTunnel, ReverseTunnelServer, type ServeResult, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, ReverseTunnelServer, type ServeResult, TunnelServiceHandler } from 'grpctunnel';
 import { startBlackholeProxy } from '../helpers/blackhole-proxy.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { connectivityState, credentials } from '@grpc/grpc-js';
-import { openTunnel } from '../../src/index.js';
+import { openTunnel } from 'grpctunnel';
 import { EchoClient } from '../helpers/echo-service.js';
 import { startGoPolicyServer } from '../helpers/go-ping-policy.js';
 

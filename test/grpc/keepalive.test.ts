@@ -4,15 +4,15 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { type ClientDuplexStream, connectivityState, credentials, type ServiceError, status } from '@grpc/grpc-js';
-import { clientPingInterval, resolveKeepalive, UNADVERTISED_MIN_PING_INTERVAL_MS } from '../../src/grpc/keepalive.js';
 import {
   openTunnel,
   ReverseTunnelServer,
   type ServeResult,
   type TunnelChannel,
   TunnelServiceHandler,
-} from '../../src/index.js';
-import { KEEPALIVE_POLICY_HEADER } from '../../src/protocol.js';
+} from 'grpctunnel';
+import { KEEPALIVE_POLICY_HEADER } from 'grpctunnel/protocol';
+import { clientPingInterval, resolveKeepalive, UNADVERTISED_MIN_PING_INTERVAL_MS } from '#grpctunnel/grpc/keepalive.js';
 import { type BlackholeProxy, startBlackholeProxy } from '../helpers/blackhole-proxy.js';
 import {
   EchoClient,

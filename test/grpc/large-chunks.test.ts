@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, InterceptingCall, type Interceptor, type Metadata, status } from '@grpc/grpc-js';
-import { CHUNK_SIZE_HEADER } from '../../src/engine/constants.js';
-import { negotiateChunkSize } from '../../src/engine/negotiation.js';
-import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { CHUNK_SIZE_HEADER } from '#grpctunnel/engine/constants.js';
+import { negotiateChunkSize } from '#grpctunnel/engine/negotiation.js';
 import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { c2s, closeOf, rawClient } from '../helpers/raw-peer.js';

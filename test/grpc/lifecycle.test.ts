@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { openTunnel } from '../../src/index.js';
+import { openTunnel } from 'grpctunnel';
 import { collect, serverStream, unary } from '../helpers/calls.js';
 import { EchoClient, handlerCancelled, handlerStarted } from '../helpers/echo-service.js';
 import { c2s, closeOf, rawClient } from '../helpers/raw-peer.js';

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { type Channel, credentials } from '@grpc/grpc-js';
+import { createTunnelClient, openTunnel, TunnelServiceHandler } from 'grpctunnel';
 import { createClient } from 'nice-grpc';
-import { createTunnelClient, openTunnel, TunnelServiceHandler } from '../../src/index.js';
 import { collect, unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { forwardFixture, startServer, stopAllServers, stopServer } from '../helpers/servers.js';
@@ -104,7 +104,7 @@ describe('composition', () => {
     const f = await forwardFixture();
     // The inner tunnel's server is the same handler, reached through the outer tunnel.
     f.handler.addService(
-      (await import('../../src/protocol.js')).TunnelServiceDefinition,
+      (await import('grpctunnel/protocol')).TunnelServiceDefinition,
       f.handler.implementation as never,
     );
     const inner = await openTunnel(f.tunnel);

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
-import { decodeTimeout } from '../../src/engine/deadline.js';
-import { MAX_TIMER_MS } from '../../src/grpc/long-timer.js';
-import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { decodeTimeout } from '#grpctunnel/engine/deadline.js';
+import { MAX_TIMER_MS } from '#grpctunnel/grpc/long-timer.js';
 import {
   ANSWER,
   type AnsweredCall,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it, mock } from 'node:test';
-import { MAX_TIMER_MS, setLongTimeout } from '../../src/grpc/long-timer.js';
+import { MAX_TIMER_MS, setLongTimeout } from '#grpctunnel/grpc/long-timer.js';
 
 it('a delay beyond 2^31-1 ms waits its whole length, without a TimeoutOverflowWarning', () => {
   const warnings: Error[] = [];

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Client, credentials } from '@grpc/grpc-js';
-import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
 
 describe('tunnel options', () => {
   it('refuse impossible window settings at once, with a RangeError', async () => {

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { logVerbosity, type Server, setLogger, setLogVerbosity, status } from '@grpc/grpc-js';
-import { PeerFaultLog } from '../../src/grpc/peer-faults.js';
-import { TunnelServiceHandler } from '../../src/index.js';
-import { TestServiceService } from '../../src/interop/gen/grpchantesting/test.js';
-import { testServiceImplementation } from '../../src/interop/test-service.js';
+import { TunnelServiceHandler } from 'grpctunnel';
+import { PeerFaultLog } from '#grpctunnel/grpc/peer-faults.js';
+import { TestServiceService } from '../../interop/gen/grpchantesting/test.js';
+import { testServiceImplementation } from '../../interop/test-service.js';
 import { c2s, closeOf, rawClient, sendUnary } from '../helpers/raw-peer.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Server } from '@grpc/grpc-js';
 import { credentials, status } from '@grpc/grpc-js';
-import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import {

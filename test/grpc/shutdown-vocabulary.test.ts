@@ -15,7 +15,7 @@ import {
   type sendUnaryData,
   status,
 } from '@grpc/grpc-js';
-import { createTunnelClient } from '../../src/index.js';
+import { createTunnelClient } from 'grpctunnel';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { forwardFixture, reverseFixture, startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 

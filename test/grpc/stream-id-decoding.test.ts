@@ -4,14 +4,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { ClientToServerSchema, ServerToClientSchema } from '../../bench/gen-es/grpctunnel/v1/tunnel_pb.js';
-import { nextStreamId, normalizeStreamId, type StreamId } from '../../src/engine/stream-id.js';
+import { nextStreamId, normalizeStreamId, type StreamId } from '#grpctunnel/engine/stream-id.js';
 import {
   decodeClientToServer,
   decodeServerToClient,
   encodeClientToServer,
   encodeServerToClient,
-} from '../../src/grpc/tunnel-service.js';
+} from '#grpctunnel/grpc/tunnel-service.js';
+import { ClientToServerSchema, ServerToClientSchema } from '../../bench/gen-es/grpctunnel/v1/tunnel_pb.js';
 
 const IDS: bigint[] = [
   0n,

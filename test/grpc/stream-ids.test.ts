@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
-import type { ServerFrame } from '../../src/engine/frames.js';
-import type { StreamId } from '../../src/engine/stream-id.js';
-import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import type { ServerFrame } from '#grpctunnel/engine/frames.js';
+import type { StreamId } from '#grpctunnel/engine/stream-id.js';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import {

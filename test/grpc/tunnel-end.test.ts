@@ -18,15 +18,15 @@ import {
   type StatusObject,
   status,
 } from '@grpc/grpc-js';
-import type { ClientFrame, ServerFrame } from '../../src/engine/frames.js';
-import { TunnelRpcEnd } from '../../src/grpc/client/tunnel-rpc-end.js';
+import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import type { ClientFrame, ServerFrame } from '#grpctunnel/engine/frames.js';
+import { TunnelRpcEnd } from '#grpctunnel/grpc/client/tunnel-rpc-end.js';
 import {
   decodeServerToClient,
   encodeClientToServer,
   OPEN_TUNNEL_PATH,
   TunnelServiceDefinition,
-} from '../../src/grpc/tunnel-service.js';
-import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
+} from '#grpctunnel/grpc/tunnel-service.js';
 import { collect, serverStream, unary } from '../helpers/calls.js';
 import {
   EchoClient,

@@ -15,11 +15,11 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
-import { DEFAULT_MAX_METADATA_SIZE } from '../../src/engine/metadata-size.js';
-import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { DEFAULT_MAX_METADATA_SIZE } from '#grpctunnel/engine/metadata-size.js';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import { methodDefinition, rawBytesCodec } from '../helpers/method-definition.js';
 import {
   c2s,
   closeOf,

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, it } from 'node:test';
 import { credentials } from '@grpc/grpc-js';
-import { openTunnel, TunnelServiceHandler } from '../../src/index.js';
-import { TunnelServiceDefinition } from '../../src/protocol.js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { TunnelServiceDefinition } from 'grpctunnel/protocol';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, it } from 'node:test';
 import { Metadata } from '@grpc/grpc-js';
-import { createTunnelClient, type ReverseTunnel } from '../../src/index.js';
+import { createTunnelClient, type ReverseTunnel } from 'grpctunnel';
 import { unary } from '../helpers/calls.js';
 import { EchoClient } from '../helpers/echo-service.js';
 import { reverseFixture, stopAllServers } from '../helpers/servers.js';

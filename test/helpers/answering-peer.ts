@@ -2,8 +2,12 @@
 // tests of the client side alone: it records what each call asked for and
 // answers every call the same way, with no engine and no timers of its own.
 import { Client, credentials, Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
-import type { ClientFrame, ServerFrame } from '../../src/engine/frames.js';
-import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../../src/grpc/tunnel-service.js';
+import type { ClientFrame, ServerFrame } from '#grpctunnel/engine/frames.js';
+import {
+  decodeClientToServer,
+  encodeServerToClient,
+  OPEN_REVERSE_TUNNEL_PATH,
+} from '#grpctunnel/grpc/tunnel-service.js';
 import { RawTunnelServiceDefinition } from './raw-peer.js';
 
 /** What the client asked for in one new_stream frame (text header values). */

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { Metadata, status } from '@grpc/grpc-js';
-import { Status as RpcStatus } from '../../src/gen/google/rpc/status.js';
+import { Status as RpcStatus } from '#grpctunnel/gen/google/rpc/status.js';
 import { clientStream, collect, serverStream, unary } from './calls.js';
 import type { EchoClient, EchoObservations } from './echo-service.js';
 

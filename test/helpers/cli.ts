@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const MAIN = fileURLToPath(import.meta.resolve('#gateway/cli/main.js'));
 
 /** A running grpctunnel process and what it has logged. */
 export interface CliProcess {

@@ -17,8 +17,8 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
-import { getTunnelInfo, type TunnelInfo } from '../../src/index.js';
+import { getTunnelInfo, type TunnelInfo } from 'grpctunnel';
+import { methodDefinition, rawBytesCodec } from './method-definition.js';
 
 const method = (name: string, requestStream: boolean, responseStream: boolean) =>
   methodDefinition('test.Echo', name, requestStream, responseStream, rawBytesCodec);

@@ -1,5 +1,5 @@
-// Small helpers for tests that embed the gateway through grpctunnel/gateway.
-import { type Gateway, type GatewayOptions, type Logger, startGateway } from '../../src/gateway/index.js';
+// Small helpers for tests that embed the gateway through grpctunnel-gateway.
+import { type Gateway, type GatewayOptions, type Logger, startGateway } from 'grpctunnel-gateway';
 
 /** A logger that keeps what it was told (`level message` lines), for assertions. */
 export function recordingLogger(): Logger & { lines: string[] } {

@@ -7,7 +7,7 @@
 // headers or data wipes the strikes, and more than two strikes get GOAWAY
 // ENHANCE_YOUR_CALM "too_many_pings" and the connection closed.
 import http2 from 'node:http2';
-import { OPEN_TUNNEL_PATH } from '../../src/protocol.js';
+import { OPEN_TUNNEL_PATH } from 'grpctunnel/protocol';
 import { WaitableCount } from './waitable-count.js';
 
 const TWO_HOURS_MS = 2 * 3_600_000;

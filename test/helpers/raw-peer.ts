@@ -11,16 +11,16 @@ import {
   type ServiceError,
   type StatusObject,
 } from '@grpc/grpc-js';
-import type { ClientFrame, ServerFrame } from '../../src/engine/frames.js';
-import type { StreamId } from '../../src/engine/stream-id.js';
-import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import type { ClientFrame, ServerFrame } from '#grpctunnel/engine/frames.js';
+import type { StreamId } from '#grpctunnel/engine/stream-id.js';
+import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import {
   decodeClientToServer,
   decodeServerToClient,
   encodeClientToServer,
   encodeServerToClient,
   OPEN_TUNNEL_PATH,
-} from '../../src/grpc/tunnel-service.js';
+} from '#grpctunnel/grpc/tunnel-service.js';
 
 /** A queue of received frames that tests await one at a time. */
 export class FrameQueue<F> {

@@ -16,7 +16,7 @@ import {
   type TunnelChannel,
   TunnelServiceHandler,
   type TunnelServiceHandlerOptions,
-} from '../../src/index.js';
+} from 'grpctunnel';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from './echo-service.js';
 
 const running = new Set<Server>();

@@ -4,7 +4,7 @@
 // `npm test` (test/self-contained.test.ts keeps it that way).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ClientToServer, Metadata, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import type { ClientToServer, Metadata, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 
 /** One line of the transcript. */
 export interface TranscriptLine {

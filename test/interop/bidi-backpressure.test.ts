@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type Server, status } from '@grpc/grpc-js';
-import { TunnelServiceHandler } from '../../src/index.js';
-import { Message, TestServiceService } from '../../src/interop/gen/grpchantesting/test.js';
-import { testServiceImplementation } from '../../src/interop/test-service.js';
+import { TunnelServiceHandler } from 'grpctunnel';
+import { Message, TestServiceService } from '../../interop/gen/grpchantesting/test.js';
+import { testServiceImplementation } from '../../interop/test-service.js';
 import { c2s, closeOf, rawClient, sendUnary } from '../helpers/raw-peer.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 

@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-const program = (name: string) => fileURLToPath(new URL(`../../src/interop/${name}.js`, import.meta.url));
+const program = (name: string) => fileURLToPath(new URL(`../../interop/${name}.js`, import.meta.url));
 
 interface Finished {
   code: number | null;

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { Status as RpcStatus } from '../../src/gen/google/rpc/status.js';
-import { Message, TestServiceClient, TestServiceService } from '../../src/interop/gen/grpchantesting/test.js';
-import { testServiceImplementation } from '../../src/interop/test-service.js';
+import { Status as RpcStatus } from '#grpctunnel/gen/google/rpc/status.js';
+import { Message, TestServiceClient, TestServiceService } from '../../interop/gen/grpchantesting/test.js';
+import { testServiceImplementation } from '../../interop/test-service.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 
 describe('grpchantesting.TestService', () => {

@@ -14,19 +14,19 @@ import {
   type ServerDuplexStream,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { DEFAULT_WINDOW_SIZE } from '../../src/engine/constants.js';
-import type { ClientFrame } from '../../src/engine/frames.js';
-import { DEFAULT_MAX_WINDOW_SIZE } from '../../src/engine/receive-window.js';
-import { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
+import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import { DEFAULT_WINDOW_SIZE } from '#grpctunnel/engine/constants.js';
+import type { ClientFrame } from '#grpctunnel/engine/frames.js';
+import { DEFAULT_MAX_WINDOW_SIZE } from '#grpctunnel/engine/receive-window.js';
+import { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import {
   decodeClientToServer,
   encodeServerToClient,
   OPEN_REVERSE_TUNNEL_PATH,
   TunnelServiceDefinition,
-} from '../../src/grpc/tunnel-service.js';
-import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
-import { Message, TestServiceClient, TestServiceService } from '../../src/interop/gen/grpchantesting/test.js';
-import { testServiceImplementation } from '../../src/interop/test-service.js';
+} from '#grpctunnel/grpc/tunnel-service.js';
+import { Message, TestServiceClient, TestServiceService } from '../../interop/gen/grpchantesting/test.js';
+import { testServiceImplementation } from '../../interop/test-service.js';
 import { Changes } from '../helpers/changes.js';
 import { type RawClient, RawTunnelServiceDefinition, rawClient, rawTunnelService } from '../helpers/raw-peer.js';
 import { startServer, stopServer } from '../helpers/servers.js';

@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { InterceptingCall, type Interceptor, type Metadata } from '@grpc/grpc-js';
-import { DEFAULT_EXTENDED_CHUNK_SIZE, DEFAULT_WINDOW_SIZE } from '../../src/engine/constants.js';
-import { DEFAULT_MAX_WINDOW_SIZE } from '../../src/engine/receive-window.js';
-import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
-import { encodeClientToServer, encodeServerToClient } from '../../src/grpc/tunnel-service.js';
+import { DEFAULT_EXTENDED_CHUNK_SIZE, DEFAULT_WINDOW_SIZE } from '#grpctunnel/engine/constants.js';
+import { DEFAULT_MAX_WINDOW_SIZE } from '#grpctunnel/engine/receive-window.js';
+import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
+import { encodeClientToServer, encodeServerToClient } from '#grpctunnel/grpc/tunnel-service.js';
 import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
 import type { EchoClient } from '../helpers/echo-service.js';
 import { forwardFixture, reverseFixture, stopAllServers } from '../helpers/servers.js';

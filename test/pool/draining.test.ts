@@ -14,16 +14,16 @@ import {
   type StatusObject,
   status,
 } from '@grpc/grpc-js';
-import type { ClientToServer, ServerToClient } from '../../src/gen/grpctunnel/v1/tunnel.js';
-import { PROTOCOL_CHUNKS } from '../../src/grpc/chunk-size.js';
-import { TunnelChannelImpl } from '../../src/grpc/client/tunnel-channel.js';
+import { ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
+import { PROTOCOL_CHUNKS } from '#grpctunnel/grpc/chunk-size.js';
+import { TunnelChannelImpl } from '#grpctunnel/grpc/client/tunnel-channel.js';
 import {
   decodeClientToServer,
   encodeServerToClient,
   OPEN_REVERSE_TUNNEL_PATH,
   TunnelServiceDefinition,
-} from '../../src/grpc/tunnel-service.js';
-import { ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
+} from '#grpctunnel/grpc/tunnel-service.js';
 import { clientStream, type UnaryResult, unary } from '../helpers/calls.js';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { reverseFixture, startServer, stopAllServers, stopServer } from '../helpers/servers.js';

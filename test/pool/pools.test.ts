@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, InterceptingCall, type Interceptor, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { getTunnelChannel, type ReverseTunnel, type TunnelChannel } from '../../src/index.js';
+import { getTunnelChannel, type ReverseTunnel, type TunnelChannel } from 'grpctunnel';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, handlerStarted } from '../helpers/echo-service.js';
 import { reverseFixture, stopAllServers } from '../helpers/servers.js';

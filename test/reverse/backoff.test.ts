@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { Backoff } from '../../src/reverse/backoff.js';
+import { Backoff } from '#grpctunnel/reverse/backoff.js';
 
 it('grows delays exponentially up to the bound, with jitter inside its spread', () => {
   const middle = new Backoff({ initialDelayMs: 100, maxDelayMs: 1000, multiplier: 2, jitter: 0.2 }, () => 0.5);

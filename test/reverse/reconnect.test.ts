@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, it } from 'node:test';
 import { credentials } from '@grpc/grpc-js';
-import { type RetryEvent, ReverseTunnelServer, TunnelServiceHandler } from '../../src/index.js';
+import { type RetryEvent, ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
 import { unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { reverseTunnelsOpened, startServer, stopAllServers, stopServer } from '../helpers/servers.js';

@@ -5,7 +5,7 @@
 // replica) until it holds its quota of tunnels on every distinct replica.
 // Any replica can then reach any agent, with no shared store between them.
 import { type Metadata, ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
-import { OPEN_REVERSE_TUNNEL_PATH } from '../protocol.js';
+import { OPEN_REVERSE_TUNNEL_PATH } from 'grpctunnel/protocol';
 
 /** Response header of a tunnel RPC: the id of the gateway replica that accepted it. */
 export const REPLICA_HEADER = 'grpctunnel-replica';

@@ -18,7 +18,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 
 /** The proto file, shipped in the package's proto/ folder. */
-const PROTO = fileURLToPath(new URL('../../../proto/demo/notes.proto', import.meta.url));
+const PROTO = fileURLToPath(new URL('../../proto/demo/notes.proto', import.meta.url));
 
 /** The demo's message (demo.Note). */
 export interface Note {

@@ -4,8 +4,8 @@
 // with one call of each kind. Then the gateway stays up, with its admin page,
 // until Ctrl-C (or exits at once with --once). Also shows a forward tunnel.
 import { type ChannelInterface, connectivityState, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
+import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
 import { AgentTokens, createLogger, startAgent, startGateway } from '../gateway/index.js';
-import { openTunnel, TunnelServiceHandler } from '../index.js';
 import { addNotesService, type Note, NotesClient, NotesService, notesImplementation } from './demo-service.js';
 
 type Notes = InstanceType<typeof NotesClient> & Record<string, any>;

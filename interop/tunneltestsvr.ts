@@ -1,8 +1,8 @@
 // tunneltestsvr: the tunnel test server of INTEROP.md, interchangeable with
 // the Go reference's. `node tunneltestsvr.js -port 26354 [-no-flow-control]`
 import { credentials, Server, ServerCredentials, type ServiceError, status as Status } from '@grpc/grpc-js';
-import { parseFlags } from '../cli/flags.js';
-import { TunnelServiceHandler } from '../index.js';
+import { TunnelServiceHandler } from 'grpctunnel';
+import { parseFlags } from '#gateway/cli/flags.js';
 import { TestServiceClient, TestServiceService } from './gen/grpchantesting/test.js';
 import { type TunnelTestServiceServer, TunnelTestServiceService } from './gen/tunneltest/tunneltest.js';
 import { fatal, log } from './log.js';

@@ -1,4 +1,4 @@
-import type { KeepaliveOptions } from '../index.js';
+import type { KeepaliveOptions } from 'grpctunnel';
 
 // --keepalive INTERVAL[,TIMEOUT] or --keepalive off, with durations written
 // as Go writes them (500ms, 15s, 1m30s), as the reference programs' flags do.

@@ -1,5 +1,5 @@
 /**
- * The grpctunnel gateway and agent as a library (`grpctunnel/gateway`):
+ * The grpctunnel gateway and agent as a library (`grpctunnel-gateway`):
  * embed the gateway in a Node service with hooks for caller authentication,
  * routing and agent admission, or run agents from a program. The
  * `grpctunnel` command is a thin layer of flags over these functions.
@@ -9,7 +9,7 @@
 
 // The library's types that this API mentions, so that the entry point is
 // complete on its own (the same types as grpctunnel's).
-export type { AuthContext, KeepaliveOptions } from '../index.js';
+export type { AuthContext, KeepaliveOptions } from 'grpctunnel';
 export { AccessFileError, AccessPolicy, type AgentRefusal, AgentTokens, CallerTokens } from './access.js';
 export { type Agent, AgentFailure, type AgentOptions, type ServiceRegistrar, startAgent } from './agent.js';
 export {

@@ -1,7 +1,7 @@
 // The gateway's admin port: /metrics (Prometheus), /healthz, and / (a small
 // status page of agents, tunnels and recent errors).
 import http from 'node:http';
-import type { ReverseTunnel } from '../index.js';
+import type { ReverseTunnel } from 'grpctunnel';
 import type { RecentError } from './gateway.js';
 import { listenHttp2 } from './net.js';
 

@@ -3,8 +3,8 @@
 // `node tunneltestclient.js -server-port 26354 [-no-flow-control] -tunnel-type forward|reverse|both`
 import { randomBytes } from 'node:crypto';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { parseFlags } from '../cli/flags.js';
-import { openTunnel, ReverseTunnelServer } from '../index.js';
+import { openTunnel, ReverseTunnelServer } from 'grpctunnel';
+import { parseFlags } from '#gateway/cli/flags.js';
 import { countingClient, countingServer } from './counting.js';
 import { TestServiceClient, TestServiceService } from './gen/grpchantesting/test.js';
 import { TunnelTestServiceClient } from './gen/tunneltest/tunneltest.js';

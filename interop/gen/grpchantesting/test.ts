@@ -34,7 +34,7 @@ export const protobufFileName = "grpchantesting/test.proto";
 /**
  * The test service of github.com/fullstorydev/grpchan (v1.1.1 shape), which
  * the cross-implementation programs serve and call through tunnels. Written
- * from INTEROP.md; the behaviour lives in src/interop/test-service.ts.
+ * from INTEROP.md; the behaviour lives in interop/test-service.ts.
  */
 
 /**

@@ -2,8 +2,8 @@
 // fresh connections until every replica holds this agent's quota of tunnels,
 // and keep it so as replicas come and go.
 import { type Client, connectivityState, type Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
-import type { BackoffOptions, ReverseTunnelServer, ReverseTunnelServerOptions, ServeResult } from '../index.js';
-import { Backoff, sleepUnlessAborted, statusError } from '../internal.js';
+import type { BackoffOptions, ReverseTunnelServer, ReverseTunnelServerOptions, ServeResult } from 'grpctunnel';
+import { Backoff, sleepUnlessAborted, statusError } from 'grpctunnel/internal';
 import { ReplicaLedger, readAdvert } from './replicas.js';
 
 /** What the dialer reports, for logs. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // grpctunnel: the command line. `grpctunnel gateway ...` and `grpctunnel agent ...`.
 import { readFileSync } from 'node:fs';
+import { resolveKeepalive } from 'grpctunnel/internal';
 import {
   AccessFileError,
   AccessPolicy,
@@ -16,7 +17,6 @@ import {
   startGateway,
 } from '../gateway/index.js';
 import { splitHostPort } from '../gateway/net.js';
-import { resolveKeepalive } from '../internal.js';
 import { parseFlags } from './flags.js';
 import { parseKeepaliveFlag } from './keepalive-flag.js';
 

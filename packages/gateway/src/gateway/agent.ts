@@ -15,7 +15,7 @@ import {
   ReverseTunnelServer,
   type ServeResult,
   TUNNEL_CHANNEL_OPTIONS,
-} from '../index.js';
+} from 'grpctunnel';
 import { AGENT_HEADER } from './gateway.js';
 import { createLogger, type Logger } from './logger.js';
 import { codeName } from './metrics.js';

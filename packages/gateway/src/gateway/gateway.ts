@@ -11,8 +11,7 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import type { Registry } from 'prom-client';
-import { type AuthContext, type KeepaliveOptions, type ReverseTunnel, TunnelServiceHandler } from '../index.js';
+import { type AuthContext, type KeepaliveOptions, type ReverseTunnel, TunnelServiceHandler } from 'grpctunnel';
 import {
   answerHttp1OverTls,
   DEFAULT_HTTP2_WINDOW_SIZE,
@@ -23,7 +22,8 @@ import {
   sniffHttp1,
   statusError,
   TunnelChannelImpl,
-} from '../internal.js';
+} from 'grpctunnel/internal';
+import type { Registry } from 'prom-client';
 import type { AccessPolicy, AgentTokens, CallerTokens } from './access.js';
 import { type AdminServer, startAdmin } from './admin.js';
 import { identifyCaller } from './caller-auth.js';

@@ -1,7 +1,7 @@
 // Binding servers to host:port strings, with errors a person can act on.
 import type net from 'node:net';
 import type { Server, ServerCredentials } from '@grpc/grpc-js';
-import { connectionInfoFromPeer } from '../internal.js';
+import { connectionInfoFromPeer } from 'grpctunnel/internal';
 
 /** Splits "host:port" ("[::1]:80" too); throws a one-line error when malformed. */
 export function splitHostPort(address: string): { host: string; port: number } {
