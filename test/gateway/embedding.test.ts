@@ -19,7 +19,7 @@ import {
 } from 'grpctunnel-gateway';
 import { handlerOf } from '#gateway/gateway/gateway.js';
 import { unary } from '../helpers/calls.js';
-import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import { EchoClient, EchoService, echoImplementation, handlerStarted } from '../helpers/echo-service.js';
 import { cleanups, deferred, gatewayWith, recordingLogger, runCleanups } from '../helpers/gateway-embed.js';
 import { type EchoTarget, startEchoTarget, stopServer } from '../helpers/servers.js';
 
@@ -326,9 +326,15 @@ describe('embedded agent and gateway', () => {
     const perAgent = await gw.metrics.getSingleMetricAsString('grpctunnel_gateway_agent_tunnels');
     assert.match(perAgent, /agent="edge-1"} 2/);
     assert.match(perAgent, /agent="edge-2"} 2/);
+    // A call in flight on the revoked agent: it fails with a status that says why.
+    const inFlight = unary(client(gw), Buffer.from('0'), md({ 'grpctunnel-agent': 'edge-2', 'x-hold': '1' }));
+    await handlerStarted(t.seen, 'unary');
 
     const cut = gw.reload({ agentTokens: AgentTokens.parse('keep edge-1\n') });
     assert.equal(cut, 2);
+    const failed = (await inFlight).error;
+    assert.equal(failed?.code, status.UNAVAILABLE);
+    assert.equal(failed?.details, 'the agent is no longer admitted');
     assert.deepEqual(
       handlerOf(gw)
         .allReverseTunnels()

@@ -24,11 +24,10 @@ export { PeerFaultLog } from './grpc/peer-faults.js';
 export { sleepUnlessAborted } from './grpc/long-timer.js';
 export { Backoff } from './reverse/backoff.js';
 
-// Connections and tunnels: closing a served tunnel with a status, the HTTP/2
-// window the library gives tunnel connections, keepalive options checked as
-// the library checks them, and peer addresses as grpc-js reports them.
+// Connections and tunnels: the HTTP/2 window the library gives tunnel
+// connections, keepalive options checked as the library checks them, and
+// peer addresses as grpc-js reports them.
 
-export { TunnelChannelImpl } from './grpc/client/tunnel-channel.js';
 export { DEFAULT_HTTP2_WINDOW_SIZE } from './grpc/http2-window.js';
 export { resolveKeepalive } from './grpc/keepalive.js';
 export { connectionInfoFromPeer } from './grpc/tunnel-info.js';

@@ -20,8 +20,6 @@ import {
   type Route,
   serveAnyMethod,
   sniffHttp1,
-  statusError,
-  TunnelChannelImpl,
 } from 'grpctunnel/internal';
 import type { Registry } from 'prom-client';
 import type { AccessPolicy, AgentTokens, CallerTokens } from './access.js';
@@ -444,12 +442,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger.warn(
       `agent ${String(tunnel.key)}: tunnel from ${tunnel.info.peer} closed: its token is no longer valid for it`,
     );
-    // The handler's tunnels are always the implementation; its shutDown
-    // lets the agent's calls in flight fail with a status that says why.
-    const channel = tunnel.channel;
-    if (channel instanceof TunnelChannelImpl) {
-      channel.shutDown(statusError(Status.UNAVAILABLE, 'the agent is no longer admitted'));
-    } else channel.close();
+    // Calls in flight fail with a status that says why, and so does the
+    // agent's tunnel RPC.
+    tunnel.channel.close({ code: Status.UNAVAILABLE, details: 'the agent is no longer admitted' });
     return true;
   };
 

@@ -309,11 +309,14 @@ export class AcceptedTunnelRpc {
 
   /**
    * Finishes the RPC for a tunnel that ended with `error` (undefined: ended
-   * cleanly): a failed tunnel fails its RPC with UNAVAILABLE and `details`,
-   * unless the client had half-closed, which is a clean end answered with OK.
+   * cleanly): a failed tunnel fails its RPC with UNAVAILABLE and `details`
+   * (never the error's own text, which may be internal), or with the status
+   * this side's user closed it with, unless the client had half-closed,
+   * which is a clean end answered with OK.
    */
-  finishTunnel(error: Error | undefined, details: string): void {
-    if (error && !this.peerClosed) this.finish(Status.UNAVAILABLE, details);
-    else this.finish();
+  finishTunnel(error: Error | undefined, details: string, closedWith?: { code: Status; details: string }): void {
+    if (this.peerClosed || (!error && !closedWith)) this.finish();
+    else if (closedWith) this.finish(closedWith.code, closedWith.details);
+    else this.finish(Status.UNAVAILABLE, details);
   }
 }

@@ -421,7 +421,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
       tuning: tunnelTuning(this.options),
       info: { target: `reverse:${info.peer}`, peer: info.peer, authContext: info.authContext },
       windows: this.windows,
-      endRpc: (error) => rpc.finishTunnel(error, 'the reverse tunnel failed'),
+      endRpc: (error, closedWith) => rpc.finishTunnel(error, 'the reverse tunnel failed', closedWith),
       onReady: (ready) => {
         if (this.draining || retiring) {
           ready.closeWhenIdle();

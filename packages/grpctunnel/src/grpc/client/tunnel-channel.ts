@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { type ChannelInterface, connectivityState } from '@grpc/grpc-js';
+import { type ChannelInterface, connectivityState, type status } from '@grpc/grpc-js';
 import { Code } from '../../engine/codes.js';
 import type { ClientFrame, ServerFrame } from '../../engine/frames.js';
 import type { ReceiveWindows } from '../../engine/receive-window.js';
@@ -32,6 +32,18 @@ export interface ClientFrameStream {
 }
 
 type ChannelzRef = ReturnType<ChannelInterface['getChannelzRef']>;
+
+/**
+ * The status a {@link TunnelChannel} is closed with, when the code closing it
+ * wants calls in flight to say why rather than CANCELLED (for example a
+ * server revoking a client's reverse tunnel).
+ */
+export interface TunnelCloseStatus {
+  /** A gRPC status code other than OK. */
+  readonly code: status;
+  /** The status message callers and, for a reverse tunnel, its peer see. */
+  readonly details: string;
+}
 
 /** The events of a {@link TunnelChannel}, with the arguments each listener gets. */
 export interface TunnelChannelEvents {
@@ -78,8 +90,14 @@ export interface TunnelChannel extends ChannelInterface, EventEmitter<TunnelChan
   /**
    * Cancels every call in flight (callers see CANCELLED) and ends the tunnel
    * RPC, as grpc-js's `Channel.close()` does for a connection.
+   *
+   * With a `status`, calls in flight fail with that status instead, the
+   * tunnel ends as failed with it ({@link TunnelChannel.closed} settles with
+   * a grpc-js `ServiceError` of that code), and a reverse tunnel's RPC ends
+   * with it, so the client that opened the tunnel learns why. Throws a
+   * RangeError for a code that is not a gRPC error code.
    */
-  close(): void;
+  close(status?: TunnelCloseStatus): void;
   /**
    * Closes the tunnel gracefully: new calls fail with UNAVAILABLE at once,
    * calls in flight run to completion, then the tunnel ends.
@@ -99,8 +117,12 @@ export interface TunnelChannelInit {
   readonly info: TunnelChannelInfo;
   /** Receive windows (a growth budget) shared with other tunnels; one of its own when absent. */
   readonly windows?: ReceiveWindows | undefined;
-  /** Finishes the tunnel RPC once the channel has closed (`error`: why, undefined when closed on purpose). */
-  readonly endRpc: (error: Error | undefined) => void;
+  /**
+   * Finishes the tunnel RPC once the channel has closed (`error`: why,
+   * undefined when closed on purpose; `closedWith`: the status the user
+   * closed it with, if any).
+   */
+  readonly endRpc: (error: Error | undefined, closedWith?: TunnelCloseStatus) => void;
   /** The tunnel is ready for calls (negotiation done). */
   readonly onReady: (channel: TunnelChannelImpl) => void;
 }
@@ -126,7 +148,7 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
   readonly callAuthContext: AuthContext;
 
   private readonly info: TunnelChannelInfo;
-  private readonly endRpc: (error: Error | undefined) => void;
+  private readonly endRpc: (error: Error | undefined, closedWith?: TunnelCloseStatus) => void;
 
   /** Made by {@link openTunnel} (forward) and the handler (reverse). */
   constructor(init: TunnelChannelInit) {
@@ -181,8 +203,13 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
    * this side half-closes and the server finishes it (see `TunnelRpcEnd`),
    * so closing tunnels at any rate cannot trip a server's reset limit.
    */
-  close(): void {
-    this.shutDown(undefined, localStatus(Code.CANCELLED, 'the tunnel channel was closed'));
+  close(status?: TunnelCloseStatus): void {
+    if (status === undefined) {
+      this.shutDown(undefined, localStatus(Code.CANCELLED, 'the tunnel channel was closed'));
+      return;
+    }
+    const { code, details } = checkCloseStatus(status);
+    this.shutDown(statusError(code, details), localStatus(code, details), { code, details });
   }
 
   /**
@@ -245,18 +272,29 @@ export class TunnelChannelImpl extends EventEmitter<TunnelChannelEvents> impleme
    * with `status` and settle {@link TunnelChannelImpl.closed}. `error` is undefined for a close
    * the user asked for.
    */
-  shutDown(error: Error | undefined, status?: StreamStatus): void {
+  shutDown(error: Error | undefined, status?: StreamStatus, closedWith?: TunnelCloseStatus): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closeError = error;
     this.engine.close(
       status ?? localStatus(Code.UNAVAILABLE, `tunnel closed: ${error?.message ?? 'the tunnel RPC ended'}`),
     );
-    this.endRpc(error);
+    this.endRpc(error, closedWith);
     for (const watcher of [...this.watchers]) watcher();
     // Calls get their statuses on the next tick, as grpc-js delivers them;
     // `closed` settles after those, so awaiting it means every call was told.
     process.nextTick(() => this.resolveClosed(error));
     this.emit('close', error);
   }
+}
+
+/** A close status as given, checked: a gRPC error code (1-16) and a string (RangeError / TypeError otherwise). */
+function checkCloseStatus(status: TunnelCloseStatus): TunnelCloseStatus {
+  const { code, details } = status ?? {};
+  if (!Number.isInteger(code) || code < Code.CANCELLED || code > Code.UNAUTHENTICATED) {
+    throw new RangeError(`a tunnel is closed with a gRPC error code (1-16), got ${String(code)}`);
+  }
+  if (typeof details !== 'string')
+    throw new TypeError(`the close status' details must be a string, got ${typeof details}`);
+  return { code, details };
 }
