@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { unary } from '../helpers/calls.js';
 import { makePki } from '../helpers/certs.js';
 import {
   freePort,
@@ -21,8 +22,8 @@ import {
   startGatewayCli,
   waitForAgent,
 } from '../helpers/cli.js';
-import { EchoClient, nextHandlerStarted } from '../helpers/echo-service.js';
-import { startEchoTarget, stopAllServers, stopServer } from '../helpers/servers.js';
+import { EchoClient, EchoService, echoImplementation, nextHandlerStarted } from '../helpers/echo-service.js';
+import { startEchoTarget, startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 
 /** Exit code of an agent whose --gateway does not serve reverse tunnels (documented in the README). */
 const EXIT_NOT_A_TUNNEL_ENDPOINT = 4;
@@ -78,6 +79,10 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
       [ag('--tunnels', '0'), /--tunnels must be between 1 and 100/],
       [ag('--tunnels', 'many'), /invalid value "many" for flag -tunnels/],
       [ag('--log-level', 'loud'), /--log-level must be one of/],
+      [gw('--max-message-size', '0'), /--max-message-size must be a size from 1 byte/],
+      [gw('--max-message-size', '4GiB'), /--max-message-size must be a size from 1 byte/],
+      [ag('--max-message-size', '16 megs'), /--max-message-size must be a size from 1 byte/],
+      [ag('--max-message-size', '4096MiB'), /--max-message-size must be a size from 1 byte/],
     ];
     const runs = cases.map(([args]) => runCli(args));
     for (const [i, p] of runs.entries()) {
@@ -97,6 +102,23 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     assert.match(a.log(), /grpctunnel: 127\.0\.0\.1:\d+ is not a grpctunnel agents port/);
     assert.match(a.log(), /caller port, not a tunnel endpoint/);
     assert.doesNotMatch(a.log(), /retrying/);
+    await gw.p.stop();
+    await stopServer(t.server);
+  });
+
+  it('--max-message-size on both commands lets a call carry messages over 4 MiB', { timeout: 30_000 }, async () => {
+    const large = { 'grpc.max_receive_message_length': 16 << 20, 'grpc.max_send_message_length': 16 << 20 };
+    const t = await startServer((s) => s.addService(EchoService, echoImplementation()), { serverOptions: large });
+    const gw = await startGatewayCli(['--max-message-size', '8MiB']);
+    const a = startAgentCli(gw.agents, t.address, 'big', ['--tunnels', '1', '--max-message-size', '8388608']);
+    await waitForAgent(gw.admin, 'big', 1);
+    const echo = new EchoClient(gw.listen, credentials.createInsecure(), large);
+    const payload = Buffer.alloc(6 << 20, 7);
+    const reply = await unary(echo, payload, agentHeader('big'));
+    assert.equal(reply.error, null, reply.error?.message);
+    assert.ok(reply.value?.equals(payload));
+    echo.close();
+    await a.stop();
     await gw.p.stop();
     await stopServer(t.server);
   });

@@ -60,6 +60,8 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
   --grace MS             then let running calls finish this long before cutting them (default 5000)
   --keepalive I[,T]      ping each agent connection every I, drop it when a ping
                          goes unanswered for T (default 15s,10s; "off" disables)
+  --max-message-size S   largest request or response a call may carry, in bytes or with
+                         KiB/MiB (default 4MiB; raise the agents' --max-message-size too)
   --log-level L          debug, info, warn or error (default info)
 
 Callers choose an agent with the request header "grpctunnel-agent: NAME"; without
@@ -83,6 +85,8 @@ const AGENT_HELP = `grpctunnel agent: expose a gRPC server through a gateway, di
   --keepalive I[,T]      ping the gateway every I (5m10s unless it allows faster),
                          reconnect when a ping goes unanswered for T (default 15s,10s;
                          "off" disables)
+  --max-message-size S   largest request or response a call may carry, in bytes or with
+                         KiB/MiB (default 4MiB; raise the gateway's --max-message-size too)
   --log-level L          debug, info, warn or error (default info)
 
 Without --ca or --insecure the gateway connection uses TLS with the system's roots.
@@ -102,6 +106,19 @@ function read(path: string, what: string): Buffer {
   } catch (err) {
     fail(EXIT.usage, `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
+}
+
+/** A --max-message-size value: bytes, or a number of KiB or MiB ("16MiB"). */
+function messageSize(value: string): number {
+  const m = /^(\d+)(KiB|MiB)?$/.exec(value.trim());
+  const bytes = m ? Number(m[1]) * (m[2] === 'MiB' ? 1024 * 1024 : m[2] === 'KiB' ? 1024 : 1) : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1 || bytes > 0xffff_ffff) {
+    fail(
+      EXIT.usage,
+      `--max-message-size must be a size from 1 byte to 4GiB - 1 (e.g. 16MiB), not ${JSON.stringify(value)}`,
+    );
+  }
+  return bytes;
 }
 
 function level(value: string): LogLevel {
@@ -166,6 +183,7 @@ async function gateway(argv: string[]): Promise<void> {
       'ready-after': { kind: 'int', default: 10_000, usage: 'readiness grace (ms)' },
       'drain-delay': { kind: 'int', default: -1, usage: 'serving time after SIGTERM (ms)' },
       grace: { kind: 'int', default: 5000, usage: 'time for running calls at shutdown (ms)' },
+      'max-message-size': { kind: 'string', default: '4MiB', usage: 'message size limit' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
       keepalive: { kind: 'string', default: '15s,10s', usage: 'ping interval[,timeout] or off' },
     },
@@ -194,6 +212,7 @@ async function gateway(argv: string[]): Promise<void> {
   if (f.grace < 0) fail(EXIT.usage, '--grace must not be negative');
   // Replicas sit behind a balancer, which needs a moment to stop sending callers.
   const drainDelayMs = f['drain-delay'] >= 0 ? f['drain-delay'] : f['replica-id'] ? 2000 : 0;
+  const maxMessageSize = messageSize(f['max-message-size']);
   /** Reads the token files and the policy; throws AccessFileError or a read error. */
   const loadAccess = (readText: (path: string, what: string) => string): GatewayAccess => ({
     ...(f.token && { agentTokens: AgentTokens.anyId([f.token]) }),
@@ -238,6 +257,7 @@ async function gateway(argv: string[]): Promise<void> {
     limits: { maxConnectionsPerPeer: f['max-conns-per-peer'], idleTimeoutMs: f['idle-timeout'] },
     readyAfterMs: f['ready-after'],
     drainDelayMs,
+    maxMessageSize,
     logger,
     keepalive: keepalive(f.keepalive),
   });
@@ -286,6 +306,7 @@ async function agent(argv: string[]): Promise<void> {
       ca: { kind: 'string', default: '', usage: 'CA certificate' },
       insecure: { kind: 'bool', default: false, usage: 'no TLS' },
       'max-backoff': { kind: 'int', default: 30_000, usage: 'max reconnect delay' },
+      'max-message-size': { kind: 'string', default: '4MiB', usage: 'message size limit' },
       'log-level': { kind: 'string', default: 'info', usage: 'log level' },
       keepalive: { kind: 'string', default: '15s,10s', usage: 'ping interval[,timeout] or off' },
     },
@@ -297,6 +318,7 @@ async function agent(argv: string[]): Promise<void> {
   if (f.ca && f.insecure) fail(EXIT.usage, 'use --ca or --insecure, not both');
   if (f.tunnels < 1 || f.tunnels > 100) fail(EXIT.usage, '--tunnels must be between 1 and 100');
   if (f['max-backoff'] < 10) fail(EXIT.usage, '--max-backoff must be at least 10 (ms)');
+  const maxMessageSize = messageSize(f['max-message-size']);
   let running: Agent;
   try {
     running = startAgent({
@@ -308,6 +330,7 @@ async function agent(argv: string[]): Promise<void> {
       security: f.insecure ? { insecure: true } : f.ca ? { ca: read(f.ca, 'CA certificate') } : {},
       logger: createLogger(level(f['log-level'])),
       keepalive: keepalive(f.keepalive),
+      maxMessageSize,
       backoff: { initialDelayMs: Math.min(1000, f['max-backoff']), maxDelayMs: f['max-backoff'] },
     });
   } catch (err) {

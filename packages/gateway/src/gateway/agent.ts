@@ -16,7 +16,7 @@ import {
   type ServeResult,
   TUNNEL_CHANNEL_OPTIONS,
 } from 'grpctunnel';
-import { AGENT_HEADER } from './gateway.js';
+import { AGENT_HEADER, checkMessageSize, DEFAULT_MAX_MESSAGE_SIZE } from './gateway.js';
 import { createLogger, type Logger } from './logger.js';
 import { codeName } from './metrics.js';
 import { splitHostPort } from './net.js';
@@ -70,6 +70,14 @@ export interface AgentOptions {
   };
   /** Liveness pings toward the gateway (see the `keepalive` option of `ReverseTunnelServer`). */
   keepalive?: KeepaliveOptions | false;
+  /**
+   * Largest message, in bytes, a call may carry through the agent in either
+   * direction: a request arriving through a tunnel, and the target's
+   * response. Larger ones fail that call with RESOURCE_EXHAUSTED. The
+   * gateway has a limit of its own (`GatewayOptions.maxMessageSize`); raise
+   * both together. Default 4 MiB, grpc-js's default.
+   */
+  maxMessageSize?: number;
   /** Aborting it stops the agent as {@link Agent.stop} does. */
   signal?: AbortSignal;
 }
@@ -112,6 +120,8 @@ export function startAgent(options: AgentOptions): Agent {
     throw new Error('an agent needs a target to forward to, or services to serve');
   }
   if (options.target !== undefined) splitHostPort(options.target);
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  checkMessageSize('maxMessageSize', maxMessageSize);
   const gatewayCredentials: ChannelCredentials =
     'insecure' in options.security ? credentials.createInsecure() : credentials.createSsl(options.security.ca ?? null);
   const backoff = { initialDelayMs: 1000, maxDelayMs: 30_000, ...options.backoff };
@@ -119,7 +129,10 @@ export function startAgent(options: AgentOptions): Agent {
   const target =
     options.target === undefined
       ? undefined
-      : new Client(options.target, credentials.createInsecure(), TUNNEL_CHANNEL_OPTIONS);
+      : new Client(options.target, credentials.createInsecure(), {
+          ...TUNNEL_CHANNEL_OPTIONS,
+          'grpc.max_receive_message_length': maxMessageSize,
+        });
   const proxy =
     target &&
     createProxyHandler(target, {
@@ -149,6 +162,8 @@ export function startAgent(options: AgentOptions): Agent {
     createServer: (connection, authenticate) => {
       const server = new ReverseTunnelServer(connection, {
         authenticate,
+        // Requests arrive through these tunnels.
+        maxReceiveMessageSize: maxMessageSize,
         ...(options.keepalive !== undefined && { keepalive: options.keepalive }),
       });
       options.services?.(server);

@@ -191,6 +191,15 @@ export interface GatewayOptions {
    * threshold). Default 0 (a single gateway with no balancer in front).
    */
   drainDelayMs?: number;
+  /**
+   * Largest message, in bytes, a call may carry through the gateway in
+   * either direction: a caller's request on the caller port, and a
+   * response arriving from an agent. Larger ones fail that call with
+   * RESOURCE_EXHAUSTED, as grpc-js does. Agents have a limit of their own
+   * (`AgentOptions.maxMessageSize`); raise both together. Default 4 MiB,
+   * grpc-js's default.
+   */
+  maxMessageSize?: number;
   /** Where log lines go; by default warnings and errors go to stderr. */
   logger?: Logger;
   /** Liveness pings toward agents (see the `keepalive` option of `TunnelServiceHandler`). */
@@ -265,6 +274,18 @@ const MAX_TIMER_MS = 2_147_483_647;
 function checkDuration(name: string, ms: number): void {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > MAX_TIMER_MS) {
     throw new RangeError(`${name} must be a number of milliseconds from 0 to ${MAX_TIMER_MS}, not ${String(ms)}`);
+  }
+}
+
+/** grpc-js's default limit on received messages, which the gateway and the agent keep unless told otherwise. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024;
+/** The largest message a gRPC length prefix can announce (2^32 - 1 bytes). */
+const MAX_MESSAGE_SIZE = 0xffff_ffff;
+
+/** Throws a RangeError unless `bytes` is a message size limit (1 byte up to what a gRPC frame can carry). */
+export function checkMessageSize(name: string, bytes: number): void {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > MAX_MESSAGE_SIZE) {
+    throw new RangeError(`${name} must be a whole number of bytes from 1 to ${MAX_MESSAGE_SIZE}, not ${String(bytes)}`);
   }
 }
 
@@ -417,6 +438,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   checkDuration('agentArrivalWaitMs', arrivalWaitMs);
   if (options.drainDelayMs !== undefined) checkDuration('drainDelayMs', options.drainDelayMs);
   if (options.readyAfterMs !== undefined) checkDuration('readyAfterMs', options.readyAfterMs);
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  checkMessageSize('maxMessageSize', maxMessageSize);
   const recent: RecentError[] = [];
   const remember = (what: string) => {
     recent.unshift({ at: new Date(), what });
@@ -450,6 +473,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const handler = new TunnelServiceHandler({
     ...(options.keepalive !== undefined && { keepalive: options.keepalive }),
+    // Responses from agents arrive on these tunnels.
+    maxReceiveMessageSize: maxMessageSize,
     affinityKey: (tunnel) => {
       const refuse = (code: Status, details: string, why: string): never => {
         metrics.connects.inc({ result: 'refused' });
@@ -642,6 +667,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
   };
   serveAnyMethod(front, {
+    maxMessageSize,
     route(path, metadata, connection) {
       if (path === OPEN_REVERSE_TUNNEL) {
         // An agent pointed at this port: say so, in words its log can show.
