@@ -79,6 +79,11 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
       [ag('--tunnels', '0'), /--tunnels must be between 1 and 100/],
       [ag('--tunnels', 'many'), /invalid value "many" for flag -tunnels/],
       [ag('--log-level', 'loud'), /--log-level must be one of/],
+      [gw('--admin-token-file', 'admin-token'), /--admin-token-file needs --admin/],
+      [
+        gw('--admin', '127.0.0.1:0', '--admin-token-file', '/nonexistent/admin-token'),
+        /cannot read admin token file \/nonexistent\/admin-token/,
+      ],
       [gw('--max-message-size', '0'), /--max-message-size must be a size from 1 byte/],
       [gw('--max-message-size', '4GiB'), /--max-message-size must be a size from 1 byte/],
       [ag('--max-message-size', '16 megs'), /--max-message-size must be a size from 1 byte/],
@@ -104,6 +109,25 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     assert.doesNotMatch(a.log(), /retrying/);
     await gw.p.stop();
     await stopServer(t.server);
+  });
+
+  it('--admin-token-file guards the status page and /metrics, not the probes', { timeout: 30_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'grpctunnel-admin-'));
+    try {
+      writeFileSync(join(dir, 'admin-token'), 'k-admin-51c0\n');
+      const gw = await startGatewayCli(['--admin-token-file', join(dir, 'admin-token')]);
+      const status = async (path: string, token?: string) =>
+        (await fetch(`http://${gw.admin}${path}`, token ? { headers: { authorization: `Bearer ${token}` } } : {}))
+          .status;
+      assert.deepEqual(
+        [await status('/'), await status('/metrics'), await status('/metrics', 'k-admin-51c0')],
+        [401, 401, 200],
+      );
+      assert.equal(await status('/livez'), 200);
+      await gw.p.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('--max-message-size on both commands lets a call carry messages over 4 MiB', { timeout: 30_000 }, async () => {

@@ -37,6 +37,8 @@ const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and for
   --listen HOST:PORT     where ordinary gRPC callers connect (required)
   --agents HOST:PORT     where agents open their tunnels (required)
   --admin HOST:PORT      serve /metrics, /healthz (ready), /livez and a status page at /
+  --admin-token-file F   / and /metrics ask for the token in this file (authorization: Bearer T);
+                         /healthz and /livez stay open for probes
   --token T              a token agents may present (authorization: Bearer T), valid for any agent id
   --tokens-file F        agent tokens, one per line: "TOKEN ID-PATTERN..." (* matches anything);
                          a token may register only the ids it lists; on SIGHUP, tunnels
@@ -167,6 +169,7 @@ async function gateway(argv: string[]): Promise<void> {
       listen: { kind: 'string', default: '', usage: 'caller address' },
       agents: { kind: 'string', default: '', usage: 'agents address' },
       admin: { kind: 'string', default: '', usage: 'admin address' },
+      'admin-token-file': { kind: 'string', default: '', usage: 'admin token file' },
       token: { kind: 'string', default: '', usage: 'agent token' },
       'tokens-file': { kind: 'string', default: '', usage: 'agent tokens file' },
       'caller-tokens-file': { kind: 'string', default: '', usage: 'caller tokens file' },
@@ -193,6 +196,13 @@ async function gateway(argv: string[]): Promise<void> {
   address('listen', f.listen);
   address('agents', f.agents);
   if (f.admin) address('admin', f.admin);
+  if (f['admin-token-file'] && !f.admin) fail(EXIT.usage, '--admin-token-file needs --admin');
+  const adminToken = f['admin-token-file']
+    ? read(f['admin-token-file'], 'admin token file').toString('utf8').trim()
+    : '';
+  if (f['admin-token-file'] && !/^\S+$/.test(adminToken)) {
+    fail(EXIT.usage, `${f['admin-token-file']}: the admin token file must hold one token (no spaces)`);
+  }
   const logLevel = level(f['log-level']);
   if (Boolean(f['tls-cert']) !== Boolean(f['tls-key'])) fail(EXIT.usage, '--tls-cert and --tls-key go together');
   if (f['client-ca'] && !f['tls-cert']) fail(EXIT.usage, '--client-ca needs --tls-cert and --tls-key');
@@ -248,6 +258,7 @@ async function gateway(argv: string[]): Promise<void> {
     listen: f.listen,
     agents: f.agents,
     ...(f.admin ? { admin: f.admin } : {}),
+    ...(adminToken ? { adminToken } : {}),
     access,
     ...(tls ? { tls } : {}),
     ...(f['client-ca'] ? { clientCa: read(f['client-ca'], 'client CA') } : {}),

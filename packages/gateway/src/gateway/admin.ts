@@ -1,5 +1,6 @@
 // The gateway's admin port: /metrics (Prometheus), /healthz, and / (a small
 // status page of agents, tunnels and recent errors).
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { ReverseTunnel } from 'grpctunnel';
 import type { RecentError } from './gateway.js';
@@ -16,6 +17,16 @@ interface AdminSources {
   status(): { agents: ReverseTunnel[]; recent: RecentError[]; replica?: string };
   /** Whether callers should be sent here (/healthz); /livez only says the process answers. */
   ready?(): boolean;
+  /** The bearer token / and /metrics ask for (agent ids, peers and errors are not for everyone); none: open. */
+  token?: string | undefined;
+}
+
+/** Whether a request's `authorization` header carries `token` (compared by digest, in constant time). */
+function bears(header: string | undefined, token: string): boolean {
+  const sent = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
+  if (sent === undefined) return false;
+  const hash = (t: string) => createHash('sha256').update(t).digest();
+  return timingSafeEqual(hash(sent), hash(token));
 }
 
 const escapeHtml = (s: string) =>
@@ -55,6 +66,15 @@ export async function startAdmin(address: string, sources: AdminSources): Promis
       res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ok\n' : 'not ready\n');
     } else if (path === '/livez') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (
+      (path === '/metrics' || path === '/') &&
+      sources.token &&
+      !bears(req.headers.authorization, sources.token)
+    ) {
+      // The probes above stay open: a kubelet sends no credentials.
+      res
+        .writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="grpctunnel gateway admin"' })
+        .end('this page needs the admin token (authorization: Bearer TOKEN)\n');
     } else if (path === '/metrics') {
       sources.metrics().then(
         (body) => res.writeHead(200, { 'content-type': sources.contentType }).end(body),

@@ -147,6 +147,14 @@ export interface GatewayOptions {
   agents: string;
   /** host:port for /metrics, /healthz and the status page; none without it. */
   admin?: string;
+  /**
+   * A bearer token the admin port's status page and /metrics ask for
+   * (`authorization: Bearer TOKEN`; Prometheus sends it with
+   * `authorization.credentials_file`). The page lists agent ids, their
+   * addresses and recent errors. /healthz and /livez stay open for probes.
+   * Default: none, the port is open to whoever reaches it.
+   */
+  adminToken?: string;
   /** Credentials and policy. */
   access: GatewayAccess;
   /** Serve both gRPC ports over TLS with this certificate. */
@@ -440,6 +448,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.readyAfterMs !== undefined) checkDuration('readyAfterMs', options.readyAfterMs);
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   checkMessageSize('maxMessageSize', maxMessageSize);
+  if (
+    options.adminToken !== undefined &&
+    (typeof options.adminToken !== 'string' || !/^\S+$/.test(options.adminToken))
+  ) {
+    throw new TypeError('adminToken must be a non-empty string without whitespace');
+  }
   const recent: RecentError[] = [];
   const remember = (what: string) => {
     recent.unshift({ at: new Date(), what });
@@ -838,6 +852,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let admin: AdminServer | undefined;
   if (options.admin) {
     admin = await startAdmin(options.admin, {
+      token: options.adminToken,
       metrics: () => metrics.registry.metrics(),
       contentType: metrics.registry.contentType,
       status: () => ({
