@@ -194,8 +194,22 @@ const SCENARIOS: Record<string, (env: Env) => Promise<unknown>> = {
   'bidi past its deadline while the server waits': async (env) => {
     env.seen.rearm();
     const client = await observe(async (opts, replies) => {
-      const reqs = from([{ text: 'x' }, { hang: true }]);
-      for await (const m of env.client.bidi(reqs, { ...opts, timeoutMs: 200 })) replies.push(plain(m));
+      // The request that makes the server wait goes once the first reply is
+      // in: which replies arrive before the deadline must not depend on
+      // how busy the machine is, only what happens after it.
+      let replied!: () => void;
+      const firstReply = new Promise<void>((resolve) => {
+        replied = resolve;
+      });
+      const reqs = (async function* () {
+        yield { text: 'x' };
+        await firstReply;
+        yield { hang: true };
+      })();
+      for await (const m of env.client.bidi(reqs, { ...opts, timeoutMs: 1000 })) {
+        replies.push(plain(m));
+        replied();
+      }
     });
     const error = (client as { error?: { code: string } }).error;
     return { replies: client.replies, code: error?.code, serverAborted: (await env.seen.aborted) !== '' };
