@@ -400,6 +400,12 @@ try {
     const help = await run('npx', ['--no-install', 'grpctunnel', '--help'], { cwd: gatewayApp, timeout: 60_000 });
     assert.match(help.stdout, /grpctunnel gateway --listen HOST:PORT --agents HOST:PORT/);
     assert.match(help.stdout, /grpctunnel agent/);
+    const version = await run('npx', ['--no-install', 'grpctunnel', '--version'], { cwd: gatewayApp, timeout: 60_000 });
+    const pinned = JSON.parse(readFileSync(join(GATEWAY, 'package.json'), 'utf8')).dependencies.grpctunnel;
+    assert.match(
+      version.stdout,
+      new RegExp(`^grpctunnel-gateway \\S+ \\(grpctunnel ${pinned.replace(/\./g, '\\.')}, Node\\.js `),
+    );
     writeFileSync(
       join(gatewayApp, 'embed.mjs'),
       `import { startGateway, GatewayRefusal } from 'grpctunnel-gateway';

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // grpctunnel: the command line. `grpctunnel gateway ...` and `grpctunnel agent ...`.
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { resolveKeepalive } from 'grpctunnel/internal';
 import {
   AccessFileError,
@@ -30,7 +32,7 @@ const USAGE = `usage:
                      [--log-level info]
   grpctunnel agent --gateway HOST:PORT --target HOST:PORT --id NAME [--token T]
                    [--tunnels 2] [--ca C | --insecure] [--max-backoff MS] [--log-level info]
-Run "grpctunnel gateway --help" or "grpctunnel agent --help" for details.`;
+Run "grpctunnel gateway --help" or "grpctunnel agent --help" for details; "grpctunnel --version" for versions.`;
 
 const GATEWAY_HELP = `grpctunnel gateway: accept agents' reverse tunnels and forward gRPC calls for any method to them.
 
@@ -355,12 +357,22 @@ async function agent(argv: string[]): Promise<void> {
   if (error) fail(error.reason === 'refused' ? EXIT.refused : EXIT.notTunnelEndpoint, error.message);
 }
 
+/** `grpctunnel --version`: this package's version and the library's it runs on (they can differ after an override). */
+function versions(): string {
+  const require = createRequire(import.meta.url);
+  const version = (manifest: string) => (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version;
+  const own = version(fileURLToPath(new URL('../../package.json', import.meta.url)));
+  return `grpctunnel-gateway ${own} (grpctunnel ${version(require.resolve('grpctunnel/package.json'))}, Node.js ${process.versions.node})`;
+}
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   try {
     if (command === 'gateway') await gateway(rest);
     else if (command === 'agent') await agent(rest);
     else if (command === '--help' || command === '-h' || command === 'help') process.stdout.write(`${USAGE}\n`);
+    else if (command === '--version' || command === '-v' || command === 'version')
+      process.stdout.write(`${versions()}\n`);
     else fail(EXIT.usage, command ? `unknown command "${command}"\n${USAGE}` : USAGE);
   } catch (err) {
     fail(EXIT.usage, err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err));
