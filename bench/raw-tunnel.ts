@@ -1,0 +1,172 @@
+// Experiment B of issue 16 (a throwaway upper bound, not a product): the
+// forward tunnel RPC carried on a raw node:http2 client session, with gRPC's
+// length-prefixed framing done here, under the library's own TunnelChannel.
+// It answers how much a client side without grpc-js's call stack would buy.
+//
+// node dist/bench/raw-tunnel.js [--seconds N] [--rounds N]
+// Spawns bench/server.js and measures 1 KiB ping-pong (and small unary)
+// three ways in interleaved rounds: direct grpc-js, openTunnel (grpc-js
+// client side), and the raw-http2 tunnel; prints ratios and CPU per op.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { connect, constants } from 'node:http2';
+import { fileURLToPath } from 'node:url';
+import { type CallProperties, credentials, Metadata } from '@grpc/grpc-js';
+import type { ClientFrame, ServerFrame } from '../src/engine/frames.js';
+import { advertiseChunkSize, chunkOffer, takePeerChunkOffer, tunnelChunkSizes } from '../src/grpc/chunk-size.js';
+import { TunnelChannelImpl } from '../src/grpc/client/tunnel-channel.js';
+import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../src/grpc/tunnel-service.js';
+import { openTunnel } from '../src/index.js';
+import { type AnyClient, BenchClient } from './clients.js';
+import { type Measured, pingPongLoad, unaryLoad } from './loads.js';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: number) => {
+  const at = argv.indexOf(name);
+  return at >= 0 ? Number(argv[at + 1]) : dflt;
+};
+const seconds = opt('--seconds', 6);
+const rounds = opt('--rounds', 3);
+
+/** Opens a forward tunnel on a raw node:http2 session: the tunnel RPC with no grpc-js under it. */
+async function rawTunnel(address: string): Promise<{ channel: TunnelChannelImpl; close(): void }> {
+  const session = connect(`http://${address}`, { settings: { initialWindowSize: 1 << 20 } });
+  await new Promise<void>((resolve, reject) => {
+    session.once('connect', () => resolve());
+    session.once('error', reject);
+  });
+  session.setLocalWindowSize(1 << 20);
+  const md = new Metadata();
+  md.set('grpctunnel-negotiate', 'on');
+  const offer = chunkOffer(undefined, undefined);
+  advertiseChunkSize(md, offer);
+  const headers: Record<string, string> = {
+    ':method': 'POST',
+    ':path': OPEN_TUNNEL_PATH,
+    ':scheme': 'http',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  };
+  for (const [k, v] of Object.entries(md.getMap())) headers[k] = String(v);
+  const stream = session.request(headers, { endStream: false });
+  const listeners: Array<(f: ServerFrame) => void> = [];
+  let pending: Buffer = Buffer.alloc(0);
+  stream.on('data', (data: Buffer) => {
+    pending = pending.length === 0 ? data : Buffer.concat([pending, data]);
+    while (pending.length >= 5) {
+      const len = pending.readUInt32BE(1);
+      if (pending.length < 5 + len) break;
+      const frame = decodeServerToClient(pending.subarray(5, 5 + len));
+      pending = pending.subarray(5 + len);
+      for (const l of listeners) l(frame);
+    }
+  });
+  const frames = {
+    write(frame: ClientFrame, callback: () => void): boolean {
+      const body = encodeClientToServer(frame);
+      const out = Buffer.allocUnsafe(5 + body.length);
+      out[0] = 0;
+      out.writeUInt32BE(body.length, 1);
+      body.copy(out, 5);
+      return stream.write(out, callback);
+    },
+    on(_event: 'data', listener: (frame: ServerFrame) => void) {
+      listeners.push(listener);
+    },
+  };
+  const response = await new Promise<Record<string, unknown>>((resolve) => stream.once('response', resolve));
+  const answer = new Metadata();
+  for (const [k, v] of Object.entries(response)) if (!k.startsWith(':') && typeof v === 'string') answer.set(k, v);
+  const chunks = tunnelChunkSizes(offer, takePeerChunkOffer(answer));
+  const channel = await new Promise<TunnelChannelImpl>((resolve) => {
+    new TunnelChannelImpl({
+      frames,
+      negotiation: { negotiated: answer.get('grpctunnel-negotiate')[0] === 'on', chunks },
+      tuning: {},
+      info: { target: address, peer: address, authContext: null },
+      endRpc: () => stream.close(constants.NGHTTP2_NO_ERROR),
+      onReady: resolve,
+    });
+  });
+  return {
+    channel,
+    close() {
+      channel.close();
+      session.close();
+    },
+  };
+}
+
+function cpuUs(pid: number | undefined): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
+}
+
+async function main(): Promise<void> {
+  const server = spawn(process.execPath, [fileURLToPath(new URL('./server.js', import.meta.url))], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<string>((resolve) =>
+    server.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())),
+  );
+  const address = `127.0.0.1:${port}`;
+  const insecure = credentials.createInsecure();
+  const direct = new BenchClient(address, insecure, { 'grpc.use_local_subchannel_pool': 1 }) as AnyClient;
+  const connection = new BenchClient(address, insecure, { 'grpc.use_local_subchannel_pool': 1 });
+  const tunnel = await openTunnel(connection);
+  // The grpc-js Duplex path as before the lean call: an identity call invocation
+  // transformer makes openTunnel use makeBidiStreamRequest, with no interceptor added.
+  const duplexConnection = new BenchClient(address, insecure, {
+    'grpc.use_local_subchannel_pool': 1,
+    callInvocationTransformer: (p: CallProperties<unknown, unknown>) => p,
+  });
+  const duplexTunnel = await openTunnel(duplexConnection);
+  const raw = await rawTunnel(address);
+  const transports: Array<[string, AnyClient]> = [
+    ['direct', direct],
+    ['lean tunnel', new BenchClient('t', insecure, { channelOverride: tunnel }) as AnyClient],
+    ['duplex tunnel', new BenchClient('d', insecure, { channelOverride: duplexTunnel }) as AnyClient],
+    ['raw-h2 tunnel', new BenchClient('r', insecure, { channelOverride: raw.channel }) as AnyClient],
+  ];
+  const small = Buffer.alloc(100, 1);
+  for (const [name, load] of [
+    ['pingpong-1k', (c: AnyClient) => pingPongLoad(c, seconds / rounds, 1024)],
+    ['unary-c1', (c: AnyClient) => unaryLoad(c, seconds / rounds, 1, small)],
+  ] as const) {
+    const sums = new Map<string, { qps: number; caller: number; service: number }>();
+    for (let r = 0; r < rounds; r++) {
+      for (const [t, c] of transports) {
+        await unaryLoad(c, 0.2, 4, small);
+        const c0 = process.cpuUsage();
+        const s0 = cpuUs(server.pid);
+        const m: Measured = await load(c);
+        const cu = process.cpuUsage(c0);
+        const su = cpuUs(server.pid) - s0;
+        const acc = sums.get(t) ?? { qps: 0, caller: 0, service: 0 };
+        acc.qps += (m.qps ?? 0) / rounds;
+        acc.caller += (cu.user + cu.system) / (m.ops ?? 1) / rounds;
+        acc.service += su / (m.ops ?? 1) / rounds;
+        sums.set(t, acc);
+      }
+    }
+    const base = sums.get('direct')?.qps ?? 1;
+    for (const [t, s] of sums) {
+      console.log(
+        `${name.padEnd(13)}${t.padEnd(16)}${s.qps.toFixed(0).padStart(7)} qps ${(s.qps / base).toFixed(2)}x  cpu ${s.caller.toFixed(1)} + ${s.service.toFixed(1)} us/op`,
+      );
+    }
+  }
+  raw.close();
+  tunnel.close();
+  connection.close();
+  duplexTunnel.close();
+  duplexConnection.close();
+  direct.close();
+  server.kill('SIGTERM');
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
