@@ -4,21 +4,24 @@
 // It answers how much a client side without grpc-js's call stack would buy.
 //
 // node dist/bench/raw-tunnel.js [--seconds N] [--rounds N]
-// Spawns bench/server.js and measures 1 KiB ping-pong (and small unary)
-// three ways in interleaved rounds: direct grpc-js, openTunnel (grpc-js
-// client side), and the raw-http2 tunnel; prints ratios and CPU per op.
+// Spawns bench/server.js and measures 1 KiB ping-pong, small unary and 1 MiB
+// server streaming three ways in interleaved rounds: direct grpc-js,
+// openTunnel (grpc-js client side), and the raw-http2 tunnel; prints ratios
+// and CPU of both processes per op (per MB for streaming). The prototype
+// has none of what a product needs (TLS, credentials, keepalive, errors,
+// reconnection): figures only.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect, constants } from 'node:http2';
 import { fileURLToPath } from 'node:url';
-import { type CallProperties, credentials, Metadata } from '@grpc/grpc-js';
+import { credentials, Metadata } from '@grpc/grpc-js';
 import type { ClientFrame, ServerFrame } from '../src/engine/frames.js';
 import { advertiseChunkSize, chunkOffer, takePeerChunkOffer, tunnelChunkSizes } from '../src/grpc/chunk-size.js';
 import { TunnelChannelImpl } from '../src/grpc/client/tunnel-channel.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../src/grpc/tunnel-service.js';
 import { openTunnel } from '../src/index.js';
 import { type AnyClient, BenchClient } from './clients.js';
-import { type Measured, pingPongLoad, unaryLoad } from './loads.js';
+import { type Measured, pingPongLoad, streamLoad, unaryLoad } from './loads.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: number) => {
@@ -50,14 +53,27 @@ async function rawTunnel(address: string): Promise<{ channel: TunnelChannelImpl;
   for (const [k, v] of Object.entries(md.getMap())) headers[k] = String(v);
   const stream = session.request(headers, { endStream: false });
   const listeners: Array<(f: ServerFrame) => void> = [];
-  let pending: Buffer = Buffer.alloc(0);
+  // gRPC length-prefixed messages, reassembled from DATA pieces with one copy per message.
+  let parts: Buffer[] = [];
+  let have = 0;
+  let need = -1;
   stream.on('data', (data: Buffer) => {
-    pending = pending.length === 0 ? data : Buffer.concat([pending, data]);
-    while (pending.length >= 5) {
-      const len = pending.readUInt32BE(1);
-      if (pending.length < 5 + len) break;
-      const frame = decodeServerToClient(pending.subarray(5, 5 + len));
-      pending = pending.subarray(5 + len);
+    parts.push(data);
+    have += data.length;
+    for (;;) {
+      if (need < 0) {
+        if (have < 5) return;
+        const head = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+        parts = [head];
+        need = 5 + head.readUInt32BE(1);
+      }
+      if (have < need) return;
+      const all = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, have);
+      const frame = decodeServerToClient(all.subarray(5, need));
+      const rest = all.subarray(need);
+      parts = rest.length > 0 ? [rest] : [];
+      have = rest.length;
+      need = -1;
       for (const l of listeners) l(frame);
     }
   });
@@ -115,25 +131,19 @@ async function main(): Promise<void> {
   const direct = new BenchClient(address, insecure, { 'grpc.use_local_subchannel_pool': 1 }) as AnyClient;
   const connection = new BenchClient(address, insecure, { 'grpc.use_local_subchannel_pool': 1 });
   const tunnel = await openTunnel(connection);
-  // The grpc-js Duplex path as before the lean call: an identity call invocation
-  // transformer makes openTunnel use makeBidiStreamRequest, with no interceptor added.
-  const duplexConnection = new BenchClient(address, insecure, {
-    'grpc.use_local_subchannel_pool': 1,
-    callInvocationTransformer: (p: CallProperties<unknown, unknown>) => p,
-  });
-  const duplexTunnel = await openTunnel(duplexConnection);
   const raw = await rawTunnel(address);
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],
-    ['lean tunnel', new BenchClient('t', insecure, { channelOverride: tunnel }) as AnyClient],
-    ['duplex tunnel', new BenchClient('d', insecure, { channelOverride: duplexTunnel }) as AnyClient],
+    ['grpc-js tunnel', new BenchClient('t', insecure, { channelOverride: tunnel }) as AnyClient],
     ['raw-h2 tunnel', new BenchClient('r', insecure, { channelOverride: raw.channel }) as AnyClient],
   ];
   const small = Buffer.alloc(100, 1);
   for (const [name, load] of [
     ['pingpong-1k', (c: AnyClient) => pingPongLoad(c, seconds / rounds, 1024)],
     ['unary-c1', (c: AnyClient) => unaryLoad(c, seconds / rounds, 1, small)],
+    ['stream-1mib', (c: AnyClient) => streamLoad(c, seconds / rounds, 1 << 20)],
   ] as const) {
+    const metric = name === 'stream-1mib' ? 'mbps' : 'qps';
     const sums = new Map<string, { qps: number; caller: number; service: number }>();
     for (let r = 0; r < rounds; r++) {
       for (const [t, c] of transports) {
@@ -144,24 +154,24 @@ async function main(): Promise<void> {
         const cu = process.cpuUsage(c0);
         const su = cpuUs(server.pid) - s0;
         const acc = sums.get(t) ?? { qps: 0, caller: 0, service: 0 };
-        acc.qps += (m.qps ?? 0) / rounds;
-        acc.caller += (cu.user + cu.system) / (m.ops ?? 1) / rounds;
-        acc.service += su / (m.ops ?? 1) / rounds;
+        // Per op; for streaming, per MB.
+        const ops = m.ops ?? ((m.mbps ?? 0) * seconds) / rounds;
+        acc.qps += (m[metric] ?? 0) / rounds;
+        acc.caller += (cu.user + cu.system) / ops / rounds;
+        acc.service += su / ops / rounds;
         sums.set(t, acc);
       }
     }
     const base = sums.get('direct')?.qps ?? 1;
     for (const [t, s] of sums) {
       console.log(
-        `${name.padEnd(13)}${t.padEnd(16)}${s.qps.toFixed(0).padStart(7)} qps ${(s.qps / base).toFixed(2)}x  cpu ${s.caller.toFixed(1)} + ${s.service.toFixed(1)} us/op`,
+        `${name.padEnd(13)}${t.padEnd(16)}${s.qps.toFixed(0).padStart(7)} ${metric} ${(s.qps / base).toFixed(2)}x  cpu ${s.caller.toFixed(1)} + ${s.service.toFixed(1)} us/${metric === 'qps' ? 'op' : 'MB'}`,
       );
     }
   }
   raw.close();
   tunnel.close();
   connection.close();
-  duplexTunnel.close();
-  duplexConnection.close();
   direct.close();
   server.kill('SIGTERM');
 }

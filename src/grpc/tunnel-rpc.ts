@@ -1,6 +1,7 @@
 import {
   type CallOptions,
   type Client,
+  type ClientDuplexStream,
   Metadata,
   type ServerDuplexStream,
   type ServerErrorResponse,
@@ -20,7 +21,6 @@ import {
 } from './chunk-size.js';
 import { raiseClientHttp2Window } from './client/client-http2-window.js';
 import { watchTunnelConnection } from './client/client-keepalive.js';
-import { hasNoInterceptors, LeanDuplexCall, type TunnelRpcCall } from './client/lean-call.js';
 import { TunnelRpcEnd } from './client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON } from './drain-notice.js';
 import { statusError } from './errors.js';
@@ -95,12 +95,8 @@ export interface DialedAnswer extends TunnelNegotiation {
  * wherever the server allows it (TunnelRpcEnd).
  */
 export class DialedTunnelRpc<Out, In> {
-  /**
-   * The call: a {@link LeanDuplexCall} on the channel's call object when no
-   * interceptor can see the tunnel RPC, else grpc-js's ClientDuplexStream
-   * (so the user's interceptors run on it as on any call of that client).
-   */
-  readonly call: TunnelRpcCall<Out, In>;
+  /** The grpc-js call. */
+  readonly call: ClientDuplexStream<Out, In>;
   /** The request metadata sent: the user's, with this library's headers added. */
   readonly metadata: Metadata;
   /**
@@ -124,17 +120,13 @@ export class DialedTunnelRpc<Out, In> {
     this.metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
     this.offer = chunkOffer(options.maxChunkSize, clientReceiveLimit(client.getChannel()));
     advertiseChunkSize(this.metadata, this.offer);
-    const callOptions = options.callOptions ?? {};
-    this.call = hasNoInterceptors(client, callOptions)
-      ? new LeanDuplexCall({
-          channel: client.getChannel(),
-          path: options.path,
-          serialize: options.serialize,
-          deserialize: options.deserialize,
-          metadata: this.metadata,
-          callOptions,
-        })
-      : client.makeBidiStreamRequest(options.path, options.serialize, options.deserialize, this.metadata, callOptions);
+    this.call = client.makeBidiStreamRequest(
+      options.path,
+      options.serialize,
+      options.deserialize,
+      this.metadata,
+      options.callOptions ?? {},
+    );
     // Listens first, so it knows whether the server answered before anything else reacts.
     this.ending = new TunnelRpcEnd(this.call);
     const call = this.call;
