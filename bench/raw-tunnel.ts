@@ -20,6 +20,9 @@ import { advertiseChunkSize, chunkOffer, takePeerChunkOffer, tunnelChunkSizes } 
 import { TunnelChannelImpl } from '../src/grpc/client/tunnel-channel.js';
 import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../src/grpc/tunnel-service.js';
 import { openTunnel } from '../src/index.js';
+import { countingClient } from '../src/interop/counting.js';
+import { TestServiceClient } from '../src/interop/gen/grpchantesting/test.js';
+import { sendRPCs } from '../src/interop/send-rpcs.js';
 import { type AnyClient, BenchClient } from './clients.js';
 import { type Measured, pingPongLoad, streamLoad, unaryLoad } from './loads.js';
 
@@ -119,7 +122,39 @@ function cpuUs(pid: number | undefined): number {
   return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
 }
 
+/**
+ * `--interop PORT`: the INTEROP.md load ("send RPCs", four loops for 5 s)
+ * against a running tunneltestsvr (TS or Go) on 127.0.0.1:PORT, through a
+ * forward tunnel opened by openTunnel and through the raw-h2 tunnel, in
+ * alternating rounds; prints the RPCs each completed.
+ */
+async function interop(port: number): Promise<void> {
+  const address = `127.0.0.1:${port}`;
+  const insecure = credentials.createInsecure();
+  for (let r = 0; r < rounds; r++) {
+    for (const kind of ['grpc-js tunnel', 'raw-h2 tunnel'] as const) {
+      const connection = new BenchClient(address, insecure, { 'grpc.use_local_subchannel_pool': 1 });
+      const opened =
+        kind === 'raw-h2 tunnel'
+          ? await rawTunnel(address)
+          : await openTunnel(connection).then((t) => ({ channel: t, close: () => t.close() }));
+      const counter = countingClient();
+      const client = new TestServiceClient('t', insecure, {
+        channelOverride: opened.channel,
+        interceptors: [counter.interceptor],
+      });
+      const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+      await sendRPCs(client);
+      console.log(`interop round ${r + 1} ${kind.padEnd(16)} ${counter.count()} RPCs (load ${load0})`);
+      client.close();
+      opened.close();
+      connection.close();
+    }
+  }
+}
+
 async function main(): Promise<void> {
+  if (argv.includes('--interop')) return interop(opt('--interop', 0));
   const server = spawn(process.execPath, [fileURLToPath(new URL('./server.js', import.meta.url))], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
