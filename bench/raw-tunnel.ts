@@ -3,7 +3,7 @@
 // length-prefixed framing done here, under the library's own TunnelChannel.
 // It answers how much a client side without grpc-js's call stack would buy.
 //
-// node dist/bench/raw-tunnel.js [--seconds N] [--rounds N]
+// node dist/bench/raw-tunnel.js [--seconds N] [--rounds N] [--interop PORT [--kind grpc-js|raw-h2]]
 // Spawns bench/server.js and measures 1 KiB ping-pong, small unary and 1 MiB
 // server streaming three ways in interleaved rounds: direct grpc-js,
 // openTunnel (grpc-js client side), and the raw-http2 tunnel; prints ratios
@@ -132,7 +132,10 @@ async function interop(port: number): Promise<void> {
   const address = `127.0.0.1:${port}`;
   const insecure = credentials.createInsecure();
   for (let r = 0; r < rounds; r++) {
-    for (const kind of ['grpc-js tunnel', 'raw-h2 tunnel'] as const) {
+    const kinds = (['grpc-js tunnel', 'raw-h2 tunnel'] as const).filter(
+      (k) => !argv.includes('--kind') || k.startsWith(argv[argv.indexOf('--kind') + 1] ?? ''),
+    );
+    for (const kind of kinds) {
       const connection = new BenchClient(address, insecure, { 'grpc.use_local_subchannel_pool': 1 });
       const opened =
         kind === 'raw-h2 tunnel'
