@@ -12,6 +12,11 @@ export interface Measured {
   /** Fairness scenario: the slowest stream's completion time and the median's. */
   slowest_ms?: number;
   median_ms?: number;
+  /** Operations completed (calls, round trips), for CPU per operation. */
+  ops?: number;
+  /** CPU time of the calling process (this one) and of the service process during the measurement, in µs per op. */
+  cpu_caller_us_per_op?: number;
+  cpu_service_us_per_op?: number;
 }
 
 export function percentile(sorted: number[], p: number): number {
@@ -47,6 +52,7 @@ export async function unaryLoad(
     p50_ms: percentile(latencies, 0.5),
     p99_ms: percentile(latencies, 0.99),
     mbps: (latencies.length * payload.length * 2) / elapsed / 1e6,
+    ops: latencies.length,
   };
 }
 
@@ -95,7 +101,12 @@ export async function pingPongLoad(client: AnyClient, seconds: number, size: num
   });
   latencies.sort((a, b) => a - b);
   const elapsed = latencies.reduce((a, b) => a + b, 0) / 1000;
-  return { qps: latencies.length / elapsed, p50_ms: percentile(latencies, 0.5), p99_ms: percentile(latencies, 0.99) };
+  return {
+    qps: latencies.length / elapsed,
+    p50_ms: percentile(latencies, 0.5),
+    p99_ms: percentile(latencies, 0.99),
+    ops: latencies.length,
+  };
 }
 
 /**

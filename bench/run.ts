@@ -5,7 +5,7 @@
 // tunnels, in one run, against a service in another process, and prints each
 // tunnel figure as a ratio to direct measured in the same run.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
@@ -161,7 +161,17 @@ async function main(): Promise<void> {
         // Warm up each path so JIT and connection setup do not count
         // (--no-warmup skips it; see BENCHMARKS.md for what it changes).
         if (warmUp) await unaryLoad(client, 0.2, 4, small);
-        measured.get(transport)?.push(await load(client));
+        // CPU of both processes per operation: steadier than throughput on a shared machine.
+        const caller0 = process.cpuUsage();
+        const service0 = processCpuUs(service.child.pid);
+        const result = await load(client);
+        const caller = process.cpuUsage(caller0);
+        const serviceUs = processCpuUs(service.child.pid) - service0;
+        if (result.ops) {
+          result.cpu_caller_us_per_op = (caller.user + caller.system) / result.ops;
+          result.cpu_service_us_per_op = serviceUs / result.ops;
+        }
+        measured.get(transport)?.push(result);
       }
     }
     let base = 0;
@@ -215,13 +225,41 @@ function print(run: Run, metric: 'qps' | 'mbps'): void {
         ? `slowest ${run.slowest_ms.toFixed(0)}, median ${(run.median_ms ?? 0).toFixed(0)}`
         : '';
   const ratio = run.ratio_to_direct !== undefined ? `${run.ratio_to_direct.toFixed(2)}x` : '';
-  console.log(`${run.scenario.padEnd(15)}${run.transport.padEnd(10)}${value.padEnd(16)}${lat.padEnd(28)}${ratio}`);
+  const cpu =
+    run.cpu_caller_us_per_op !== undefined
+      ? `cpu ${run.cpu_caller_us_per_op.toFixed(1)} + ${(run.cpu_service_us_per_op ?? 0).toFixed(1)} us/op`
+      : '';
+  console.log(
+    `${run.scenario.padEnd(15)}${run.transport.padEnd(10)}${value.padEnd(16)}${lat.padEnd(28)}${ratio.padEnd(8)}${cpu}`,
+  );
+}
+
+/** User + system CPU time of process `pid` so far, in µs (Linux /proc; 0 elsewhere). */
+function processCpuUs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return (ticks * 1e6) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 /** The mean of each figure over a transport's rounds (rounds last equally long). */
 function meanOf(results: Measured[]): Measured {
   const mean: Measured = {};
-  for (const key of ['qps', 'p50_ms', 'p99_ms', 'mbps', 'slowest_ms', 'median_ms'] as const) {
+  for (const key of [
+    'qps',
+    'p50_ms',
+    'p99_ms',
+    'mbps',
+    'slowest_ms',
+    'median_ms',
+    'cpu_caller_us_per_op',
+    'cpu_service_us_per_op',
+  ] as const) {
     const values = results.map((r) => r[key]).filter((v): v is number => v !== undefined);
     if (values.length > 0) mean[key] = values.reduce((a, b) => a + b, 0) / values.length;
   }

@@ -87,13 +87,21 @@ export class OutboundStream<F> {
     return write(frame);
   }
 
-  /** Drops everything not yet written, telling each message why. */
-  discard(reason: Error): void {
+  /**
+   * Drops everything not yet written, telling each message why. `reason`
+   * may be a function that makes the error: it then runs only when a
+   * message is left to tell, since most streams end with nothing pending and
+   * building an Error (its stack) costs microseconds on every call.
+   */
+  discard(reason: Error | (() => Error)): void {
     const pending = this.items.slice(this.head);
     this.items.length = 0;
     this.head = 0;
+    let error = typeof reason === 'function' ? undefined : reason;
     for (const item of pending) {
-      if (!isFrame(item)) item.done?.(reason);
+      if (isFrame(item) || !item.done) continue;
+      error ??= (reason as () => Error)();
+      item.done(error);
     }
   }
 

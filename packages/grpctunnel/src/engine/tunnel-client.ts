@@ -237,7 +237,7 @@ export class TunnelClientEngine extends TunnelEngine<ClientFrame, TunnelClientSt
         case 'closeStream': {
           const tooLarge = checkMetadataSize('response trailers', body.value.responseTrailers, this.maxMetadataSize);
           const status = tooLarge ? tooLarge.toStatus() : statusFromClose(body.value);
-          this.finish(stream, new TunnelError(Code.CANCELLED, 'the server closed the stream'));
+          this.finish(stream, () => new TunnelError(Code.CANCELLED, 'the server closed the stream'));
           stream.in.end(() => stream.handlers.onClose(status));
           break;
         }
@@ -258,7 +258,7 @@ export class TunnelClientEngine extends TunnelEngine<ClientFrame, TunnelClientSt
   }
 
   /** @internal Removes a stream and drops what it had not sent. */
-  finish(stream: TunnelClientStream, reason: TunnelError): void {
+  finish(stream: TunnelClientStream, reason: TunnelError | (() => TunnelError)): void {
     if (!stream.markDone()) return;
     this.streams.delete(stream.streamId);
     stream.out.discard(reason);
