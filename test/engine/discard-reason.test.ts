@@ -3,9 +3,9 @@
 // microseconds, and nearly every call ends with nothing pending).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ServerFrame as ServerToClient } from '../../src/engine/frames.js';
-import { serverDataFrames } from '../../src/engine/frames.js';
-import { OutboundStream, SendScheduler } from '../../src/engine/outbound.js';
+import type { ServerFrame as ServerToClient } from '#grpctunnel/engine/frames.js';
+import { serverDataFrames } from '#grpctunnel/engine/frames.js';
+import { OutboundStream, SendScheduler } from '#grpctunnel/engine/outbound.js';
 
 describe('discarding a stream', () => {
   it('makes the reason only when a message is left to tell, once for all of them', () => {

@@ -27,9 +27,8 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { methodDefinition, rawBytesCodec } from '../../src/cli/method-definition.js';
-import { TunnelServiceDefinition } from '../../src/grpc/tunnel-service.js';
-import { openTunnel, ReverseTunnelServer, type TunnelChannel, TunnelServiceHandler } from '../../src/index.js';
+import { openTunnel, ReverseTunnelServer, type TunnelChannel, TunnelServiceHandler } from 'grpctunnel';
+import { TunnelServiceDefinition } from '#grpctunnel/grpc/tunnel-service.js';
 import { unary } from '../helpers/calls.js';
 import {
   EchoClient,
@@ -38,6 +37,7 @@ import {
   echoImplementation,
   handlerStarted,
 } from '../helpers/echo-service.js';
+import { methodDefinition, rawBytesCodec } from '../helpers/method-definition.js';
 import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 
 after(stopAllServers);
