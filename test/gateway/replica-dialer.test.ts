@@ -175,3 +175,66 @@ it('holds its quota on every replica, from any replica calls reach it, and it re
   }
   for (const r of replicas) assert.equal(tunnelsOf(r), 0);
 });
+
+it('after losing one replica it redials at the prompt pace even when dials fail; with every replica gone it backs off', async () => {
+  const replicas = [await replica('r0', 2), await replica('r1', 2)];
+  // A balancer that still lists a dead replica: every other connection goes to r1's address.
+  let next = 0;
+  const metadata = new Metadata();
+  metadata.set('grpctunnel-agent', 'agent-1');
+  const retries: Array<{ code: number | undefined; delayMs: number; holding: number }> = [];
+  let dialer!: ReplicaDialer;
+  const dialerHolds = () => [...dialer.held().values()].reduce((n, k) => n + k, 0);
+  dialer = new ReplicaDialer({
+    perReplica: 1,
+    connect: () =>
+      new Client((replicas[next++ % 2] as Replica).address, credentials.createInsecure(), {
+        'grpc.use_local_subchannel_pool': 1,
+      }),
+    createServer: (connection, authenticate) => {
+      const server = new ReverseTunnelServer(connection, { authenticate });
+      server.addService(EchoService, echoImplementation());
+      return server;
+    },
+    metadata,
+    // The agent's production defaults: 1 s first delay, growing to 30 s.
+    backoff: { initialDelayMs: 1000, maxDelayMs: 30_000 },
+    fatal: () => undefined,
+    events: {
+      opened: () => dialerChanges.emit('change'),
+      closed: () => dialerChanges.emit('change'),
+      full() {},
+      leaving: () => dialerChanges.emit('change'),
+      retrying: (error, delayMs) => {
+        retries.push({ code: error?.code, delayMs, holding: dialerHolds() });
+        dialerChanges.emit('change');
+      },
+    },
+  });
+  try {
+    await until(replicas, () => replicas.every((r) => tunnelsOf(r) === 1), 'a tunnel on each replica');
+    // r1 dies; the balancer keeps sending it half of the new connections.
+    await stopServer((replicas[1] as Replica).server);
+    const failedWhileR0Holds = () => retries.filter((r) => r.code === status.UNAVAILABLE && r.holding > 0);
+    await until(replicas, () => failedWhileR0Holds().length >= 3, 'three failed dials while r0 holds its tunnel');
+    assert.deepEqual(
+      failedWhileR0Holds()
+        .map((r) => r.delayMs)
+        .filter((ms) => ms > 250),
+      [],
+      'failed dials while another replica holds tunnels wait at most the prompt 250 ms',
+    );
+
+    // Now the whole gateway is gone: reconnections spread out on the ordinary backoff.
+    const before = retries.length;
+    await stopServer((replicas[0] as Replica).server);
+    await until(replicas, () => retries.slice(before).some((r) => r.holding === 0), 'a retry with no replica left');
+    const alone = retries.slice(before).filter((r) => r.holding === 0);
+    assert.ok(
+      alone.every((r) => r.delayMs >= 500),
+      `with no replica left the delays follow the backoff (1 s +/- 20%): ${alone.map((r) => r.delayMs)}`,
+    );
+  } finally {
+    await dialer.tryShutdown();
+  }
+});

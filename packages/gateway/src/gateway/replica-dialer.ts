@@ -143,12 +143,13 @@ export class ReplicaDialer {
       }
       // Fewer tunnels are wanted now (fewer replicas advertised): let this loop go.
       if (this.slots > this.ledger.wanted) break;
+      const cap = Math.min(maxDelayMs, PROMPT_DIALS.maxDelayMs);
+      // Spread over the upper half of the cap, so that agents do not dial in waves.
+      const prompt = (delayMs: number) =>
+        Date.now() < promptUntil && delayMs > cap ? Math.round(cap * (0.5 + Math.random() * 0.5)) : delayMs;
       let delayMs: number;
       if (outcome.full !== undefined) {
-        delayMs = fullBackoff.next();
-        const cap = Math.min(maxDelayMs, PROMPT_DIALS.maxDelayMs);
-        // Spread over the upper half of the cap, so that agents do not dial in waves.
-        if (Date.now() < promptUntil && delayMs > cap) delayMs = Math.round(cap * (0.5 + Math.random() * 0.5));
+        delayMs = prompt(fullBackoff.next());
         this.options.events.full(outcome.full, delayMs);
       } else {
         // This loop's replica is gone (or its tunnel ended): find a replica promptly again.
@@ -158,6 +159,14 @@ export class ReplicaDialer {
           fullBackoff.reset();
         }
         delayMs = backoff.next();
+        // While other replicas hold this agent's tunnels, one replica is
+        // missing, not the gateway: a dial that failed most likely reached
+        // the missing replica through a balancer that still lists it (until
+        // its health checks drop it), and the next may reach a live one or
+        // the missing one restarted, so it goes at the prompt pace as well.
+        // With no replica reachable (the gateway down or restarting as a
+        // whole), the ordinary backoff spreads the fleet's reconnections.
+        if (this.ledger.snapshot().size > 0) delayMs = prompt(delayMs);
         this.options.events.retrying(outcome.result.error, delayMs);
       }
       await sleepUnlessAborted(delayMs, this.quiet.signal);
