@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type Channel, credentials, Metadata, type StatusObject } from '@grpc/grpc-js';
 import { createChannel, createClient, Metadata as NiceMetadata } from 'nice-grpc';
-import { serveAnyMethod } from '#grpctunnel/proxy/any-method-server.js';
+import { serveAnyMethod } from '#gateway/gateway/any-method-server.js';
 import { EchoClient, EchoService } from '../helpers/echo-service.js';
 import {
   CALL_KINDS,

@@ -5,8 +5,8 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { it } from 'node:test';
 import { Metadata, status } from '@grpc/grpc-js';
+import { serveAnyMethod } from '#gateway/gateway/any-method-server.js';
 import { fromWireMetadata, toWireMetadata } from '#grpctunnel/grpc/metadata.js';
-import { serveAnyMethod } from '#grpctunnel/proxy/any-method-server.js';
 
 it('the gateway forwards the headers a tunnel carries, no more', async () => {
   let routed: Metadata | undefined;

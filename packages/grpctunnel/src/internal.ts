@@ -4,9 +4,9 @@
  * Not a public API: no semver promise, and it may change in any release. It
  * exists so that the gateway, the CLI and the interop programs reach the
  * library through entry points only (test/architecture.test.ts checks it),
- * which lets them move into a package of their own. Anything here that an
- * embedding user needs belongs in src/index.ts or src/protocol.ts instead,
- * with its documentation and API report.
+ * which lets them live in a package of their own (grpctunnel-gateway).
+ * Anything here that an embedding user needs belongs in src/index.ts or
+ * src/protocol.ts instead, with its documentation and API report.
  *
  * @packageDocumentation
  */
@@ -32,8 +32,13 @@ export { DEFAULT_HTTP2_WINDOW_SIZE } from './grpc/http2-window.js';
 export { resolveKeepalive } from './grpc/keepalive.js';
 export { connectionInfoFromPeer } from './grpc/tunnel-info.js';
 
-// The gateway's caller port: a gRPC endpoint that accepts any method and
-// routes each call to a channel, and the note a non-gRPC client gets there.
+// The gRPC wire rules the gateway's caller port speaks on node:http2 (its
+// any-method endpoint lives in the gateway package): timeouts, the one-hop
+// header deny-list, status messages, and relaying raw messages to a channel
+// as the library's proxy handler does.
 
-export { NOT_GRPC_TEXT, type Route, serveAnyMethod } from './proxy/any-method-server.js';
-export { answerHttp1OverTls, sniffHttp1 } from './proxy/http1-hint.js';
+export { decodeTimeout } from './engine/deadline.js';
+export { asClient } from './grpc/client/as-client.js';
+export { isTransportHeader } from './grpc/metadata.js';
+export { encodeGrpcMessage } from './grpc/status.js';
+export { onFinalStatus, rawBytes, relay } from './proxy/upstream.js';

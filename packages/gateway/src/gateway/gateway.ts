@@ -12,19 +12,13 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import { type AuthContext, type KeepaliveOptions, type ReverseTunnel, TunnelServiceHandler } from 'grpctunnel';
-import {
-  answerHttp1OverTls,
-  DEFAULT_HTTP2_WINDOW_SIZE,
-  NOT_GRPC_TEXT,
-  PeerFaultLog,
-  type Route,
-  serveAnyMethod,
-  sniffHttp1,
-} from 'grpctunnel/internal';
+import { DEFAULT_HTTP2_WINDOW_SIZE, PeerFaultLog } from 'grpctunnel/internal';
 import type { Registry } from 'prom-client';
 import type { AccessPolicy, AgentTokens, CallerTokens } from './access.js';
 import { type AdminServer, startAdmin } from './admin.js';
+import { NOT_GRPC_TEXT, type Route, serveAnyMethod } from './any-method-server.js';
 import { identifyCaller } from './caller-auth.js';
+import { answerHttp1OverTls, sniffHttp1 } from './http1-hint.js';
 import { createLogger, type Logger } from './logger.js';
 import { BoundedLabels, codeName, createMetrics, OTHER_LABEL } from './metrics.js';
 import { listenHttp2, splitHostPort } from './net.js';

@@ -16,11 +16,15 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { decodeTimeout } from '../engine/deadline.js';
-import { asClient } from '../grpc/client/as-client.js';
-import { isTransportHeader } from '../grpc/metadata.js';
-import { encodeGrpcMessage } from '../grpc/status.js';
-import { onFinalStatus, rawBytes, relay } from './upstream.js';
+import {
+  asClient,
+  decodeTimeout,
+  encodeGrpcMessage,
+  isTransportHeader,
+  onFinalStatus,
+  rawBytes,
+  relay,
+} from 'grpctunnel/internal';
 
 /** Where a call goes: a channel, or the status to refuse it with. */
 export type Route =
