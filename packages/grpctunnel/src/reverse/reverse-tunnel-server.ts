@@ -286,7 +286,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
 
   private open(options: ServeOptions): OpenTunnel {
     const rpc = new DialedTunnelRpc<ServerFrame, ClientFrame>({
-      client: this.client,
+      via: { client: this.client },
       path: OPEN_REVERSE_TUNNEL_PATH,
       serialize: encodeServerToClient,
       deserialize: decodeClientToServer,

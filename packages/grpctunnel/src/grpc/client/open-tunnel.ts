@@ -10,6 +10,7 @@ import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '..
 import { asClient } from './as-client.js';
 import type { ClientHttp2WindowOptions } from './client-http2-window.js';
 import { type ClientKeepaliveOptions, clientKeepalive } from './client-keepalive.js';
+import { TunnelConnection } from './raw/connection.js';
 import { type TunnelChannel, TunnelChannelImpl } from './tunnel-channel.js';
 
 /** Options of {@link openTunnel}. */
@@ -51,13 +52,13 @@ export interface OpenTunnelOptions extends TunnelOptions, ClientKeepaliveOptions
  * reason when aborted.
  */
 export function openTunnel(
-  connection: Client | ChannelInterface,
+  connection: Client | ChannelInterface | TunnelConnection,
   options: OpenTunnelOptions = {},
 ): Promise<TunnelChannel> {
   let windows: ReceiveWindows;
   let keepalive: ReturnType<typeof clientKeepalive>;
   try {
-    checkOpenTunnel(connection, options);
+    checkOpenTunnel(connection, options, connection instanceof TunnelConnection);
     checkConnectTimeout(options.connectTimeoutMs);
     // Checks the window and keepalive settings before dialing (RangeError).
     windows = new ReceiveWindows(tunnelTuning(options));
@@ -67,9 +68,9 @@ export function openTunnel(
   }
   const { signal, connectTimeoutMs } = options;
   if (signal?.aborted) return Promise.reject(abortError(signal));
-  const client = asClient(connection);
+  const via = connection instanceof TunnelConnection ? { connection } : { client: asClient(connection) };
   const rpc = new DialedTunnelRpc<ClientFrame, ServerFrame>({
-    client,
+    via,
     path: OPEN_TUNNEL_PATH,
     serialize: encodeClientToServer,
     deserialize: decodeServerToClient,
@@ -79,7 +80,7 @@ export function openTunnel(
     keepalive,
     http2WindowSize: options.http2WindowSize,
   });
-  const target = client.getChannel().getTarget();
+  const target = 'client' in via ? via.client.getChannel().getTarget() : via.connection.address;
 
   return new Promise<TunnelChannel>((resolve, reject) => {
     let channel: TunnelChannelImpl | undefined;

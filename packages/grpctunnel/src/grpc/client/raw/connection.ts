@@ -1,0 +1,149 @@
+import {
+  type ClientHttp2Session,
+  type ClientSessionOptions,
+  connect,
+  type SecureClientSessionOptions,
+} from 'node:http2';
+import { isIP } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { DEFAULT_HTTP2_WINDOW_SIZE, raiseSessionWindow } from '../../http2-window.js';
+import { checkTunnelConnection } from '../../options-check.js';
+
+// The library's own HTTP/2 connection to a tunnel server: the tunnel RPCs
+// opened on it skip grpc-js's client call stack (resolving, retrying and
+// load-balancing calls, filters, a Readable per call), which measured as
+// the cost per tunnel frame on the client side (issue 16). A user who needs
+// grpc-js's channel features on the tunnel RPC (interceptors, call
+// credentials, service config, name resolution) passes a grpc-js Client or
+// Channel instead, as before.
+
+/** TLS settings of a {@link TunnelConnection}: `node:tls` options; ALPN is always h2. */
+export interface TunnelConnectionTls {
+  /** Trusted CA certificates (PEM); default Node's. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Client certificate chain (PEM), for mutual TLS. */
+  cert?: string | Buffer | Array<string | Buffer>;
+  /** Client private key (PEM), for mutual TLS. */
+  key?: string | Buffer | Array<string | Buffer>;
+  /** Server name for SNI and certificate checks; default the address's host when it is a name, none for an IP address. */
+  servername?: string;
+  /** Whether to refuse a server whose certificate does not verify; default true. */
+  rejectUnauthorized?: boolean;
+}
+
+/** Options of {@link TunnelConnection}. */
+export interface TunnelConnectionOptions {
+  /** `false` (default): plaintext HTTP/2 (h2c), as `credentials.createInsecure()`; `true`: TLS with Node's CAs; or TLS settings. */
+  tls?: boolean | TunnelConnectionTls;
+  /** The `:authority` of tunnel RPCs; default the address. */
+  authority?: string;
+  /**
+   * HTTP/2 receive window, in bytes, of the connection and of each of its
+   * streams, from its first byte. Default 1 MiB (see `http2WindowSize` of
+   * `openTunnel`).
+   */
+  http2WindowSize?: number;
+  /** Longest message the server may send on a tunnel RPC; default grpc-js's 4 MiB; -1: no limit. */
+  maxReceiveMessageLength?: number;
+}
+
+/** grpc-js's default `grpc.max_receive_message_length`. */
+const DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024;
+
+/**
+ * A connection to a tunnel server made and owned by this library: pass it
+ * to `openTunnel` or `ReverseTunnelServer` instead of a grpc-js client.
+ * Every tunnel opened on it shares one HTTP/2 session, dialed when the first
+ * tunnel opens and dialed again for the next tunnel once it has closed or
+ * the server sent GOAWAY. `close()` ends it: tunnels on it finish (the
+ * server ends their RPCs), no new ones can open.
+ */
+export class TunnelConnection {
+  /** `host:port` of the tunnel server. */
+  readonly address: string;
+  /** The `:authority` tunnel RPCs carry. */
+  readonly authority: string;
+  /** The `:scheme` of tunnel RPCs. */
+  readonly scheme: 'http' | 'https';
+  /** Longest message accepted from the server (-1: no limit). */
+  readonly maxReceiveMessageLength: number;
+  private readonly windowSize: number;
+  private readonly tls: TunnelConnectionTls | undefined;
+  private current: ClientHttp2Session | undefined;
+  private closed = false;
+
+  constructor(address: string, options: TunnelConnectionOptions = {}) {
+    checkTunnelConnection(address, options);
+    this.address = address;
+    this.authority = options.authority ?? address;
+    this.tls = options.tls === true ? {} : options.tls || undefined;
+    this.scheme = this.tls ? 'https' : 'http';
+    this.windowSize = options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE;
+    this.maxReceiveMessageLength = options.maxReceiveMessageLength ?? DEFAULT_MAX_RECEIVE;
+  }
+
+  /**
+   * The session to open a tunnel RPC on: the current one while it can take
+   * new streams, else a new one (requests made before it connects wait for
+   * it). Throws once the connection is closed.
+   */
+  session(): ClientHttp2Session {
+    if (this.closed) throw new Error('the tunnel connection was closed');
+    const current = this.current;
+    if (current && !current.closed && !current.destroyed && !goneAway.has(current)) return current;
+    const session = this.dial();
+    this.current = session;
+    return session;
+  }
+
+  /** Closes the connection: no new tunnels; the session closes once its tunnel RPCs have ended. */
+  close(): void {
+    this.closed = true;
+    this.current?.close();
+    this.current = undefined;
+  }
+
+  private dial(): ClientHttp2Session {
+    const host = this.address.slice(0, this.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+    const settings = { initialWindowSize: this.windowSize === 0 ? 65_535 : this.windowSize };
+    const options: ClientSessionOptions | SecureClientSessionOptions = this.tls
+      ? {
+          settings,
+          ...this.tls,
+          ...(this.tls.servername === undefined && isIP(host) === 0 && { servername: host }),
+          ALPNProtocols: ['h2'],
+        }
+      : { settings };
+    const session = connect(`${this.scheme}://${this.address}`, options);
+    // Errors reach the streams on the session (raw-call.ts reports them as statuses); an unheard one must not throw.
+    session.on('error', () => {});
+    session.once('goaway', () => goneAway.add(session));
+    session.once('connect', () => {
+      if (this.windowSize !== 0) raiseSessionWindow(session, this.windowSize);
+    });
+    session.once('close', () => {
+      if (this.current === session) this.current = undefined;
+    });
+    return session;
+  }
+}
+
+/** Sessions that received GOAWAY: they take no new streams. */
+const goneAway = new WeakSet<ClientHttp2Session>();
+
+/** `address:port` of the server end of a session's socket, as grpc-js's `getPeer()` writes it. */
+export function peerOf(session: ClientHttp2Session): string {
+  const socket = session.socket as { remoteAddress?: string; remotePort?: number } | undefined;
+  const address = socket?.remoteAddress;
+  if (!address) return 'unknown';
+  return `${isIP(address) === 6 ? `[${address}]` : address}:${socket?.remotePort}`;
+}
+
+/** What grpc-js reports as a client call's auth context: the server's certificate over verified TLS, else nothing. */
+export function authContextOf(session: ClientHttp2Session): Record<string, unknown> {
+  const socket = session.socket as Partial<TLSSocket> | undefined;
+  if (socket?.encrypted && socket.authorized && typeof socket.getPeerCertificate === 'function') {
+    return { transportSecurityType: 'ssl', sslPeerCertificate: socket.getPeerCertificate() };
+  }
+  return {};
+}
