@@ -9,6 +9,7 @@ import {
   ReverseTunnelServer,
   type ServeResult,
   type TunnelChannel,
+  TunnelConnection,
   TunnelServiceHandler,
 } from 'grpctunnel';
 import { KEEPALIVE_POLICY_HEADER } from 'grpctunnel/protocol';
@@ -46,7 +47,12 @@ async function runningBidi(
   return { call, failed };
 }
 
-async function forwardThroughProxy(handlerKeepalive: object | false, clientKeepalive: object | false) {
+/** `ownConnection`: the tunnel RPC on a TunnelConnection (the library's own HTTP/2 session) rather than a grpc-js client. */
+async function forwardThroughProxy(
+  handlerKeepalive: object | false,
+  clientKeepalive: object | false,
+  ownConnection = false,
+) {
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler({ keepalive: handlerKeepalive });
   handler.addService(EchoService, echoImplementation(seen));
@@ -57,7 +63,9 @@ async function forwardThroughProxy(handlerKeepalive: object | false, clientKeepa
   });
   const proxy = await startBlackholeProxy(address);
   cleanups.push(() => proxy.close());
-  const connection = new EchoClient(proxy.address, credentials.createInsecure());
+  const connection = ownConnection
+    ? new TunnelConnection(proxy.address)
+    : new EchoClient(proxy.address, credentials.createInsecure());
   cleanups.push(() => connection.close());
   const tunnel = await openTunnel(connection, { keepalive: clientKeepalive });
   cleanups.push(() => tunnel.close());
@@ -90,9 +98,15 @@ describe('keepalive settings', () => {
 });
 
 describe('keepalive, forward tunnels through a black-holed connection', { timeout: 60_000 }, () => {
-  for (const direction of ['both', 'toTarget', 'fromTarget'] as const) {
-    it(`the client notices (black hole: ${direction}): calls without deadlines fail UNAVAILABLE naming the cause, the connection is replaced`, async () => {
-      const f = await forwardThroughProxy(false, FAST);
+  for (const [direction, own] of [
+    ['both', false],
+    ['toTarget', false],
+    ['fromTarget', false],
+    ['both', true],
+    ['fromTarget', true],
+  ] as const) {
+    it(`the client notices (black hole: ${direction}${own ? ', on a TunnelConnection' : ''}): calls without deadlines fail UNAVAILABLE naming the cause, the connection is replaced`, async () => {
+      const f = await forwardThroughProxy(false, FAST, own);
       const running = await Promise.all([runningBidi(f.echo), runningBidi(f.echo), runningBidi(f.echo)]);
       const start = Date.now();
       f.proxy.blackhole(direction);
