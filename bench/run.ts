@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from 'grpctunnel';
+import { openTunnel, TUNNEL_CHANNEL_OPTIONS, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { ratioChart } from './chart.js';
 import { type AnyClient, BenchClient } from './clients.js';
 import { fanInLoad, type Measured, pingPongLoad, streamLoad, unaryLoad } from './loads.js';
@@ -121,10 +121,16 @@ async function main(): Promise<void> {
     ...receiveOptions,
     ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
   });
+  // The same forward tunnel with its RPC on the library's own HTTP/2 session (TunnelConnection), not a grpc-js call.
+  const ownConnection = new TunnelConnection(address, {
+    ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
+  });
+  const ownTunnel = await openTunnel(ownConnection, receiveOptions);
   await handler.asChannel().waitForReady({ timeoutMs: 10_000 });
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],
     ['forward', new BenchClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as AnyClient],
+    ['forward-own', new BenchClient('own', credentials.createInsecure(), { channelOverride: ownTunnel }) as AnyClient],
     [
       'reverse',
       new BenchClient('pool', credentials.createInsecure(), { channelOverride: handler.asChannel() }) as AnyClient,
@@ -151,7 +157,7 @@ async function main(): Promise<void> {
 
   const runs: Run[] = [];
   console.log(
-    `${'scenario'.padEnd(15)}${'transport'.padEnd(10)}${'result'.padEnd(16)}${'p50 / p99 (ms)'.padEnd(28)}ratio to direct`,
+    `${'scenario'.padEnd(15)}${'transport'.padEnd(12)}${'result'.padEnd(16)}${'p50 / p99 (ms)'.padEnd(28)}ratio to direct`,
   );
   for (const { name, metric, timed, load } of scenarios) {
     if (only && !only.includes(name)) continue;
@@ -188,6 +194,8 @@ async function main(): Promise<void> {
   }
   tunnel.close();
   tunnelConnection.close();
+  ownTunnel.close();
+  ownConnection.close();
   direct.close();
   service.child.kill('SIGTERM');
   callerServer.forceShutdown();
@@ -230,7 +238,7 @@ function print(run: Run, metric: 'qps' | 'mbps'): void {
       ? `cpu ${run.cpu_caller_us_per_op.toFixed(1)} + ${(run.cpu_service_us_per_op ?? 0).toFixed(1)} us/op`
       : '';
   console.log(
-    `${run.scenario.padEnd(15)}${run.transport.padEnd(10)}${value.padEnd(16)}${lat.padEnd(28)}${ratio.padEnd(8)}${cpu}`,
+    `${run.scenario.padEnd(15)}${run.transport.padEnd(12)}${value.padEnd(16)}${lat.padEnd(28)}${ratio.padEnd(8)}${cpu}`,
   );
 }
 
@@ -292,7 +300,7 @@ async function reverseScale(n: number): Promise<Run> {
     failures: r.failures,
   };
   console.log(
-    `${run.scenario.padEnd(15)}${'reverse'.padEnd(10)}${`${r.tunnels} tunnels`.padEnd(16)}` +
+    `${run.scenario.padEnd(15)}${'reverse'.padEnd(12)}${`${r.tunnels} tunnels`.padEnd(16)}` +
       `open in ${run.establish_ms} ms, ${(r.rss_per_tunnel_kib ?? 0).toFixed(1)} KiB RSS + ` +
       `${(r.heap_per_tunnel_kib ?? 0).toFixed(1)} KiB heap each, one call on each in ${r.call_each_ms} ms` +
       `${r.failures ? `, ${r.failures} failed` : ''}`,
