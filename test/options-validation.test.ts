@@ -254,6 +254,21 @@ const rows: Row[] = [
     ],
     call: (v) => openTunnel(new TunnelConnection('127.0.0.1:9'), { callOptions: v as object }),
   },
+  {
+    of: 'ReverseTunnelServer.serve on a TunnelConnection',
+    option: 'callOptions',
+    bad: [
+      [{ interceptors: [] }, T],
+      [{ credentials: {} }, T],
+    ],
+    call: (v) => new ReverseTunnelServer(new TunnelConnection('127.0.0.1:9')).serve({ callOptions: v as object }),
+  },
+  {
+    of: 'ReverseTunnelServer.keepOpen on a TunnelConnection',
+    option: 'callOptions',
+    bad: [[{ interceptor_providers: [] }, T]],
+    call: (v) => new ReverseTunnelServer(new TunnelConnection('127.0.0.1:9')).keepOpen({ callOptions: v as object }),
+  },
   // openTunnel(connection, options)
   { of: 'openTunnel', option: 'connection', bad: connections, call: (v) => openTunnel(v as Client) },
   { of: 'openTunnel', option: 'options', bad: notObjects, call: (v) => openTunnel(client, v as object) },

@@ -160,14 +160,18 @@ describe('keepalive, forward tunnels through a black-holed connection', { timeou
 });
 
 describe('keepalive, reverse tunnels through a black-holed connection', { timeout: 60_000 }, () => {
-  async function reverseThroughProxy(handlerKeepalive: object | false, serverKeepalive: object | false) {
+  async function reverseThroughProxy(
+    handlerKeepalive: object | false,
+    serverKeepalive: object | false,
+    ownConnection = false,
+  ) {
     const handler = new TunnelServiceHandler({ keepalive: handlerKeepalive });
     const { address } = await startServer((s) => handler.register(s));
     const proxy: BlackholeProxy = await startBlackholeProxy(address);
     cleanups.push(() => proxy.close());
-    const connection = new EchoClient(proxy.address, credentials.createInsecure(), {
-      'grpc.initial_reconnect_backoff_ms': 50,
-    });
+    const connection = ownConnection
+      ? new TunnelConnection(proxy.address)
+      : new EchoClient(proxy.address, credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 50 });
     cleanups.push(() => connection.close());
     const reverse = new ReverseTunnelServer(connection, { keepalive: serverKeepalive });
     reverse.addService(EchoService, echoImplementation());
@@ -198,27 +202,29 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     assert.equal(f.handler.openReverseTunnels, 0);
   });
 
-  it('the reverse tunnel server notices and reconnects; calls work again', async () => {
-    const f = await reverseThroughProxy(false, FAST);
-    await runningBidi(f.echo);
-    const disconnected = new Promise<ServeResult>((resolve) => f.reverse.once('disconnected', resolve));
-    const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
-    const start = Date.now();
-    f.proxy.blackhole();
-    const result = await disconnected;
-    assert.equal(result.error?.code, status.UNAVAILABLE);
-    assert.match(String(result.error?.details), CAUSE);
-    assert.ok(Date.now() - start < 5000);
-    await reopened;
-    assert.equal(f.proxy.connections, 2);
-    // The handler (not pinging here) still holds the dead tunnel; call the new one directly.
-    const fresh = f.handler.allReverseTunnels().at(-1);
-    assert.ok(fresh);
-    const echo = new EchoClient('fresh', credentials.createInsecure(), { channelOverride: fresh.channel });
-    cleanups.push(() => echo.close());
-    const { call } = await runningBidi(echo);
-    call.end();
-  });
+  for (const own of [false, true]) {
+    it(`the reverse tunnel server notices and reconnects; calls work again${own ? ' (on a TunnelConnection)' : ''}`, async () => {
+      const f = await reverseThroughProxy(false, FAST, own);
+      await runningBidi(f.echo);
+      const disconnected = new Promise<ServeResult>((resolve) => f.reverse.once('disconnected', resolve));
+      const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
+      const start = Date.now();
+      f.proxy.blackhole();
+      const result = await disconnected;
+      assert.equal(result.error?.code, status.UNAVAILABLE);
+      assert.match(String(result.error?.details), CAUSE);
+      assert.ok(Date.now() - start < 5000);
+      await reopened;
+      assert.equal(f.proxy.connections, 2);
+      // The handler (not pinging here) still holds the dead tunnel; call the new one directly.
+      const fresh = f.handler.allReverseTunnels().at(-1);
+      assert.ok(fresh);
+      const echo = new EchoClient('fresh', credentials.createInsecure(), { channelOverride: fresh.channel });
+      cleanups.push(() => echo.close());
+      const { call } = await runningBidi(echo);
+      call.end();
+    });
+  }
 
   it('both sides ping (the defaults, scaled down): pool drops the tunnel, the agent reconnects, calls work', async () => {
     const f = await reverseThroughProxy(FAST, FAST);

@@ -18,7 +18,14 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { getTunnelChannel, openTunnel, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
+import {
+  getTunnelChannel,
+  openTunnel,
+  ReverseTunnelServer,
+  TunnelConnection,
+  type TunnelInfo,
+  TunnelServiceHandler,
+} from 'grpctunnel';
 import { statusOfClosedStream, statusOfHttpCode } from '#grpctunnel/grpc/client/raw/closed-status.js';
 import { frameMessage, grpcTimeout, MessageReader } from '#grpctunnel/grpc/client/raw/wire.js';
 import { decodeGrpcMessage, encodeGrpcMessage } from '#grpctunnel/grpc/status.js';
@@ -106,6 +113,55 @@ describe('TunnelConnection over TLS', () => {
       clientSees: ['ssl', 'localhost'],
       serverSees: ['ssl', 'tunnel-client'],
       peer: true,
+    });
+  });
+
+  it('mTLS, reverse tunnels: each end sees the other certificate, as over grpc-js', async () => {
+    const handler = new TunnelServiceHandler();
+    const { address } = await startServer((s) => handler.register(s), {
+      credentials: ServerCredentials.createSsl(
+        pki.ca,
+        [{ private_key: pki.server.key, cert_chain: pki.server.cert }],
+        true,
+      ),
+    });
+    const client = pki.clients['tunnel-client']!;
+    const ways = bothWays(credentials.createSsl(pki.ca, client.key, client.cert), {
+      tls: { ca: pki.ca, key: client.key, cert: client.cert },
+    });
+    type Identity = { transportSecurityType?: string; sslPeerCertificate?: { subject?: { CN?: string } } };
+    const who = (context: unknown) => {
+      const c = context as Identity | undefined;
+      return [c?.transportSecurityType, c?.sslPeerCertificate?.subject?.CN];
+    };
+    const observed = await same(ways, async (dial) => {
+      const connection = dial(address);
+      const reverse = new ReverseTunnelServer(connection);
+      reverse.addService(EchoService, echoImplementation());
+      const opened = once(handler, 'reverseTunnelOpen') as Promise<[{ info: TunnelInfo }]>;
+      const connected = once(reverse, 'connected') as Promise<[TunnelInfo]>;
+      const serving = reverse.serve();
+      const [[tunnel], [info]] = await Promise.all([opened, connected]);
+      const echo = new EchoClient('pool', insecure, { channelOverride: handler.asChannel() });
+      const call = await unary(echo, Buffer.from('r'));
+      reverse.stop();
+      const result = await serving;
+      echo.close();
+      connection.close();
+      return {
+        called: call.error,
+        handlerSees: who(tunnel.info.authContext),
+        reverseServerSees: who(info.authContext),
+        peer: /^127\.0\.0\.1:\d+$/.test(info.peer),
+        result,
+      };
+    });
+    assert.deepEqual(observed, {
+      called: null,
+      handlerSees: ['ssl', 'tunnel-client'],
+      reverseServerSees: ['ssl', 'localhost'],
+      peer: true,
+      result: { started: true },
     });
   });
 

@@ -359,58 +359,63 @@ function reassemble(frames: ClientToServer[]): Buffer {
 }
 
 describe('Go transcript: reverse tunnels', () => {
-  it('our reverse tunnel server answers the go-reverse-server script as the Go one did', async () => {
-    const lines = scenario('go-reverse-server');
-    const script = framesOf(lines, 'script').map((l) => clientFrame(l.frame as Record<string, unknown>));
-    const goFrames = framesOf(lines, 'go').map((l) => serverFrame(l.frame as Record<string, unknown>));
-    const ours: ServerToClient[] = [];
-    const received = new Changes();
-    let requestHeaders: Metadata | undefined;
-    const { server, address } = await startServer((s) =>
-      s.addService(
-        { openReverseTunnel: TunnelServiceDefinition.openReverseTunnel },
-        {
-          openReverseTunnel(call: ServerDuplexStream<ServerToClient, ClientToServer>) {
-            requestHeaders = call.metadata;
-            const reply = new Metadata();
-            reply.set('grpctunnel-negotiate', 'on');
-            call.sendMetadata(reply);
-            call.on('data', (f: ServerToClient) => {
-              ours.push(f);
-              received.notify();
-              // Once Settings arrives, play the script; the window updates it
-              // holds are the network server acknowledging our replies.
-              if (f.frame?.$case === 'settings') for (const s of script) call.write(s);
-            });
-            call.on('error', () => {});
+  for (const [way, dial] of [
+    ['grpc-js client', (address: string) => new TestServiceClient(address, credentials.createInsecure())],
+    ['own connection', (address: string) => new TunnelConnection(address)],
+  ] as const) {
+    it(`our reverse tunnel server answers the go-reverse-server script as the Go one did (${way})`, async () => {
+      const lines = scenario('go-reverse-server');
+      const script = framesOf(lines, 'script').map((l) => clientFrame(l.frame as Record<string, unknown>));
+      const goFrames = framesOf(lines, 'go').map((l) => serverFrame(l.frame as Record<string, unknown>));
+      const ours: ServerToClient[] = [];
+      const received = new Changes();
+      let requestHeaders: Metadata | undefined;
+      const { server, address } = await startServer((s) =>
+        s.addService(
+          { openReverseTunnel: TunnelServiceDefinition.openReverseTunnel },
+          {
+            openReverseTunnel(call: ServerDuplexStream<ServerToClient, ClientToServer>) {
+              requestHeaders = call.metadata;
+              const reply = new Metadata();
+              reply.set('grpctunnel-negotiate', 'on');
+              call.sendMetadata(reply);
+              call.on('data', (f: ServerToClient) => {
+                ours.push(f);
+                received.notify();
+                // Once Settings arrives, play the script; the window updates it
+                // holds are the network server acknowledging our replies.
+                if (f.frame?.$case === 'settings') for (const s of script) call.write(s);
+              });
+              call.on('error', () => {});
+            },
           },
-        },
-      ),
-    );
-    const connection = new TestServiceClient(address, credentials.createInsecure());
-    const reverse = new ReverseTunnelServer(connection);
-    reverse.addService(TestServiceService, testServiceImplementation());
-    const md = new Metadata();
-    md.set('client-key', 'edge-1');
-    const served = reverse.serve({ metadata: md });
-    await received.until(() => ours.filter((f) => f.frame?.$case === 'closeStream').length === 2, 'two close_stream');
-    assert.equal(requestHeaders?.get('client-key')[0], 'edge-1');
-    assert.equal(requestHeaders?.get('grpctunnel-negotiate')[0], 'on');
-    assert.deepEqual(ours[0], goFrames[0], 'Settings first');
-    for (const id of [1, 2]) {
-      const received = script.filter((f) => f.streamId === id).reduce((n, f) => n + dataBytes(f), 0);
-      compareStream(
-        id,
-        goFrames.filter((f) => f.streamId === id),
-        ours.filter((f) => f.streamId === id),
-        received,
+        ),
       );
-    }
-    reverse.stop();
-    assert.deepEqual(await served, { started: true });
-    connection.close();
-    await stopServer(server);
-  });
+      const connection = dial(address);
+      const reverse = new ReverseTunnelServer(connection);
+      reverse.addService(TestServiceService, testServiceImplementation());
+      const md = new Metadata();
+      md.set('client-key', 'edge-1');
+      const served = reverse.serve({ metadata: md });
+      await received.until(() => ours.filter((f) => f.frame?.$case === 'closeStream').length === 2, 'two close_stream');
+      assert.equal(requestHeaders?.get('client-key')[0], 'edge-1');
+      assert.equal(requestHeaders?.get('grpctunnel-negotiate')[0], 'on');
+      assert.deepEqual(ours[0], goFrames[0], 'Settings first');
+      for (const id of [1, 2]) {
+        const received = script.filter((f) => f.streamId === id).reduce((n, f) => n + dataBytes(f), 0);
+        compareStream(
+          id,
+          goFrames.filter((f) => f.streamId === id),
+          ours.filter((f) => f.streamId === id),
+          received,
+        );
+      }
+      reverse.stop();
+      assert.deepEqual(await served, { started: true });
+      connection.close();
+      await stopServer(server);
+    });
+  }
 
   it('our handler calls through its pool as the Go handler called into the go-reverse-client script', async () => {
     const lines = scenario('go-reverse-client');

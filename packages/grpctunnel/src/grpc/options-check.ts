@@ -244,9 +244,9 @@ function http2WindowOption(check: Checker, value: unknown): void {
 }
 
 /** Arguments of `new ReverseTunnelServer(connection, options)`. */
-export function checkReverseServer(connection: unknown, options: unknown): void {
+export function checkReverseServer(connection: unknown, options: unknown, ownConnection = false): void {
   const check = new Checker('ReverseTunnelServer');
-  check.connection('connection', connection);
+  if (!ownConnection) check.connection('connection', connection, true);
   const o = check.object('options', options);
   tunnelServerOptions(check, o);
   keepaliveOption(check, o.keepalive);
@@ -255,16 +255,19 @@ export function checkReverseServer(connection: unknown, options: unknown): void 
 }
 
 /** Options of `ReverseTunnelServer.serve(options)`. */
-export function checkServeOptions(options: unknown): void {
+export function checkServeOptions(options: unknown, ownConnection = false): void {
   const check = new Checker('ReverseTunnelServer.serve');
-  rpcOptions(check, check.object('options', options));
+  const o = check.object('options', options);
+  rpcOptions(check, o);
+  if (ownConnection) grpcJsOnly(check, o.callOptions);
 }
 
 /** Options of `ReverseTunnelServer.keepOpen(options)`, backoff included. */
-export function checkKeepOpenOptions(options: unknown): void {
+export function checkKeepOpenOptions(options: unknown, ownConnection = false): void {
   const check = new Checker('ReverseTunnelServer.keepOpen');
   const o = check.object('options', options);
   rpcOptions(check, o);
+  if (ownConnection) grpcJsOnly(check, o.callOptions);
   check.number('tunnels', o.tunnels, 1, Number.MAX_SAFE_INTEGER, { integer: true });
   const b = check.object('backoff', o.backoff);
   const backoff = new Checker('ReverseTunnelServer.keepOpen', 'backoff.');
