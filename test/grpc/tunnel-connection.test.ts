@@ -6,10 +6,12 @@
 // listening). Plus the pure rules under it, as tables: grpc-js's status
 // mapping of closed streams and HTTP codes, grpc-timeout, message framing.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Http2Server, constants as h2 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   type ChannelCredentials,
   type Client,
@@ -274,6 +276,30 @@ describe('TunnelConnection: one session for many tunnels', () => {
     connection.close();
     const err = await rejection(openTunnel(connection));
     assert.equal(err.code, status.UNAVAILABLE);
+  });
+});
+
+describe('TunnelConnection and the process', () => {
+  it('a connection without tunnels does not keep the process alive, as a grpc-js client does not', async () => {
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const { address } = await startServer((s) => handler.register(s));
+    const child = fileURLToPath(new URL('./idle-exit-child.js', import.meta.url));
+    const exits = await Promise.all(
+      ['grpc-js', 'own'].map(async (way) => {
+        const proc = spawn(process.execPath, [child, address, way], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        proc.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+        });
+        // A bound, not a synchronisation: a process that hangs is killed and reported.
+        const guard = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+        const [code, signal] = (await once(proc, 'exit')) as [number | null, string | null];
+        clearTimeout(guard);
+        return { way, code, signal, out: out.trim() };
+      }),
+    );
+    for (const exit of exits) assert.deepEqual(exit, { way: exit.way, code: 0, signal: null, out: '{"error":null}' });
   });
 });
 

@@ -96,6 +96,26 @@ export class TunnelConnection {
     return session;
   }
 
+  /**
+   * Counts a tunnel RPC on `session` until the returned function is called.
+   * A session with no tunnel RPC does not keep the process alive (as
+   * grpc-js's connections): a program that ends its tunnels can exit
+   * without closing the connection.
+   */
+  hold(session: ClientHttp2Session): () => void {
+    const count = (held.get(session) ?? 0) + 1;
+    held.set(session, count);
+    if (count === 1) session.ref();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (held.get(session) ?? 1) - 1;
+      held.set(session, left);
+      if (left === 0 && !session.destroyed) session.unref();
+    };
+  }
+
   /** Closes the connection: no new tunnels; the session closes once its tunnel RPCs have ended. */
   close(): void {
     this.closed = true;
@@ -118,6 +138,8 @@ export class TunnelConnection {
     // Errors reach the streams on the session (raw-call.ts reports them as statuses); an unheard one must not throw.
     session.on('error', () => {});
     session.once('goaway', () => goneAway.add(session));
+    // Referenced only while it carries a tunnel RPC (see hold).
+    session.unref();
     session.once('connect', () => {
       if (this.windowSize !== 0) raiseSessionWindow(session, this.windowSize);
     });
@@ -127,6 +149,9 @@ export class TunnelConnection {
     return session;
   }
 }
+
+/** Tunnel RPCs open on each session (see TunnelConnection.hold). */
+const held = new WeakMap<ClientHttp2Session, number>();
 
 /** Sessions that received GOAWAY: they take no new streams. */
 const goneAway = new WeakSet<ClientHttp2Session>();

@@ -62,6 +62,8 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
     }
     this.session = session;
     this.stream = stream;
+    const release = connection.hold(session);
+    stream.once('close', release);
     this.listen(session, stream);
     const deadline = options.deadline instanceof Date ? options.deadline.getTime() : options.deadline;
     if (deadline !== undefined && deadline !== Number.POSITIVE_INFINITY) {
