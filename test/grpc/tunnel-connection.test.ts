@@ -234,6 +234,51 @@ describe('TunnelConnection: servers that refuse', () => {
     }
   });
 
+  for (const how of ['tryShutdown', 'forceShutdown'] as const) {
+    it(`the server going away (${how}) with a call running: the same statuses as over grpc-js`, async () => {
+      const observed = await same(bothWays(insecure, {}), async (dial) => {
+        const seen: EchoObservations = { cancelled: [] };
+        const handler = new TunnelServiceHandler();
+        handler.addService(EchoService, echoImplementation(seen));
+        const { server, address } = await startServer((s) => handler.register(s));
+        const connection = dial(address);
+        const tunnel = await openTunnel(connection);
+        const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
+        const call = echo.bidi();
+        const failed = new Promise<ServiceError | null>((resolve) => {
+          call.on('error', resolve);
+          call.on('end', () => resolve(null));
+        });
+        call.on('data', () => {});
+        call.write(Buffer.from('ping'));
+        await once(call, 'data');
+        if (how === 'tryShutdown') {
+          const stopped = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+          // The tunnel is a call in flight: the server waits for it; end it from this side.
+          call.end();
+          const ended = await failed;
+          tunnel.close();
+          await stopped;
+          const closedWith = await tunnel.closed;
+          echo.close();
+          connection.close();
+          return { call: ended?.code ?? 'ok', tunnel: closedWith && (closedWith as ServiceError).code };
+        }
+        server.forceShutdown();
+        const error = await failed;
+        const closedWith = (await tunnel.closed) as ServiceError | undefined;
+        echo.close();
+        connection.close();
+        // grpc-js itself reports the tunnel RPC as CANCELLED (the server's RST_STREAM)
+        // or UNAVAILABLE (the dropped connection), whichever it handles first: either is right.
+        const lost = closedWith?.code === status.CANCELLED || closedWith?.code === status.UNAVAILABLE;
+        return { call: error?.code, tunnel: lost ? 'lost' : closedWith?.code };
+      });
+      if (how === 'forceShutdown') assert.deepEqual(observed, { call: status.UNAVAILABLE, tunnel: 'lost' });
+      else assert.deepEqual(observed, { call: 'ok', tunnel: undefined });
+    });
+  }
+
   it('nobody listening: UNAVAILABLE', async () => {
     // A port that was just free: bind, note it, close.
     const probe = createServer();
