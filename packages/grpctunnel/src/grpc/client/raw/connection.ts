@@ -63,9 +63,9 @@ export class TunnelConnection {
   readonly address: string;
   /** The `:authority` tunnel RPCs carry. */
   readonly authority: string;
-  /** The `:scheme` of tunnel RPCs. */
+  /** @internal The `:scheme` of tunnel RPCs. */
   readonly scheme: 'http' | 'https';
-  /** Longest message accepted from the server (-1: no limit). */
+  /** @internal Longest message accepted from the server (-1: no limit). */
   readonly maxReceiveMessageLength: number;
   private readonly windowSize: number;
   private readonly tls: TunnelConnectionTls | undefined;
@@ -83,7 +83,7 @@ export class TunnelConnection {
   }
 
   /**
-   * The session to open a tunnel RPC on: the current one while it can take
+   * @internal The session to open a tunnel RPC on: the current one while it can take
    * new streams, else a new one (requests made before it connects wait for
    * it). Throws once the connection is closed.
    */
@@ -97,7 +97,7 @@ export class TunnelConnection {
   }
 
   /**
-   * Counts a tunnel RPC on `session` until the returned function is called.
+   * @internal Counts a tunnel RPC on `session` until the returned function is called.
    * A session with no tunnel RPC does not keep the process alive (as
    * grpc-js's connections): a program that ends its tunnels can exit
    * without closing the connection.
