@@ -3,7 +3,10 @@
 //                [--handler-h2-window N] [--client-h2-window N] [--max-chunk N]
 // Runs every scenario directly over grpc-js and through forward and reverse
 // tunnels, in one run, against a service in another process, and prints each
-// tunnel figure as a ratio to direct measured in the same run.
+// tunnel figure as a ratio to direct measured in the same run. Each tunnel
+// kind runs twice: its tunnel RPC over a grpc-js client (forward, reverse)
+// and on a TunnelConnection, the library's own HTTP/2 session (forward-own,
+// reverse-own).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -81,7 +84,9 @@ async function main(): Promise<void> {
   const clientH2Window = numberFlag('--client-h2-window');
   // The handlers' own HTTP/2 windows (http2WindowSize), here and in the service process.
   const handlerH2Window = numberFlag('--handler-h2-window');
-  const handler = new TunnelServiceHandler({
+  // Reverse tunnels from the service process say how they were dialed (bench/server.ts).
+  const handler = new TunnelServiceHandler<string>({
+    affinityKey: (tunnel) => String(tunnel.metadata.get('x-bench-kind')[0] ?? ''),
     ...receiveOptions,
     ...(handlerH2Window !== undefined && { http2WindowSize: handlerH2Window }),
   });
@@ -126,14 +131,18 @@ async function main(): Promise<void> {
     ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
   });
   const ownTunnel = await openTunnel(ownConnection, receiveOptions);
-  await handler.asChannel().waitForReady({ timeoutMs: 10_000 });
+  const reversePool = handler.keyAsChannel('grpc-js');
+  const reverseOwnPool = handler.keyAsChannel('own');
+  await reversePool.waitForReady({ timeoutMs: 10_000 });
+  await reverseOwnPool.waitForReady({ timeoutMs: 10_000 });
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],
     ['forward', new BenchClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as AnyClient],
     ['forward-own', new BenchClient('own', credentials.createInsecure(), { channelOverride: ownTunnel }) as AnyClient],
+    ['reverse', new BenchClient('pool', credentials.createInsecure(), { channelOverride: reversePool }) as AnyClient],
     [
-      'reverse',
-      new BenchClient('pool', credentials.createInsecure(), { channelOverride: handler.asChannel() }) as AnyClient,
+      'reverse-own',
+      new BenchClient('pool-own', credentials.createInsecure(), { channelOverride: reverseOwnPool }) as AnyClient,
     ],
   ];
 
