@@ -264,6 +264,46 @@ describe("the tunnel RPC behaves the same with and without interceptors, and on 
     await stopServer(server);
   });
 
+  it('what the server receives: the metadata (text and binary, repeated values) and the deadline', async () => {
+    const s = await scriptedTunnelServer();
+    const seen = await onEveryPath(async (dial) => {
+      const connection = dial(s.address);
+      const md = new Metadata();
+      md.add('x-text', 'one');
+      md.add('x-text', 'two');
+      md.set('x-blob-bin', Buffer.from([0, 1, 2, 255]));
+      const deadline = Date.now() + 60_000;
+      const arriving = s.next();
+      const opening = openTunnel(connection, { metadata: md, callOptions: { deadline } });
+      const call = await arriving;
+      answerTunnel(call);
+      const tunnel = await opening;
+      const received = call.getDeadline();
+      const result = {
+        text: call.metadata.get('x-text'),
+        blob: call.metadata.get('x-blob-bin'),
+        negotiate: call.metadata.get('grpctunnel-negotiate'),
+        // grpc-timeout carries the deadline to the millisecond (rounded up); allow for the time on the way.
+        deadline: Math.abs(Number(received) - deadline) < 1000,
+        path: call.getPath(),
+      };
+      tunnel.close();
+      await tunnel.closed;
+      call.end();
+      connection.close();
+      return result;
+    });
+    assert.deepEqual(seen, {
+      // grpc-js's server joins a repeated text header's values.
+      text: ['one, two'],
+      blob: [Buffer.from([0, 1, 2, 255])],
+      negotiate: ['on'],
+      deadline: true,
+      path: '/grpctunnel.v1.TunnelService/OpenTunnel',
+    });
+    await stopServer(s.server);
+  });
+
   it('a server failing the tunnel RPC before answering: openTunnel rejects with its status', async () => {
     const s = await scriptedTunnelServer();
     const plain = await onEveryPath(async (dial) => {
