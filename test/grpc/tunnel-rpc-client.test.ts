@@ -304,6 +304,30 @@ describe("the tunnel RPC behaves the same with and without interceptors, and on 
     await stopServer(s.server);
   });
 
+  it('a frame over the receive limit ends the tunnel with RESOURCE_EXHAUSTED, as grpc-js says it', async () => {
+    const s = await scriptedTunnelServer();
+    const limited: Dial[] = [
+      (address) => new EchoClient(address, insecure, { 'grpc.max_receive_message_length': 1000 }),
+      (address) => new TunnelConnection(address, { maxReceiveMessageLength: 1000 }),
+    ];
+    const seen: unknown[] = [];
+    for (const dial of limited) {
+      const connection = dial(s.address);
+      const arriving = s.next();
+      const opening = openTunnel(connection);
+      const call = await arriving;
+      answerTunnel(call);
+      const tunnel = await opening;
+      call.write({ streamId: 1, frame: { $case: 'moreResponseData', value: Buffer.alloc(2000) } });
+      seen.push(errorOf(await tunnel.closed));
+      connection.close();
+    }
+    assert.deepEqual(seen[1], seen[0]);
+    assert.equal((seen[0] as { code: number }).code, status.RESOURCE_EXHAUSTED);
+    assert.match(String((seen[0] as { details: string }).details), /larger than max \(\d+ vs 1000\)/);
+    await stopServer(s.server);
+  });
+
   it('a server failing the tunnel RPC before answering: openTunnel rejects with its status', async () => {
     const s = await scriptedTunnelServer();
     const plain = await onEveryPath(async (dial) => {
