@@ -226,19 +226,21 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     });
   }
 
-  it('both sides ping (the defaults, scaled down): pool drops the tunnel, the agent reconnects, calls work', async () => {
-    const f = await reverseThroughProxy(FAST, FAST);
-    const { failed } = await runningBidi(f.echo);
-    const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
-    const dropped = new Promise((resolve) => f.handler.once('reverseTunnelClose', resolve));
-    f.proxy.blackhole();
-    assert.match((await failed).details, CAUSE);
-    await Promise.all([dropped, reopened]);
-    assert.equal(f.handler.allReverseTunnels().length, 1);
-    assert.equal(f.handler.openReverseTunnels, 1);
-    const { call } = await runningBidi(f.echo);
-    call.end();
-  });
+  for (const own of [false, true]) {
+    it(`both sides ping (the defaults, scaled down): pool drops the tunnel, the agent reconnects, calls work${own ? ' (on a TunnelConnection)' : ''}`, async () => {
+      const f = await reverseThroughProxy(FAST, FAST, own);
+      const { failed } = await runningBidi(f.echo);
+      const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
+      const dropped = new Promise((resolve) => f.handler.once('reverseTunnelClose', resolve));
+      f.proxy.blackhole();
+      assert.match((await failed).details, CAUSE);
+      await Promise.all([dropped, reopened]);
+      assert.equal(f.handler.allReverseTunnels().length, 1);
+      assert.equal(f.handler.openReverseTunnels, 1);
+      const { call } = await runningBidi(f.echo);
+      call.end();
+    });
+  }
 });
 
 describe('keepalive toward a server with grpc-go ping policy', { timeout: 60_000 }, () => {
