@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Http2Server, constants as h2 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { afterEach, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   type ChannelCredentials,
@@ -297,17 +297,30 @@ describe('TunnelConnection: servers that refuse', () => {
 });
 
 describe('TunnelConnection: one session for many tunnels', () => {
-  let handler: TunnelServiceHandler;
-  let address: string;
-  before(async () => {
-    handler = new TunnelServiceHandler();
+  /** A tunnel server with the echo service (afterEach stops it). */
+  async function echoServer(): Promise<string> {
+    const handler = new TunnelServiceHandler();
     handler.addService(EchoService, echoImplementation());
-    ({ address } = await startServer((s) => handler.register(s)));
+    return (await startServer((s) => handler.register(s))).address;
+  }
+
+  it('many tunnels on one session add no listeners per tunnel to it (no MaxListenersExceededWarning)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    const connection = new TunnelConnection(await echoServer());
+    const tunnels = await Promise.all(Array.from({ length: 30 }, () => openTunnel(connection)));
+    for (const tunnel of tunnels) tunnel.close();
+    await Promise.all(tunnels.map((t) => t.closed));
+    connection.close();
+    // Warnings are emitted on the next tick after the listener that trips them.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    process.off('warning', onWarning);
+    assert.deepEqual(warnings, []);
   });
-  after(stopAllServers);
 
   it('tunnels share the session; after close() no tunnel opens (UNAVAILABLE)', async () => {
-    const connection = new TunnelConnection(address);
+    const connection = new TunnelConnection(await echoServer());
     const [a, b] = await Promise.all([openTunnel(connection), openTunnel(connection)]);
     assert.equal(a.peer, b.peer, 'one connection, one local port seen by the server');
     for (const tunnel of [a, b]) {

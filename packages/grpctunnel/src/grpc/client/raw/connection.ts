@@ -97,23 +97,28 @@ export class TunnelConnection {
   }
 
   /**
-   * @internal Counts a tunnel RPC on `session` until the returned function is called.
-   * A session with no tunnel RPC does not keep the process alive (as
-   * grpc-js's connections): a program that ends its tunnels can exit
-   * without closing the connection.
+   * @internal Counts a tunnel RPC on `session` until the returned function
+   * is called, and tells `onDropped` (with the session's error, if any) when
+   * the session closes under it. A session with no tunnel RPC does not keep
+   * the process alive (as grpc-js's connections): a program that ends its
+   * tunnels can exit without closing the connection. The session's own
+   * listeners are added once, in dial(), however many tunnels it carries.
    */
-  hold(session: ClientHttp2Session): () => void {
-    const count = (held.get(session) ?? 0) + 1;
-    held.set(session, count);
-    if (count === 1) session.ref();
-    let released = false;
+  hold(session: ClientHttp2Session, onDropped: (error: SessionError | undefined) => void): () => void {
+    const state = sessionStates.get(session);
+    if (!state) return () => {};
+    const entry = { onDropped };
+    state.calls.add(entry);
+    if (state.calls.size === 1 && !session.destroyed) session.ref();
     return () => {
-      if (released) return;
-      released = true;
-      const left = (held.get(session) ?? 1) - 1;
-      held.set(session, left);
-      if (left === 0 && !session.destroyed) session.unref();
+      if (!state.calls.delete(entry)) return;
+      if (state.calls.size === 0 && !session.destroyed) session.unref();
     };
+  }
+
+  /** @internal The first error `session` reported, if any. */
+  sessionError(session: ClientHttp2Session): SessionError | undefined {
+    return sessionStates.get(session)?.error;
   }
 
   /** Closes the connection: no new tunnels; the session closes once its tunnel RPCs have ended. */
@@ -135,8 +140,15 @@ export class TunnelConnection {
         }
       : { settings };
     const session = connect(`${this.scheme}://${this.address}`, options);
+    const state: SessionState = { calls: new Set(), error: undefined };
+    sessionStates.set(session, state);
     // Errors reach the streams on the session (raw-call.ts reports them as statuses); an unheard one must not throw.
-    session.on('error', () => {});
+    session.on('error', (error: SessionError) => {
+      state.error ??= error;
+    });
+    session.once('close', () => {
+      for (const call of [...state.calls]) call.onDropped(state.error);
+    });
     session.once('goaway', () => goneAway.add(session));
     // Referenced only while it carries a tunnel RPC (see hold).
     session.unref();
@@ -150,8 +162,16 @@ export class TunnelConnection {
   }
 }
 
-/** Tunnel RPCs open on each session (see TunnelConnection.hold). */
-const held = new WeakMap<ClientHttp2Session, number>();
+/** A Node error on a session or stream, with its code. */
+export type SessionError = Error & { code?: string };
+
+/** What a TunnelConnection keeps per session: the tunnel RPCs on it (see hold) and its first error. */
+interface SessionState {
+  readonly calls: Set<{ onDropped(error: SessionError | undefined): void }>;
+  error: SessionError | undefined;
+}
+
+const sessionStates = new WeakMap<ClientHttp2Session, SessionState>();
 
 /** Sessions that received GOAWAY: they take no new streams. */
 const goneAway = new WeakSet<ClientHttp2Session>();

@@ -62,7 +62,10 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
     }
     this.session = session;
     this.stream = stream;
-    const release = connection.hold(session);
+    const release = connection.hold(session, (error) => {
+      this.internalError ??= error;
+      this.connectionDropped = true;
+    });
     stream.once('close', release);
     this.listen(session, stream);
     const deadline = options.deadline instanceof Date ? options.deadline.getTime() : options.deadline;
@@ -88,20 +91,10 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
   }
 
   private listen(session: ClientHttp2Session, stream: ClientHttp2Stream): void {
-    const onSessionClose = () => {
-      this.connectionDropped = true;
-    };
-    const onSessionError = (err: Error & { code?: string }) => {
-      this.internalError ??= err;
-      this.connectionDropped = true;
-    };
-    session.on('close', onSessionClose);
-    session.on('error', onSessionError);
-    session.once('connect', () => {
-      this.peer = peerOf(session);
-    });
     stream.on('response', (headers: IncomingHttpHeaders, flags: number) => {
       this.httpStatus = Number(headers[h2.HTTP2_HEADER_STATUS]);
+      // Connected for sure: note the peer while the socket can still say it.
+      this.getPeer();
       if (flags & h2.NGHTTP2_FLAG_END_STREAM) {
         this.handleTrailers(headers);
         return;
@@ -127,8 +120,6 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
     });
     stream.on('close', () => {
       this.serverEnded = true;
-      session.removeListener('close', onSessionClose);
-      session.removeListener('error', onSessionError);
       // After any 'error' emitted alongside, as grpc-js does, so its text can be used.
       process.nextTick(() => {
         if (this.finalStatus?.code === Status.OK) {
@@ -140,6 +131,7 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
         const rstCode = stream.rstCode ?? h2.NGHTTP2_NO_ERROR;
         if (rstCode === h2.NGHTTP2_NO_ERROR && this.finalStatus) return;
         const connectionDropped = this.connectionDropped || session.destroyed;
+        if (connectionDropped) this.internalError ??= this.options.connection.sessionError(session);
         const closed = statusOfClosedStream({
           rstCode,
           httpStatus: this.httpStatus,
