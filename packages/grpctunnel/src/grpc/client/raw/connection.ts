@@ -104,7 +104,7 @@ export class TunnelConnection {
    * tunnels can exit without closing the connection. The session's own
    * listeners are added once, in dial(), however many tunnels it carries.
    */
-  hold(session: ClientHttp2Session, onDropped: (error: SessionError | undefined) => void): () => void {
+  hold(session: ClientHttp2Session, onDropped: (error: (Error & { code?: string }) | undefined) => void): () => void {
     const state = sessionStates.get(session);
     if (!state) return () => {};
     const entry = { onDropped };
@@ -117,7 +117,7 @@ export class TunnelConnection {
   }
 
   /** @internal The first error `session` reported, if any. */
-  sessionError(session: ClientHttp2Session): SessionError | undefined {
+  sessionError(session: ClientHttp2Session): (Error & { code?: string }) | undefined {
     return sessionStates.get(session)?.error;
   }
 
