@@ -3,14 +3,22 @@
 // records every frame in both directions, in order.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { InterceptingCall, type Interceptor, type Metadata } from '@grpc/grpc-js';
+import {
+  credentials,
+  InterceptingCall,
+  type Interceptor,
+  type Metadata,
+  ServerInterceptingCall,
+  type ServerInterceptor,
+} from '@grpc/grpc-js';
+import { openTunnel, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { DEFAULT_EXTENDED_CHUNK_SIZE, DEFAULT_WINDOW_SIZE } from '#grpctunnel/engine/constants.js';
 import { DEFAULT_MAX_WINDOW_SIZE } from '#grpctunnel/engine/receive-window.js';
 import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
-import { encodeClientToServer, encodeServerToClient } from '#grpctunnel/grpc/tunnel-service.js';
+import { encodeClientToServer, encodeServerToClient, OPEN_TUNNEL_PATH } from '#grpctunnel/grpc/tunnel-service.js';
 import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
-import type { EchoClient } from '../helpers/echo-service.js';
-import { forwardFixture, reverseFixture, stopAllServers } from '../helpers/servers.js';
+import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import { forwardFixture, reverseFixture, startServer, stopAllServers } from '../helpers/servers.js';
 
 // A failed test skips its own cleanup; never let that hang the run.
 afterEach(stopAllServers);
@@ -146,6 +154,54 @@ describe('wire details, forward tunnel', () => {
       await f.close();
     });
   }
+});
+
+/**
+ * A tap at the server, for a client whose tunnel RPC no grpc-js client
+ * interceptor can see (a TunnelConnection): it records the OpenTunnel RPC's
+ * frames as the client sent and received them ('out': what the client sent).
+ */
+function serverTap(): { tapped: Tapped; interceptor: ServerInterceptor } {
+  const tapped: Tapped = { timeline: [] };
+  const interceptor: ServerInterceptor = (method, call) => {
+    const tunnelRpc = method.path === OPEN_TUNNEL_PATH;
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMessage: (message, nextMessage) => {
+            if (tunnelRpc) tapped.timeline.push({ dir: 'out', frame: message as Frame });
+            nextMessage(message);
+          },
+        }),
+      sendMessage: (message, nextSend) => {
+        if (tunnelRpc) tapped.timeline.push({ dir: 'in', frame: message as Frame });
+        nextSend(message);
+      },
+    });
+  };
+  return { tapped, interceptor };
+}
+
+describe('wire details, forward tunnel on a TunnelConnection (tapped at the server)', () => {
+  it('ids from 1, chunks and credit, as over grpc-js', async () => {
+    const { tapped, interceptor } = serverTap();
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const { address } = await startServer((s) => handler.register(s), {
+      serverOptions: { interceptors: [interceptor] },
+    });
+    const connection = new TunnelConnection(address);
+    const tunnel = await openTunnel(connection);
+    const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
+    await workload(echo);
+    const first = tapped.timeline.find((e) => e.dir === 'in')?.frame;
+    assert.equal(first?.frame?.$case, 'settings', 'the server spoke first, with Settings');
+    checkInvariants(tapped, 'out');
+    tunnel.close();
+    await tunnel.closed;
+    echo.close();
+    connection.close();
+  });
 });
 
 describe('wire details, forward tunnel with the protocol’s chunks', () => {
