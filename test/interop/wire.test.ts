@@ -11,11 +11,16 @@ import {
   ServerInterceptingCall,
   type ServerInterceptor,
 } from '@grpc/grpc-js';
-import { openTunnel, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
+import { openTunnel, ReverseTunnelServer, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { DEFAULT_EXTENDED_CHUNK_SIZE, DEFAULT_WINDOW_SIZE } from '#grpctunnel/engine/constants.js';
 import { DEFAULT_MAX_WINDOW_SIZE } from '#grpctunnel/engine/receive-window.js';
 import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
-import { encodeClientToServer, encodeServerToClient, OPEN_TUNNEL_PATH } from '#grpctunnel/grpc/tunnel-service.js';
+import {
+  encodeClientToServer,
+  encodeServerToClient,
+  OPEN_REVERSE_TUNNEL_PATH,
+  OPEN_TUNNEL_PATH,
+} from '#grpctunnel/grpc/tunnel-service.js';
 import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
 import { forwardFixture, reverseFixture, startServer, stopAllServers } from '../helpers/servers.js';
@@ -158,13 +163,13 @@ describe('wire details, forward tunnel', () => {
 
 /**
  * A tap at the server, for a client whose tunnel RPC no grpc-js client
- * interceptor can see (a TunnelConnection): it records the OpenTunnel RPC's
- * frames as the client sent and received them ('out': what the client sent).
+ * interceptor can see (a TunnelConnection): it records the tunnel RPC's
+ * (`path`) frames as the client sent and received them ('out': what the client sent).
  */
-function serverTap(): { tapped: Tapped; interceptor: ServerInterceptor } {
+function serverTap(path = OPEN_TUNNEL_PATH): { tapped: Tapped; interceptor: ServerInterceptor } {
   const tapped: Tapped = { timeline: [] };
   const interceptor: ServerInterceptor = (method, call) => {
-    const tunnelRpc = method.path === OPEN_TUNNEL_PATH;
+    const tunnelRpc = method.path === path;
     return new ServerInterceptingCall(call, {
       start: (next) =>
         next({
@@ -229,5 +234,33 @@ describe('wire details, reverse tunnel', () => {
     });
     checkInvariants(tapped, 'in');
     await f.close();
+  });
+});
+
+describe('wire details, reverse tunnel on a TunnelConnection (tapped at the server)', () => {
+  it('the reverse tunnel server sends Settings first; the handler opens ids from 1; chunks and credit', async () => {
+    const { tapped, interceptor } = serverTap(OPEN_REVERSE_TUNNEL_PATH);
+    const handler = new TunnelServiceHandler();
+    const { address } = await startServer((s) => handler.register(s), {
+      serverOptions: { interceptors: [interceptor] },
+    });
+    const connection = new TunnelConnection(address);
+    const reverse = new ReverseTunnelServer(connection);
+    reverse.addService(EchoService, echoImplementation());
+    const opened = new Promise((resolve) => handler.once('reverseTunnelOpen', resolve));
+    const serving = reverse.serve();
+    await opened;
+    const echo = new EchoClient('pool', credentials.createInsecure(), { channelOverride: handler.asChannel() });
+    await workload(echo);
+    const first = tapped.timeline.find((e) => e.dir === 'out')?.frame;
+    assert.deepEqual(first, {
+      streamId: -1,
+      frame: { $case: 'settings', value: { supportedProtocolRevisions: [0, 1], initialWindowSize: 65536 } },
+    });
+    checkInvariants(tapped, 'in');
+    reverse.stop();
+    assert.deepEqual(await serving, { started: true });
+    echo.close();
+    connection.close();
   });
 });
