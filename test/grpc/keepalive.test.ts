@@ -185,22 +185,24 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     return { handler, proxy, reverse, echo };
   }
 
-  it('the handler notices: the tunnel leaves the pool, its calls fail UNAVAILABLE naming the cause', async () => {
-    const f = await reverseThroughProxy(FAST, false);
-    const { failed } = await runningBidi(f.echo);
-    const closed = new Promise<Error | undefined>((resolve) =>
-      f.handler.once('reverseTunnelClose', (_t: unknown, error: Error | undefined) => resolve(error)),
-    );
-    const start = Date.now();
-    f.proxy.blackhole();
-    const error = await failed;
-    assert.equal(error.code, status.UNAVAILABLE);
-    assert.match(error.details, CAUSE);
-    assert.match(String((await closed)?.message), CAUSE);
-    assert.ok(Date.now() - start < 5000);
-    assert.equal(f.handler.allReverseTunnels().length, 0);
-    assert.equal(f.handler.openReverseTunnels, 0);
-  });
+  for (const own of [false, true]) {
+    it(`the handler notices: the tunnel leaves the pool, its calls fail UNAVAILABLE naming the cause${own ? ' (agent on a TunnelConnection)' : ''}`, async () => {
+      const f = await reverseThroughProxy(FAST, false, own);
+      const { failed } = await runningBidi(f.echo);
+      const closed = new Promise<Error | undefined>((resolve) =>
+        f.handler.once('reverseTunnelClose', (_t: unknown, error: Error | undefined) => resolve(error)),
+      );
+      const start = Date.now();
+      f.proxy.blackhole();
+      const error = await failed;
+      assert.equal(error.code, status.UNAVAILABLE);
+      assert.match(error.details, CAUSE);
+      assert.match(String((await closed)?.message), CAUSE);
+      assert.ok(Date.now() - start < 5000);
+      assert.equal(f.handler.allReverseTunnels().length, 0);
+      assert.equal(f.handler.openReverseTunnels, 0);
+    });
+  }
 
   for (const own of [false, true]) {
     it(`the reverse tunnel server notices and reconnects; calls work again${own ? ' (on a TunnelConnection)' : ''}`, async () => {
