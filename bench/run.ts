@@ -3,13 +3,16 @@
 //                [--handler-h2-window N] [--client-h2-window N] [--max-chunk N]
 // Runs every scenario directly over grpc-js and through forward and reverse
 // tunnels, in one run, against a service in another process, and prints each
-// tunnel figure as a ratio to direct measured in the same run.
+// tunnel figure as a ratio to direct measured in the same run. Each tunnel
+// kind runs twice: its tunnel RPC over a grpc-js client (forward, reverse)
+// and on a TunnelConnection, the library's own HTTP/2 session (forward-own,
+// reverse-own).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from 'grpctunnel';
+import { openTunnel, TUNNEL_CHANNEL_OPTIONS, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { ratioChart } from './chart.js';
 import { type AnyClient, BenchClient } from './clients.js';
 import { fanInLoad, type Measured, pingPongLoad, streamLoad, unaryLoad } from './loads.js';
@@ -81,7 +84,9 @@ async function main(): Promise<void> {
   const clientH2Window = numberFlag('--client-h2-window');
   // The handlers' own HTTP/2 windows (http2WindowSize), here and in the service process.
   const handlerH2Window = numberFlag('--handler-h2-window');
-  const handler = new TunnelServiceHandler({
+  // Reverse tunnels from the service process say how they were dialed (bench/server.ts).
+  const handler = new TunnelServiceHandler<string>({
+    affinityKey: (tunnel) => String(tunnel.metadata.get('x-bench-kind')[0] ?? ''),
     ...receiveOptions,
     ...(handlerH2Window !== undefined && { http2WindowSize: handlerH2Window }),
   });
@@ -121,13 +126,23 @@ async function main(): Promise<void> {
     ...receiveOptions,
     ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
   });
-  await handler.asChannel().waitForReady({ timeoutMs: 10_000 });
+  // The same forward tunnel with its RPC on the library's own HTTP/2 session (TunnelConnection), not a grpc-js call.
+  const ownConnection = new TunnelConnection(address, {
+    ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
+  });
+  const ownTunnel = await openTunnel(ownConnection, receiveOptions);
+  const reversePool = handler.keyAsChannel('grpc-js');
+  const reverseOwnPool = handler.keyAsChannel('own');
+  await reversePool.waitForReady({ timeoutMs: 10_000 });
+  await reverseOwnPool.waitForReady({ timeoutMs: 10_000 });
   const transports: Array<[string, AnyClient]> = [
     ['direct', direct],
     ['forward', new BenchClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as AnyClient],
+    ['forward-own', new BenchClient('own', credentials.createInsecure(), { channelOverride: ownTunnel }) as AnyClient],
+    ['reverse', new BenchClient('pool', credentials.createInsecure(), { channelOverride: reversePool }) as AnyClient],
     [
-      'reverse',
-      new BenchClient('pool', credentials.createInsecure(), { channelOverride: handler.asChannel() }) as AnyClient,
+      'reverse-own',
+      new BenchClient('pool-own', credentials.createInsecure(), { channelOverride: reverseOwnPool }) as AnyClient,
     ],
   ];
 
@@ -151,7 +166,7 @@ async function main(): Promise<void> {
 
   const runs: Run[] = [];
   console.log(
-    `${'scenario'.padEnd(15)}${'transport'.padEnd(10)}${'result'.padEnd(16)}${'p50 / p99 (ms)'.padEnd(28)}ratio to direct`,
+    `${'scenario'.padEnd(15)}${'transport'.padEnd(12)}${'result'.padEnd(16)}${'p50 / p99 (ms)'.padEnd(28)}ratio to direct`,
   );
   for (const { name, metric, timed, load } of scenarios) {
     if (only && !only.includes(name)) continue;
@@ -188,6 +203,8 @@ async function main(): Promise<void> {
   }
   tunnel.close();
   tunnelConnection.close();
+  ownTunnel.close();
+  ownConnection.close();
   direct.close();
   service.child.kill('SIGTERM');
   callerServer.forceShutdown();
@@ -230,7 +247,7 @@ function print(run: Run, metric: 'qps' | 'mbps'): void {
       ? `cpu ${run.cpu_caller_us_per_op.toFixed(1)} + ${(run.cpu_service_us_per_op ?? 0).toFixed(1)} us/op`
       : '';
   console.log(
-    `${run.scenario.padEnd(15)}${run.transport.padEnd(10)}${value.padEnd(16)}${lat.padEnd(28)}${ratio.padEnd(8)}${cpu}`,
+    `${run.scenario.padEnd(15)}${run.transport.padEnd(12)}${value.padEnd(16)}${lat.padEnd(28)}${ratio.padEnd(8)}${cpu}`,
   );
 }
 
@@ -292,7 +309,7 @@ async function reverseScale(n: number): Promise<Run> {
     failures: r.failures,
   };
   console.log(
-    `${run.scenario.padEnd(15)}${'reverse'.padEnd(10)}${`${r.tunnels} tunnels`.padEnd(16)}` +
+    `${run.scenario.padEnd(15)}${'reverse'.padEnd(12)}${`${r.tunnels} tunnels`.padEnd(16)}` +
       `open in ${run.establish_ms} ms, ${(r.rss_per_tunnel_kib ?? 0).toFixed(1)} KiB RSS + ` +
       `${(r.heap_per_tunnel_kib ?? 0).toFixed(1)} KiB heap each, one call on each in ${r.call_each_ms} ms` +
       `${r.failures ? `, ${r.failures} failed` : ''}`,

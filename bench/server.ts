@@ -2,8 +2,8 @@
 // through the tunnel handler, on one port; with `--reverse ADDRESS` it also
 // dials ADDRESS and serves the same service through a reverse tunnel.
 // Prints the port, then runs until SIGTERM.
-import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from 'grpctunnel';
+import { credentials, Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
+import { ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { BenchClient } from './clients.js';
 import { BenchService, benchImplementation } from './service.js';
 
@@ -31,13 +31,26 @@ server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, port) 
 const at = process.argv.indexOf('--reverse');
 if (at >= 0) {
   const options = process.argv.includes('--tunnel-channel-options') ? TUNNEL_CHANNEL_OPTIONS : {};
-  const connection = new BenchClient(process.argv[at + 1] as string, credentials.createInsecure(), options);
-  const reverse = new ReverseTunnelServer(connection, {
+  const address = process.argv[at + 1] as string;
+  const reverseOptions = {
     ...chunkOption,
     ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
+  };
+  // Two reverse tunnels, told apart by the caller's handler (x-bench-kind): one
+  // over a grpc-js client, one on a TunnelConnection (the library's own HTTP/2 session).
+  const own = new TunnelConnection(address, {
+    ...(clientH2Window !== undefined && { http2WindowSize: clientH2Window }),
   });
-  reverse.addService(BenchService, benchImplementation);
-  void reverse.keepOpen({ backoff: { initialDelayMs: 50, maxDelayMs: 500 } });
+  for (const [kind, connection] of [
+    ['grpc-js', new BenchClient(address, credentials.createInsecure(), options)],
+    ['own', own],
+  ] as const) {
+    const reverse = new ReverseTunnelServer(connection, reverseOptions);
+    reverse.addService(BenchService, benchImplementation);
+    const metadata = new Metadata();
+    metadata.set('x-bench-kind', kind);
+    void reverse.keepOpen({ metadata, backoff: { initialDelayMs: 50, maxDelayMs: 500 } });
+  }
 }
 
 process.on('SIGTERM', () => {

@@ -1,9 +1,11 @@
 // tunneltestclient: the tunnel test client of INTEROP.md, interchangeable
 // with the Go reference's.
-// `node tunneltestclient.js -server-port 26354 [-no-flow-control] -tunnel-type forward|reverse|both`
+// `node tunneltestclient.js -server-port 26354 [-no-flow-control] -tunnel-type forward|reverse|both [-own-connection]`
+// -own-connection (this implementation only): the tunnel RPCs run on a TunnelConnection,
+// the library's own HTTP/2 session, instead of a grpc-js client.
 import { randomBytes } from 'node:crypto';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { openTunnel, ReverseTunnelServer } from 'grpctunnel';
+import { openTunnel, ReverseTunnelServer, TunnelConnection } from 'grpctunnel';
 import { parseFlags } from '#gateway/cli/flags.js';
 import { countingClient, countingServer } from './counting.js';
 import { TestServiceClient, TestServiceService } from './gen/grpchantesting/test.js';
@@ -17,6 +19,11 @@ async function main(): Promise<void> {
     {
       'server-port': { kind: 'int', default: 26354, usage: 'the port on which the server is listening' },
       'no-flow-control': { kind: 'bool', default: false, usage: 'disables flow control' },
+      'own-connection': {
+        kind: 'bool',
+        default: false,
+        usage: 'tunnel RPCs on a TunnelConnection (the library’s own HTTP/2 session) instead of a grpc-js client',
+      },
       'tunnel-type': {
         kind: 'string',
         default: 'both',
@@ -38,8 +45,11 @@ async function main(): Promise<void> {
     ),
   );
 
+  // The tunnels' connection: the test service client's, or one of the library's own.
+  const tunnels = flags['own-connection'] ? new TunnelConnection(address) : connection;
+
   if (type !== 'reverse') {
-    const tunnel = await openTunnel(connection, { flowControl });
+    const tunnel = await openTunnel(tunnels, { flowControl });
     log('Tunnel created.');
     const counter = countingClient();
     const client = new TestServiceClient('tunnel', credentials.createInsecure(), {
@@ -57,7 +67,7 @@ async function main(): Promise<void> {
   if (type !== 'forward') {
     const key = randomBytes(32).toString('hex');
     const counter = countingServer();
-    const reverse = new ReverseTunnelServer(connection, { flowControl, interceptors: [counter.interceptor] });
+    const reverse = new ReverseTunnelServer(tunnels, { flowControl, interceptors: [counter.interceptor] });
     reverse.addService(TestServiceService, testServiceImplementation());
     const metadata = new Metadata();
     metadata.set('test-client-key', key);
@@ -75,6 +85,7 @@ async function main(): Promise<void> {
     await served.catch(() => undefined);
     log(`Served ${counter.count()} requests over reverse tunnel.`);
   }
+  tunnels.close();
   connection.close();
 }
 

@@ -15,6 +15,7 @@ import {
   createTunnelClient,
   openTunnel,
   ReverseTunnelServer,
+  TunnelConnection,
   TunnelServiceHandler,
 } from 'grpctunnel';
 import ts from 'typescript';
@@ -190,6 +191,84 @@ const reverse = () => new ReverseTunnelServer(client);
 const handler = () => new TunnelServiceHandler();
 
 const rows: Row[] = [
+  // new TunnelConnection(address, options)
+  {
+    of: 'TunnelConnection',
+    option: 'address',
+    bad: [
+      [undefined, T],
+      [9, T],
+      ['127.0.0.1', R],
+      ['http://127.0.0.1:9', R],
+      ['::1:9', R],
+    ],
+    call: (v) => new TunnelConnection(v as string),
+  },
+  {
+    of: 'TunnelConnection',
+    option: 'options',
+    bad: notObjects,
+    call: (v) => new TunnelConnection('127.0.0.1:9', v as object),
+  },
+  {
+    of: 'TunnelConnectionOptions',
+    option: 'tls',
+    bad: [
+      ['yes', T],
+      [{ ca: 5 }, T],
+      [{ cert: [Buffer.alloc(1), 2] }, T],
+      [{ key: {} }, T],
+      [{ servername: 1 }, T],
+      [{ rejectUnauthorized: 'no' }, T],
+    ],
+    call: (v) => new TunnelConnection('127.0.0.1:9', { tls: v as boolean }),
+  },
+  {
+    of: 'TunnelConnectionOptions',
+    option: 'authority',
+    bad: [
+      ['', T],
+      [5, T],
+    ],
+    call: (v) => new TunnelConnection('127.0.0.1:9', { authority: v as string }),
+  },
+  ...http2WindowRows('TunnelConnectionOptions', (o) => new TunnelConnection('127.0.0.1:9', o)),
+  {
+    of: 'TunnelConnectionOptions',
+    option: 'maxReceiveMessageLength',
+    bad: [
+      [-2, R],
+      [1.5, R],
+      [2 ** 31, R],
+      ['4MiB', T],
+    ],
+    call: (v) => new TunnelConnection('127.0.0.1:9', { maxReceiveMessageLength: v as number }),
+  },
+  {
+    of: 'openTunnel on a TunnelConnection',
+    option: 'callOptions',
+    bad: [
+      [{ interceptors: [] }, T],
+      [{ interceptor_providers: [] }, T],
+      [{ credentials: {} }, T],
+    ],
+    call: (v) => openTunnel(new TunnelConnection('127.0.0.1:9'), { callOptions: v as object }),
+  },
+  {
+    of: 'ReverseTunnelServer.serve on a TunnelConnection',
+    option: 'callOptions',
+    bad: [
+      [{ interceptors: [] }, T],
+      [{ credentials: {} }, T],
+    ],
+    call: (v) => new ReverseTunnelServer(new TunnelConnection('127.0.0.1:9')).serve({ callOptions: v as object }),
+  },
+  {
+    of: 'ReverseTunnelServer.keepOpen on a TunnelConnection',
+    option: 'callOptions',
+    bad: [[{ interceptor_providers: [] }, T]],
+    call: (v) => new ReverseTunnelServer(new TunnelConnection('127.0.0.1:9')).keepOpen({ callOptions: v as object }),
+  },
   // openTunnel(connection, options)
   { of: 'openTunnel', option: 'connection', bad: connections, call: (v) => openTunnel(v as Client) },
   { of: 'openTunnel', option: 'options', bad: notObjects, call: (v) => openTunnel(client, v as object) },

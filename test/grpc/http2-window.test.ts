@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
-import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import { openTunnel, ReverseTunnelServer, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH } from 'grpctunnel/protocol';
 import { raiseClientHttp2Window } from '#grpctunnel/grpc/client/client-http2-window.js';
 import { raiseHttp2Window } from '#grpctunnel/grpc/server/http2-window.js';
@@ -159,6 +159,29 @@ describe('HTTP/2 windows of the connections that open tunnels', () => {
       try {
         const answered = raw.nextTunnel();
         const tunnel = await openTunnel(connection, size === undefined ? {} : { http2WindowSize: size });
+        const windows = await grantedWindows(await answered);
+        assert.equal(windows.stream, expected);
+        assert.ok(windows.connection >= expected - 1024 && windows.connection <= expected, `${windows.connection}`);
+        tunnel.close();
+      } finally {
+        connection.close();
+        await raw.close();
+      }
+    });
+  }
+
+  for (const [size, expected] of [
+    [undefined, MIB],
+    [4 * MIB, 4 * MIB],
+    [0, 65_535],
+  ] as const) {
+    it(`a TunnelConnection with http2WindowSize ${size ?? 'unset'} grants ${expected} bytes`, async () => {
+      const raw = await rawAnsweringServer();
+      const connection = new TunnelConnection(raw.address, size === undefined ? {} : { http2WindowSize: size });
+      try {
+        const answered = raw.nextTunnel();
+        // openTunnel's own option only ever raises: 0 leaves the connection's window as it was made.
+        const tunnel = await openTunnel(connection, { http2WindowSize: 0 });
         const windows = await grantedWindows(await answered);
         assert.equal(windows.stream, expected);
         assert.ok(windows.connection >= expected - 1024 && windows.connection <= expected, `${windows.connection}`);

@@ -9,6 +9,7 @@ import {
   ReverseTunnelServer,
   type ServeResult,
   type TunnelChannel,
+  TunnelConnection,
   TunnelServiceHandler,
 } from 'grpctunnel';
 import { KEEPALIVE_POLICY_HEADER } from 'grpctunnel/protocol';
@@ -46,7 +47,12 @@ async function runningBidi(
   return { call, failed };
 }
 
-async function forwardThroughProxy(handlerKeepalive: object | false, clientKeepalive: object | false) {
+/** `ownConnection`: the tunnel RPC on a TunnelConnection (the library's own HTTP/2 session) rather than a grpc-js client. */
+async function forwardThroughProxy(
+  handlerKeepalive: object | false,
+  clientKeepalive: object | false,
+  ownConnection = false,
+) {
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler({ keepalive: handlerKeepalive });
   handler.addService(EchoService, echoImplementation(seen));
@@ -57,7 +63,9 @@ async function forwardThroughProxy(handlerKeepalive: object | false, clientKeepa
   });
   const proxy = await startBlackholeProxy(address);
   cleanups.push(() => proxy.close());
-  const connection = new EchoClient(proxy.address, credentials.createInsecure());
+  const connection = ownConnection
+    ? new TunnelConnection(proxy.address)
+    : new EchoClient(proxy.address, credentials.createInsecure());
   cleanups.push(() => connection.close());
   const tunnel = await openTunnel(connection, { keepalive: clientKeepalive });
   cleanups.push(() => tunnel.close());
@@ -90,9 +98,15 @@ describe('keepalive settings', () => {
 });
 
 describe('keepalive, forward tunnels through a black-holed connection', { timeout: 60_000 }, () => {
-  for (const direction of ['both', 'toTarget', 'fromTarget'] as const) {
-    it(`the client notices (black hole: ${direction}): calls without deadlines fail UNAVAILABLE naming the cause, the connection is replaced`, async () => {
-      const f = await forwardThroughProxy(false, FAST);
+  for (const [direction, own] of [
+    ['both', false],
+    ['toTarget', false],
+    ['fromTarget', false],
+    ['both', true],
+    ['fromTarget', true],
+  ] as const) {
+    it(`the client notices (black hole: ${direction}${own ? ', on a TunnelConnection' : ''}): calls without deadlines fail UNAVAILABLE naming the cause, the connection is replaced`, async () => {
+      const f = await forwardThroughProxy(false, FAST, own);
       const running = await Promise.all([runningBidi(f.echo), runningBidi(f.echo), runningBidi(f.echo)]);
       const start = Date.now();
       f.proxy.blackhole(direction);
@@ -146,14 +160,18 @@ describe('keepalive, forward tunnels through a black-holed connection', { timeou
 });
 
 describe('keepalive, reverse tunnels through a black-holed connection', { timeout: 60_000 }, () => {
-  async function reverseThroughProxy(handlerKeepalive: object | false, serverKeepalive: object | false) {
+  async function reverseThroughProxy(
+    handlerKeepalive: object | false,
+    serverKeepalive: object | false,
+    ownConnection = false,
+  ) {
     const handler = new TunnelServiceHandler({ keepalive: handlerKeepalive });
     const { address } = await startServer((s) => handler.register(s));
     const proxy: BlackholeProxy = await startBlackholeProxy(address);
     cleanups.push(() => proxy.close());
-    const connection = new EchoClient(proxy.address, credentials.createInsecure(), {
-      'grpc.initial_reconnect_backoff_ms': 50,
-    });
+    const connection = ownConnection
+      ? new TunnelConnection(proxy.address)
+      : new EchoClient(proxy.address, credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 50 });
     cleanups.push(() => connection.close());
     const reverse = new ReverseTunnelServer(connection, { keepalive: serverKeepalive });
     reverse.addService(EchoService, echoImplementation());
@@ -167,58 +185,64 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     return { handler, proxy, reverse, echo };
   }
 
-  it('the handler notices: the tunnel leaves the pool, its calls fail UNAVAILABLE naming the cause', async () => {
-    const f = await reverseThroughProxy(FAST, false);
-    const { failed } = await runningBidi(f.echo);
-    const closed = new Promise<Error | undefined>((resolve) =>
-      f.handler.once('reverseTunnelClose', (_t: unknown, error: Error | undefined) => resolve(error)),
-    );
-    const start = Date.now();
-    f.proxy.blackhole();
-    const error = await failed;
-    assert.equal(error.code, status.UNAVAILABLE);
-    assert.match(error.details, CAUSE);
-    assert.match(String((await closed)?.message), CAUSE);
-    assert.ok(Date.now() - start < 5000);
-    assert.equal(f.handler.allReverseTunnels().length, 0);
-    assert.equal(f.handler.openReverseTunnels, 0);
-  });
+  for (const own of [false, true]) {
+    it(`the handler notices: the tunnel leaves the pool, its calls fail UNAVAILABLE naming the cause${own ? ' (agent on a TunnelConnection)' : ''}`, async () => {
+      const f = await reverseThroughProxy(FAST, false, own);
+      const { failed } = await runningBidi(f.echo);
+      const closed = new Promise<Error | undefined>((resolve) =>
+        f.handler.once('reverseTunnelClose', (_t: unknown, error: Error | undefined) => resolve(error)),
+      );
+      const start = Date.now();
+      f.proxy.blackhole();
+      const error = await failed;
+      assert.equal(error.code, status.UNAVAILABLE);
+      assert.match(error.details, CAUSE);
+      assert.match(String((await closed)?.message), CAUSE);
+      assert.ok(Date.now() - start < 5000);
+      assert.equal(f.handler.allReverseTunnels().length, 0);
+      assert.equal(f.handler.openReverseTunnels, 0);
+    });
+  }
 
-  it('the reverse tunnel server notices and reconnects; calls work again', async () => {
-    const f = await reverseThroughProxy(false, FAST);
-    await runningBidi(f.echo);
-    const disconnected = new Promise<ServeResult>((resolve) => f.reverse.once('disconnected', resolve));
-    const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
-    const start = Date.now();
-    f.proxy.blackhole();
-    const result = await disconnected;
-    assert.equal(result.error?.code, status.UNAVAILABLE);
-    assert.match(String(result.error?.details), CAUSE);
-    assert.ok(Date.now() - start < 5000);
-    await reopened;
-    assert.equal(f.proxy.connections, 2);
-    // The handler (not pinging here) still holds the dead tunnel; call the new one directly.
-    const fresh = f.handler.allReverseTunnels().at(-1);
-    assert.ok(fresh);
-    const echo = new EchoClient('fresh', credentials.createInsecure(), { channelOverride: fresh.channel });
-    cleanups.push(() => echo.close());
-    const { call } = await runningBidi(echo);
-    call.end();
-  });
+  for (const own of [false, true]) {
+    it(`the reverse tunnel server notices and reconnects; calls work again${own ? ' (on a TunnelConnection)' : ''}`, async () => {
+      const f = await reverseThroughProxy(false, FAST, own);
+      await runningBidi(f.echo);
+      const disconnected = new Promise<ServeResult>((resolve) => f.reverse.once('disconnected', resolve));
+      const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
+      const start = Date.now();
+      f.proxy.blackhole();
+      const result = await disconnected;
+      assert.equal(result.error?.code, status.UNAVAILABLE);
+      assert.match(String(result.error?.details), CAUSE);
+      assert.ok(Date.now() - start < 5000);
+      await reopened;
+      assert.equal(f.proxy.connections, 2);
+      // The handler (not pinging here) still holds the dead tunnel; call the new one directly.
+      const fresh = f.handler.allReverseTunnels().at(-1);
+      assert.ok(fresh);
+      const echo = new EchoClient('fresh', credentials.createInsecure(), { channelOverride: fresh.channel });
+      cleanups.push(() => echo.close());
+      const { call } = await runningBidi(echo);
+      call.end();
+    });
+  }
 
-  it('both sides ping (the defaults, scaled down): pool drops the tunnel, the agent reconnects, calls work', async () => {
-    const f = await reverseThroughProxy(FAST, FAST);
-    const { failed } = await runningBidi(f.echo);
-    const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
-    const dropped = new Promise((resolve) => f.handler.once('reverseTunnelClose', resolve));
-    f.proxy.blackhole();
-    assert.match((await failed).details, CAUSE);
-    await Promise.all([dropped, reopened]);
-    assert.equal(f.handler.allReverseTunnels().length, 1);
-    assert.equal(f.handler.openReverseTunnels, 1);
-    const { call } = await runningBidi(f.echo);
-    call.end();
-  });
+  for (const own of [false, true]) {
+    it(`both sides ping (the defaults, scaled down): pool drops the tunnel, the agent reconnects, calls work${own ? ' (on a TunnelConnection)' : ''}`, async () => {
+      const f = await reverseThroughProxy(FAST, FAST, own);
+      const { failed } = await runningBidi(f.echo);
+      const reopened = new Promise((resolve) => f.handler.once('reverseTunnelOpen', resolve));
+      const dropped = new Promise((resolve) => f.handler.once('reverseTunnelClose', resolve));
+      f.proxy.blackhole();
+      assert.match((await failed).details, CAUSE);
+      await Promise.all([dropped, reopened]);
+      assert.equal(f.handler.allReverseTunnels().length, 1);
+      assert.equal(f.handler.openReverseTunnels, 1);
+      const { call } = await runningBidi(f.echo);
+      call.end();
+    });
+  }
 });
 
 describe('keepalive toward a server with grpc-go ping policy', { timeout: 60_000 }, () => {

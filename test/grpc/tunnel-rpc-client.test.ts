@@ -27,7 +27,13 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { openTunnel, ReverseTunnelServer, type TunnelChannel, TunnelServiceHandler } from 'grpctunnel';
+import {
+  openTunnel,
+  ReverseTunnelServer,
+  type TunnelChannel,
+  TunnelConnection,
+  TunnelServiceHandler,
+} from 'grpctunnel';
 import { TunnelServiceDefinition } from '#grpctunnel/grpc/tunnel-service.js';
 import { unary } from '../helpers/calls.js';
 import {
@@ -93,10 +99,22 @@ function configurations(seen: Seen): Array<{ name: string; client: ClientOptions
 /** An interceptor that changes nothing: the tunnel RPC runs through grpc-js's interceptor chain. */
 const passThrough: Interceptor = (options, next) => new InterceptingCall(next(options));
 
-/** The two configurations the differential tests compare: no interceptor, and one that changes nothing. */
-const paths: Array<{ name: string; client: ClientOptions }> = [
-  { name: 'plain', client: {} },
-  { name: 'intercepted', client: { interceptors: [passThrough] } },
+/** What carries a tunnel RPC in a differential test: a grpc-js client, or the library's own connection. */
+type Dial = (address: string) => Client | TunnelConnection;
+
+/**
+ * The ways the differential tests open the tunnel RPC: a grpc-js client with
+ * no interceptor, one with an interceptor that changes nothing, and a
+ * TunnelConnection (the RPC on the library's own HTTP/2 session, no grpc-js
+ * call under it).
+ */
+const paths: Array<{ name: string; dial: Dial }> = [
+  { name: 'plain', dial: (address) => new EchoClient(address, insecure) },
+  {
+    name: 'intercepted',
+    dial: (address) => new EchoClient(address, insecure, { interceptors: [passThrough] }),
+  },
+  { name: 'own connection', dial: (address) => new TunnelConnection(address) },
 ];
 
 /** A tunnel server with the echo service, and what its handlers saw. */
@@ -211,18 +229,23 @@ function serverSaw(call: ForwardRpc): Promise<'end' | 'cancelled'> {
   });
 }
 
-/** Runs `scenario` without and with an interceptor on the tunnel RPC, and returns both observations. */
-async function onBothPaths<T>(scenario: (client: ClientOptions, path: string) => Promise<T>): Promise<[T, T]> {
-  const observed: T[] = [];
-  for (const path of paths) observed.push(await scenario(path.client, path.name));
-  return [observed[0] as T, observed[1] as T];
+/**
+ * Runs `scenario` on every path (see `paths`) and returns the first path's observations after checking that
+ * every other path observed the same.
+ */
+async function onEveryPath<T>(scenario: (dial: Dial, path: string) => Promise<T>): Promise<T> {
+  const observed: Array<[string, T]> = [];
+  for (const path of paths) observed.push([path.name, await scenario(path.dial, path.name)]);
+  const [first, ...others] = observed as [[string, T], ...Array<[string, T]>];
+  for (const [name, seen] of others) assert.deepEqual(seen, first[1], `${name} differs from ${first[0]}`);
+  return first[1];
 }
 
-describe('the tunnel RPC behaves the same with and without interceptors', () => {
+describe("the tunnel RPC behaves the same with and without interceptors, and on the library's own connection", () => {
   it('a deadline in callOptions ends the tunnel and its calls', async () => {
     const { server, address, seen } = await echoTunnelServer();
-    const [plain, intercepted] = await onBothPaths(async (client) => {
-      const connection = new EchoClient(address, insecure, client);
+    const plain = await onEveryPath(async (dial) => {
+      const connection = dial(address);
       const tunnel = await openTunnel(connection, { callOptions: { deadline: Date.now() + 500 } });
       const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
       const hold = new Metadata();
@@ -236,16 +259,79 @@ describe('the tunnel RPC behaves the same with and without interceptors', () => 
       connection.close();
       return { tunnel: errorOf(closedWith), call: errorOf(call.error) };
     });
-    assert.deepEqual(plain, intercepted);
     assert.equal(plain.tunnel.code, status.DEADLINE_EXCEEDED);
     assert.equal(plain.call.code, status.UNAVAILABLE);
     await stopServer(server);
   });
 
+  it('what the server receives: the metadata (text and binary, repeated values) and the deadline', async () => {
+    const s = await scriptedTunnelServer();
+    const seen = await onEveryPath(async (dial) => {
+      const connection = dial(s.address);
+      const md = new Metadata();
+      md.add('x-text', 'one');
+      md.add('x-text', 'two');
+      md.set('x-blob-bin', Buffer.from([0, 1, 2, 255]));
+      const deadline = Date.now() + 60_000;
+      const arriving = s.next();
+      const opening = openTunnel(connection, { metadata: md, callOptions: { deadline } });
+      const call = await arriving;
+      answerTunnel(call);
+      const tunnel = await opening;
+      const received = call.getDeadline();
+      const result = {
+        text: call.metadata.get('x-text'),
+        blob: call.metadata.get('x-blob-bin'),
+        negotiate: call.metadata.get('grpctunnel-negotiate'),
+        // grpc-timeout carries the deadline to the millisecond (rounded up); allow for the time on the way.
+        deadline: Math.abs(Number(received) - deadline) < 1000,
+        path: call.getPath(),
+      };
+      tunnel.close();
+      await tunnel.closed;
+      call.end();
+      connection.close();
+      return result;
+    });
+    assert.deepEqual(seen, {
+      // grpc-js's server joins a repeated text header's values.
+      text: ['one, two'],
+      blob: [Buffer.from([0, 1, 2, 255])],
+      negotiate: ['on'],
+      deadline: true,
+      path: '/grpctunnel.v1.TunnelService/OpenTunnel',
+    });
+    await stopServer(s.server);
+  });
+
+  it('a frame over the receive limit ends the tunnel with RESOURCE_EXHAUSTED, as grpc-js says it', async () => {
+    const s = await scriptedTunnelServer();
+    const limited: Dial[] = [
+      (address) => new EchoClient(address, insecure, { 'grpc.max_receive_message_length': 1000 }),
+      (address) => new TunnelConnection(address, { maxReceiveMessageLength: 1000 }),
+    ];
+    const seen: unknown[] = [];
+    for (const dial of limited) {
+      const connection = dial(s.address);
+      const arriving = s.next();
+      const opening = openTunnel(connection);
+      const call = await arriving;
+      answerTunnel(call);
+      const tunnel = await opening;
+      call.write({ streamId: 1, frame: { $case: 'moreResponseData', value: Buffer.alloc(2000) } });
+      seen.push(errorOf(await tunnel.closed));
+      connection.close();
+    }
+    assert.deepEqual(seen[1], seen[0]);
+    assert.equal((seen[0] as { code: number }).code, status.RESOURCE_EXHAUSTED);
+    assert.match(String((seen[0] as { details: string }).details), /larger than max \(\d+ vs 1000\)/);
+    await stopServer(s.server);
+  });
+
   it('a server failing the tunnel RPC before answering: openTunnel rejects with its status', async () => {
     const s = await scriptedTunnelServer();
-    const [plain, intercepted] = await onBothPaths(async (client) => {
-      const connection = new EchoClient(s.address, insecure, client);
+    const plain = await onEveryPath(async (dial) => {
+      const connection = dial(s.address);
       const arriving = s.next();
       const opening = openTunnel(connection);
       const call = await arriving;
@@ -259,7 +345,6 @@ describe('the tunnel RPC behaves the same with and without interceptors', () => 
       connection.close();
       return { ...errorOf(err), why: err.metadata?.get('x-why')[0] };
     });
-    assert.deepEqual(plain, intercepted);
     assert.equal(plain.code, status.PERMISSION_DENIED);
     assert.equal(plain.why, 'closed for today');
     await stopServer(s.server);
@@ -268,8 +353,8 @@ describe('the tunnel RPC behaves the same with and without interceptors', () => 
   it('a server ending an open tunnel with a status or with OK', async () => {
     const s = await scriptedTunnelServer();
     for (const how of ['fail', 'ok'] as const) {
-      const [plain, intercepted] = await onBothPaths(async (client) => {
-        const connection = new EchoClient(s.address, insecure, client);
+      const plain = await onEveryPath(async (dial) => {
+        const connection = dial(s.address);
         const arriving = s.next();
         const opening = openTunnel(connection);
         const call = await arriving;
@@ -281,7 +366,6 @@ describe('the tunnel RPC behaves the same with and without interceptors', () => 
         connection.close();
         return errorOf(closedWith);
       });
-      assert.deepEqual(plain, intercepted, how);
       assert.equal(plain.code, how === 'fail' ? status.RESOURCE_EXHAUSTED : status.UNAVAILABLE, how);
     }
     await stopServer(s.server);
@@ -289,8 +373,8 @@ describe('the tunnel RPC behaves the same with and without interceptors', () => 
 
   it('aborting before the answer and after it', async () => {
     const s = await scriptedTunnelServer();
-    const [plain, intercepted] = await onBothPaths(async (client) => {
-      const connection = new EchoClient(s.address, insecure, client);
+    const plain = await onEveryPath(async (dial) => {
+      const connection = dial(s.address);
       // Before the server answered.
       const early = new AbortController();
       let arriving = s.next();
@@ -324,7 +408,6 @@ describe('the tunnel RPC behaves the same with and without interceptors', () => 
         peer: /^127\.0\.0\.1:\d+$/.test(tunnel.peer),
       };
     });
-    assert.deepEqual(plain, intercepted);
     const { before: _, ...rest } = plain;
     assert.deepEqual(rest, { rejected: status.CANCELLED, closedWith: undefined, after: 'end', peer: true });
     await stopServer(s.server);
@@ -392,13 +475,13 @@ describe('backpressure through the tunnel RPC', () => {
   }
 
   it('forward and reverse: a paused reader stops the sender; every byte arrives once it reads', async () => {
-    const forward = await onBothPaths(async (client) => {
+    const forward = await onEveryPath(async (dial) => {
       const flood = floodService(total);
       const handler = new TunnelServiceHandler();
       handler.addService(EchoService, echoImplementation());
       handler.addService(flood.definition, flood.implementation);
       const { server, address } = await startServer((s) => handler.register(s));
-      const connection = new EchoClient(address, insecure, client);
+      const connection = dial(address);
       const tunnel = await openTunnel(connection);
       const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
       const Flood = makeGenericClientConstructor(flood.definition, 'Flood');
@@ -409,11 +492,11 @@ describe('backpressure through the tunnel RPC', () => {
       await stopServer(server);
       return result;
     });
-    const reverse = await onBothPaths(async (client) => {
+    const reverse = await onEveryPath(async (dial) => {
       const flood = floodService(total);
       const handler = new TunnelServiceHandler();
       const { server, address } = await startServer((s) => handler.register(s));
-      const connection = new EchoClient(address, insecure, client);
+      const connection = dial(address);
       const reverseServer = new ReverseTunnelServer(connection);
       reverseServer.addService(EchoService, echoImplementation());
       reverseServer.addService(flood.definition, flood.implementation);
@@ -432,7 +515,7 @@ describe('backpressure through the tunnel RPC', () => {
       return result;
     });
     const expected = { stalledBelowBound: true, stalled: true, received: total };
-    assert.deepEqual(forward, [expected, expected]);
-    assert.deepEqual(reverse, [expected, expected]);
+    assert.deepEqual(forward, expected);
+    assert.deepEqual(reverse, expected);
   });
 });

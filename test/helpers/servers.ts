@@ -14,6 +14,7 @@ import {
   type ServeOptions,
   type ServeResult,
   type TunnelChannel,
+  TunnelConnection,
   TunnelServiceHandler,
   type TunnelServiceHandlerOptions,
 } from 'grpctunnel';
@@ -69,6 +70,23 @@ export async function stopAllServers(): Promise<void> {
   await Promise.all([...running].map(stopServer));
 }
 
+/**
+ * GRPCTUNNEL_TEST_OWN_CONNECTION=1 runs the fixtures' tunnel RPCs on a
+ * TunnelConnection (the library's own HTTP/2 session) instead of a grpc-js
+ * client, where a test asks for no grpc-js client options: an exploratory
+ * switch to find where the two paths differ (tests that use the grpc-js
+ * client itself, e.g. its channel, fail by design under it).
+ */
+const OWN_CONNECTION = process.env.GRPCTUNNEL_TEST_OWN_CONNECTION === '1';
+
+/** The fixtures' connection to `address`: a grpc-js client, or a TunnelConnection (see OWN_CONNECTION). */
+function fixtureConnection(address: string, connectionOptions: ClientOptions): Client {
+  if (OWN_CONNECTION && Object.keys(connectionOptions).length === 0) {
+    return new TunnelConnection(address) as unknown as Client;
+  }
+  return new EchoClient(address, credentials.createInsecure(), connectionOptions);
+}
+
 /** A server with the tunnel service hosting the echo service, a client connection and a forward tunnel. */
 export interface TunnelFixture {
   server: Server;
@@ -90,7 +108,7 @@ export async function forwardFixture(
   const handler = new TunnelServiceHandler(handlerOptions);
   handler.addService(EchoService, echoImplementation(seen));
   const { server, address } = await startServer((s) => handler.register(s));
-  const connection = new EchoClient(address, credentials.createInsecure(), connectionOptions);
+  const connection = fixtureConnection(address, connectionOptions);
   const tunnel = await openTunnel(connection, tunnelOptions);
   const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
   return {
@@ -152,7 +170,7 @@ export async function reverseFixture(
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler(handlerOptions);
   const { server, address } = await startServer((s) => handler.register(s));
-  const connection = new EchoClient(address, credentials.createInsecure(), connectionOptions);
+  const connection = fixtureConnection(address, connectionOptions);
   const reverseServer = new ReverseTunnelServer(connection, serverOptions);
   reverseServer.addService(EchoService, echoImplementation(seen));
   const served: Promise<ServeResult>[] = [];

@@ -75,26 +75,33 @@ for (const serverFlow of [true, false]) {
       assert.equal(await stopServer(server.child), 0, 'the server shuts down cleanly on SIGTERM');
     });
 
-    for (const clientFlow of [true, false]) {
-      for (const type of ['forward', 'reverse', 'both'] as const) {
-        it(`${type}, client flow control ${clientFlow ? 'on' : 'off'}`, async (t) => {
-          const args = ['-server-port', String(server.port), '-tunnel-type', type];
-          if (!clientFlow) args.push('--no-flow-control');
-          const result = await run(args, 30_000);
-          assert.equal(result.code, 0, `tunneltestclient failed:\n${result.stderr}\nserver:\n${server.log()}`);
-          const issued = count(result.stderr, /Issued (\d+) requests over tunnel\./);
-          const served = count(result.stderr, /Served (\d+) requests over reverse tunnel\./);
-          if (type !== 'reverse') assert.ok(issued > 0, 'forward RPCs were issued');
-          if (type !== 'forward') {
-            assert.ok(served > 0, 'reverse RPCs were served');
-            assert.match(result.stderr, /Reverse tunnel started \(key = [0-9a-f]{64}\)\./);
-          }
-          t.diagnostic(
-            `cell ${type}/server-fc-${serverFlow ? 'on' : 'off'}/client-fc-${clientFlow ? 'on' : 'off'}: ` +
-              `issued ${Number.isNaN(issued) ? '-' : issued}, served ${Number.isNaN(served) ? '-' : served}`,
-          );
-        });
-      }
+    // The client's tunnel RPCs on grpc-js calls, and (both directions) on its own HTTP/2 session.
+    const cells = [
+      ...[true, false].flatMap((clientFlow) =>
+        (['forward', 'reverse', 'both'] as const).map((type) => ({ clientFlow, type, own: false })),
+      ),
+      { clientFlow: true, type: 'both' as const, own: true },
+      { clientFlow: false, type: 'both' as const, own: true },
+    ];
+    for (const { clientFlow, type, own } of cells) {
+      it(`${type}, client flow control ${clientFlow ? 'on' : 'off'}${own ? ', own connection' : ''}`, async (t) => {
+        const args = ['-server-port', String(server.port), '-tunnel-type', type];
+        if (!clientFlow) args.push('--no-flow-control');
+        if (own) args.push('-own-connection');
+        const result = await run(args, 30_000);
+        assert.equal(result.code, 0, `tunneltestclient failed:\n${result.stderr}\nserver:\n${server.log()}`);
+        const issued = count(result.stderr, /Issued (\d+) requests over tunnel\./);
+        const served = count(result.stderr, /Served (\d+) requests over reverse tunnel\./);
+        if (type !== 'reverse') assert.ok(issued > 0, 'forward RPCs were issued');
+        if (type !== 'forward') {
+          assert.ok(served > 0, 'reverse RPCs were served');
+          assert.match(result.stderr, /Reverse tunnel started \(key = [0-9a-f]{64}\)\./);
+        }
+        t.diagnostic(
+          `cell ${type}/server-fc-${serverFlow ? 'on' : 'off'}/client-fc-${clientFlow ? 'on' : 'off'}${own ? '/own' : ''}: ` +
+            `issued ${Number.isNaN(issued) ? '-' : issued}, served ${Number.isNaN(served) ? '-' : served}`,
+        );
+      });
     }
   });
 }

@@ -14,7 +14,7 @@ import {
   type ServerDuplexStream,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { openTunnel, ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import { openTunnel, ReverseTunnelServer, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { DEFAULT_WINDOW_SIZE } from '#grpctunnel/engine/constants.js';
 import type { ClientFrame } from '#grpctunnel/engine/frames.js';
 import { DEFAULT_MAX_WINDOW_SIZE } from '#grpctunnel/engine/receive-window.js';
@@ -222,104 +222,110 @@ function stringMap(map: Record<string, Buffer | Uint8Array>): Record<string, str
 }
 
 describe('Go transcript: our tunnel client sends what the Go client sent to the go-client script', () => {
-  it('opens the same streams with the same headers, chunks, half-closes and cancel', async () => {
-    const lines = scenario('go-client');
-    const script = framesOf(lines, 'script').map((l) => serverFrame(l.frame as Record<string, unknown>));
-    const goSent = framesOf(lines, 'go').map((l) => clientFrame(l.frame as Record<string, unknown>));
-    const sent: ClientToServer[] = [];
-    const received = new Changes();
-    let tunnelHeaders: Metadata | undefined;
+  // The tunnel RPC over a grpc-js client, and on the library's own connection (TunnelConnection).
+  for (const [way, dial] of [
+    ['grpc-js client', (address: string) => new TestServiceClient(address, credentials.createInsecure())],
+    ['own connection', (address: string) => new TunnelConnection(address)],
+  ] as const) {
+    it(`opens the same streams with the same headers, chunks, half-closes and cancel (${way})`, async () => {
+      const lines = scenario('go-client');
+      const script = framesOf(lines, 'script').map((l) => serverFrame(l.frame as Record<string, unknown>));
+      const goSent = framesOf(lines, 'go').map((l) => clientFrame(l.frame as Record<string, unknown>));
+      const sent: ClientToServer[] = [];
+      const received = new Changes();
+      let tunnelHeaders: Metadata | undefined;
 
-    const { server, address } = await startServer((s) =>
-      s.addService(
-        RawTunnelServiceDefinition,
-        rawTunnelService((t) => {
-          tunnelHeaders = t.call.metadata;
-          const reply = new Metadata();
-          reply.set('grpctunnel-negotiate', 'on');
-          t.call.sendMetadata(reply);
-          t.send(script[0] as ServerToClient); // Settings
-          void (async () => {
-            for (;;) {
-              const f = await t.frames.next(10_000).catch(() => undefined);
-              if (!f) return;
-              sent.push(f);
-              received.notify();
-              // Answer a stream once it half-closes, with the script's frames for it.
-              if (f.frame?.$case === 'halfClose') {
-                for (const s of script.filter((x) => x.streamId === f.streamId)) t.send(s);
+      const { server, address } = await startServer((s) =>
+        s.addService(
+          RawTunnelServiceDefinition,
+          rawTunnelService((t) => {
+            tunnelHeaders = t.call.metadata;
+            const reply = new Metadata();
+            reply.set('grpctunnel-negotiate', 'on');
+            t.call.sendMetadata(reply);
+            t.send(script[0] as ServerToClient); // Settings
+            void (async () => {
+              for (;;) {
+                const f = await t.frames.next(10_000).catch(() => undefined);
+                if (!f) return;
+                sent.push(f);
+                received.notify();
+                // Answer a stream once it half-closes, with the script's frames for it.
+                if (f.frame?.$case === 'halfClose') {
+                  for (const s of script.filter((x) => x.streamId === f.streamId)) t.send(s);
+                }
               }
-            }
-          })();
-        }),
-      ),
-    );
-    const connection = new TestServiceClient(address, credentials.createInsecure());
-    const md = new Metadata();
-    md.set('tunnel-key', 't1');
-    const tunnel = await openTunnel(connection, { metadata: md });
-    const client = new TestServiceClient('t', credentials.createInsecure(), { channelOverride: tunnel });
+            })();
+          }),
+        ),
+      );
+      const connection = dial(address);
+      const md = new Metadata();
+      md.set('tunnel-key', 't1');
+      const tunnel = await openTunnel(connection, { metadata: md });
+      const client = new TestServiceClient('t', credentials.createInsecure(), { channelOverride: tunnel });
 
-    // The calls the Go client made, rebuilt from its frames.
-    const unaryFrames = goSent.filter((f) => f.streamId === 1);
-    const firstNew = unaryFrames[0]?.frame;
-    assert.equal(firstNew?.$case, 'newStream');
-    const callMd = new Metadata();
-    callMd.set('x-bin-bin', Buffer.from([0, 1]));
-    callMd.set('x-call', 'c');
-    const unaryRequest = reassemble(unaryFrames);
-    const unaryResult = await new Promise<{ headers: Metadata; trailers: Metadata; error: ServiceError | null }>(
-      (resolve) => {
-        let headers = new Metadata();
-        const call = client.unary(Message.decode(unaryRequest), callMd, (error) => {
-          call.on('status', (s) => resolve({ headers, trailers: s.metadata, error }));
-        });
-        call.on('metadata', (h) => {
-          headers = h;
-        });
-      },
-    );
-    assert.equal(unaryResult.error, null);
-    assert.equal(unaryResult.headers.get('x-h')[0], '1');
-    assert.equal(unaryResult.trailers.get('x-t')[0], '2');
+      // The calls the Go client made, rebuilt from its frames.
+      const unaryFrames = goSent.filter((f) => f.streamId === 1);
+      const firstNew = unaryFrames[0]?.frame;
+      assert.equal(firstNew?.$case, 'newStream');
+      const callMd = new Metadata();
+      callMd.set('x-bin-bin', Buffer.from([0, 1]));
+      callMd.set('x-call', 'c');
+      const unaryRequest = reassemble(unaryFrames);
+      const unaryResult = await new Promise<{ headers: Metadata; trailers: Metadata; error: ServiceError | null }>(
+        (resolve) => {
+          let headers = new Metadata();
+          const call = client.unary(Message.decode(unaryRequest), callMd, (error) => {
+            call.on('status', (s) => resolve({ headers, trailers: s.metadata, error }));
+          });
+          call.on('metadata', (h) => {
+            headers = h;
+          });
+        },
+      );
+      assert.equal(unaryResult.error, null);
+      assert.equal(unaryResult.headers.get('x-h')[0], '1');
+      assert.equal(unaryResult.trailers.get('x-t')[0], '2');
 
-    await new Promise<void>((resolve, reject) => {
-      const call = client.clientStream((err) => (err ? reject(err) : resolve()));
-      call.write(Message.fromPartial({ payload: Buffer.from('a') }));
-      call.write(Message.fromPartial({ payload: Buffer.from('b') }));
-      call.end();
+      await new Promise<void>((resolve, reject) => {
+        const call = client.clientStream((err) => (err ? reject(err) : resolve()));
+        call.write(Message.fromPartial({ payload: Buffer.from('a') }));
+        call.write(Message.fromPartial({ payload: Buffer.from('b') }));
+        call.end();
+      });
+
+      const bidi = client.bidiStream();
+      bidi.on('error', () => {});
+      bidi.write(Message.fromPartial({ payload: Buffer.from('x') }));
+      await received.until(
+        () => sent.some((f) => f.streamId === 3 && f.frame?.$case === 'requestMessage'),
+        'the bidi request on stream 3',
+      );
+      bidi.cancel();
+      await received.until(() => sent.some((f) => f.streamId === 3 && f.frame?.$case === 'cancel'), 'its cancel');
+
+      assert.equal(tunnelHeaders?.get('grpctunnel-negotiate')[0], 'on');
+      assert.equal(tunnelHeaders?.get('tunnel-key')[0], 't1');
+      // Same frames, in the same order, byte for byte (we set no deadline, so
+      // no grpc-timeout header, which we would add and the Go client does not).
+      // Deliberate difference: over grpc-js we cut messages into chunks of
+      // 16352 bytes, not 16384, so that each frame fits one HTTP/2 DATA frame;
+      // the messages are compared whole, and every chunk stays within the limit.
+      const hex = (frames: ClientToServer[]) =>
+        wholeMessages(frames).map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex'));
+      assert.deepEqual(hex(sent), hex(goSent));
+      assert.ok(sent.every((f) => dataBytes(f) <= 16384));
+      assert.ok(
+        sent.filter((f) => f.frame?.$case === 'moreRequestData').length >=
+          goSent.filter((f) => f.frame?.$case === 'moreRequestData').length,
+        'the large request really was cut into chunks',
+      );
+      tunnel.close();
+      connection.close();
+      await stopServer(server);
     });
-
-    const bidi = client.bidiStream();
-    bidi.on('error', () => {});
-    bidi.write(Message.fromPartial({ payload: Buffer.from('x') }));
-    await received.until(
-      () => sent.some((f) => f.streamId === 3 && f.frame?.$case === 'requestMessage'),
-      'the bidi request on stream 3',
-    );
-    bidi.cancel();
-    await received.until(() => sent.some((f) => f.streamId === 3 && f.frame?.$case === 'cancel'), 'its cancel');
-
-    assert.equal(tunnelHeaders?.get('grpctunnel-negotiate')[0], 'on');
-    assert.equal(tunnelHeaders?.get('tunnel-key')[0], 't1');
-    // Same frames, in the same order, byte for byte (we set no deadline, so
-    // no grpc-timeout header, which we would add and the Go client does not).
-    // Deliberate difference: over grpc-js we cut messages into chunks of
-    // 16352 bytes, not 16384, so that each frame fits one HTTP/2 DATA frame;
-    // the messages are compared whole, and every chunk stays within the limit.
-    const hex = (frames: ClientToServer[]) =>
-      wholeMessages(frames).map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex'));
-    assert.deepEqual(hex(sent), hex(goSent));
-    assert.ok(sent.every((f) => dataBytes(f) <= 16384));
-    assert.ok(
-      sent.filter((f) => f.frame?.$case === 'moreRequestData').length >=
-        goSent.filter((f) => f.frame?.$case === 'moreRequestData').length,
-      'the large request really was cut into chunks',
-    );
-    tunnel.close();
-    connection.close();
-    await stopServer(server);
-  });
+  }
 });
 
 /** The frames with each message's chunks merged into its first frame (whatever the chunk size was). */
@@ -353,58 +359,63 @@ function reassemble(frames: ClientToServer[]): Buffer {
 }
 
 describe('Go transcript: reverse tunnels', () => {
-  it('our reverse tunnel server answers the go-reverse-server script as the Go one did', async () => {
-    const lines = scenario('go-reverse-server');
-    const script = framesOf(lines, 'script').map((l) => clientFrame(l.frame as Record<string, unknown>));
-    const goFrames = framesOf(lines, 'go').map((l) => serverFrame(l.frame as Record<string, unknown>));
-    const ours: ServerToClient[] = [];
-    const received = new Changes();
-    let requestHeaders: Metadata | undefined;
-    const { server, address } = await startServer((s) =>
-      s.addService(
-        { openReverseTunnel: TunnelServiceDefinition.openReverseTunnel },
-        {
-          openReverseTunnel(call: ServerDuplexStream<ServerToClient, ClientToServer>) {
-            requestHeaders = call.metadata;
-            const reply = new Metadata();
-            reply.set('grpctunnel-negotiate', 'on');
-            call.sendMetadata(reply);
-            call.on('data', (f: ServerToClient) => {
-              ours.push(f);
-              received.notify();
-              // Once Settings arrives, play the script; the window updates it
-              // holds are the network server acknowledging our replies.
-              if (f.frame?.$case === 'settings') for (const s of script) call.write(s);
-            });
-            call.on('error', () => {});
+  for (const [way, dial] of [
+    ['grpc-js client', (address: string) => new TestServiceClient(address, credentials.createInsecure())],
+    ['own connection', (address: string) => new TunnelConnection(address)],
+  ] as const) {
+    it(`our reverse tunnel server answers the go-reverse-server script as the Go one did (${way})`, async () => {
+      const lines = scenario('go-reverse-server');
+      const script = framesOf(lines, 'script').map((l) => clientFrame(l.frame as Record<string, unknown>));
+      const goFrames = framesOf(lines, 'go').map((l) => serverFrame(l.frame as Record<string, unknown>));
+      const ours: ServerToClient[] = [];
+      const received = new Changes();
+      let requestHeaders: Metadata | undefined;
+      const { server, address } = await startServer((s) =>
+        s.addService(
+          { openReverseTunnel: TunnelServiceDefinition.openReverseTunnel },
+          {
+            openReverseTunnel(call: ServerDuplexStream<ServerToClient, ClientToServer>) {
+              requestHeaders = call.metadata;
+              const reply = new Metadata();
+              reply.set('grpctunnel-negotiate', 'on');
+              call.sendMetadata(reply);
+              call.on('data', (f: ServerToClient) => {
+                ours.push(f);
+                received.notify();
+                // Once Settings arrives, play the script; the window updates it
+                // holds are the network server acknowledging our replies.
+                if (f.frame?.$case === 'settings') for (const s of script) call.write(s);
+              });
+              call.on('error', () => {});
+            },
           },
-        },
-      ),
-    );
-    const connection = new TestServiceClient(address, credentials.createInsecure());
-    const reverse = new ReverseTunnelServer(connection);
-    reverse.addService(TestServiceService, testServiceImplementation());
-    const md = new Metadata();
-    md.set('client-key', 'edge-1');
-    const served = reverse.serve({ metadata: md });
-    await received.until(() => ours.filter((f) => f.frame?.$case === 'closeStream').length === 2, 'two close_stream');
-    assert.equal(requestHeaders?.get('client-key')[0], 'edge-1');
-    assert.equal(requestHeaders?.get('grpctunnel-negotiate')[0], 'on');
-    assert.deepEqual(ours[0], goFrames[0], 'Settings first');
-    for (const id of [1, 2]) {
-      const received = script.filter((f) => f.streamId === id).reduce((n, f) => n + dataBytes(f), 0);
-      compareStream(
-        id,
-        goFrames.filter((f) => f.streamId === id),
-        ours.filter((f) => f.streamId === id),
-        received,
+        ),
       );
-    }
-    reverse.stop();
-    assert.deepEqual(await served, { started: true });
-    connection.close();
-    await stopServer(server);
-  });
+      const connection = dial(address);
+      const reverse = new ReverseTunnelServer(connection);
+      reverse.addService(TestServiceService, testServiceImplementation());
+      const md = new Metadata();
+      md.set('client-key', 'edge-1');
+      const served = reverse.serve({ metadata: md });
+      await received.until(() => ours.filter((f) => f.frame?.$case === 'closeStream').length === 2, 'two close_stream');
+      assert.equal(requestHeaders?.get('client-key')[0], 'edge-1');
+      assert.equal(requestHeaders?.get('grpctunnel-negotiate')[0], 'on');
+      assert.deepEqual(ours[0], goFrames[0], 'Settings first');
+      for (const id of [1, 2]) {
+        const received = script.filter((f) => f.streamId === id).reduce((n, f) => n + dataBytes(f), 0);
+        compareStream(
+          id,
+          goFrames.filter((f) => f.streamId === id),
+          ours.filter((f) => f.streamId === id),
+          received,
+        );
+      }
+      reverse.stop();
+      assert.deepEqual(await served, { started: true });
+      connection.close();
+      await stopServer(server);
+    });
+  }
 
   it('our handler calls through its pool as the Go handler called into the go-reverse-client script', async () => {
     const lines = scenario('go-reverse-client');

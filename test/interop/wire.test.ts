@@ -3,14 +3,27 @@
 // records every frame in both directions, in order.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import { InterceptingCall, type Interceptor, type Metadata } from '@grpc/grpc-js';
+import {
+  credentials,
+  InterceptingCall,
+  type Interceptor,
+  type Metadata,
+  ServerInterceptingCall,
+  type ServerInterceptor,
+} from '@grpc/grpc-js';
+import { openTunnel, ReverseTunnelServer, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { DEFAULT_EXTENDED_CHUNK_SIZE, DEFAULT_WINDOW_SIZE } from '#grpctunnel/engine/constants.js';
 import { DEFAULT_MAX_WINDOW_SIZE } from '#grpctunnel/engine/receive-window.js';
 import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
-import { encodeClientToServer, encodeServerToClient } from '#grpctunnel/grpc/tunnel-service.js';
+import {
+  encodeClientToServer,
+  encodeServerToClient,
+  OPEN_REVERSE_TUNNEL_PATH,
+  OPEN_TUNNEL_PATH,
+} from '#grpctunnel/grpc/tunnel-service.js';
 import { clientStream, collect, serverStream, unary } from '../helpers/calls.js';
-import type { EchoClient } from '../helpers/echo-service.js';
-import { forwardFixture, reverseFixture, stopAllServers } from '../helpers/servers.js';
+import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import { forwardFixture, reverseFixture, startServer, stopAllServers } from '../helpers/servers.js';
 
 // A failed test skips its own cleanup; never let that hang the run.
 afterEach(stopAllServers);
@@ -148,6 +161,54 @@ describe('wire details, forward tunnel', () => {
   }
 });
 
+/**
+ * A tap at the server, for a client whose tunnel RPC no grpc-js client
+ * interceptor can see (a TunnelConnection): it records the tunnel RPC's
+ * (`path`) frames as the client sent and received them ('out': what the client sent).
+ */
+function serverTap(path = OPEN_TUNNEL_PATH): { tapped: Tapped; interceptor: ServerInterceptor } {
+  const tapped: Tapped = { timeline: [] };
+  const interceptor: ServerInterceptor = (method, call) => {
+    const tunnelRpc = method.path === path;
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMessage: (message, nextMessage) => {
+            if (tunnelRpc) tapped.timeline.push({ dir: 'out', frame: message as Frame });
+            nextMessage(message);
+          },
+        }),
+      sendMessage: (message, nextSend) => {
+        if (tunnelRpc) tapped.timeline.push({ dir: 'in', frame: message as Frame });
+        nextSend(message);
+      },
+    });
+  };
+  return { tapped, interceptor };
+}
+
+describe('wire details, forward tunnel on a TunnelConnection (tapped at the server)', () => {
+  it('ids from 1, chunks and credit, as over grpc-js', async () => {
+    const { tapped, interceptor } = serverTap();
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const { address } = await startServer((s) => handler.register(s), {
+      serverOptions: { interceptors: [interceptor] },
+    });
+    const connection = new TunnelConnection(address);
+    const tunnel = await openTunnel(connection);
+    const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
+    await workload(echo);
+    const first = tapped.timeline.find((e) => e.dir === 'in')?.frame;
+    assert.equal(first?.frame?.$case, 'settings', 'the server spoke first, with Settings');
+    checkInvariants(tapped, 'out');
+    tunnel.close();
+    await tunnel.closed;
+    echo.close();
+    connection.close();
+  });
+});
+
 describe('wire details, forward tunnel with the protocol’s chunks', () => {
   it('maxChunkSize 16384 on both sides: chunks of at most 16 KiB, each in one HTTP/2 DATA frame', async () => {
     const { tapped, interceptor } = tap();
@@ -173,5 +234,33 @@ describe('wire details, reverse tunnel', () => {
     });
     checkInvariants(tapped, 'in');
     await f.close();
+  });
+});
+
+describe('wire details, reverse tunnel on a TunnelConnection (tapped at the server)', () => {
+  it('the reverse tunnel server sends Settings first; the handler opens ids from 1; chunks and credit', async () => {
+    const { tapped, interceptor } = serverTap(OPEN_REVERSE_TUNNEL_PATH);
+    const handler = new TunnelServiceHandler();
+    const { address } = await startServer((s) => handler.register(s), {
+      serverOptions: { interceptors: [interceptor] },
+    });
+    const connection = new TunnelConnection(address);
+    const reverse = new ReverseTunnelServer(connection);
+    reverse.addService(EchoService, echoImplementation());
+    const opened = new Promise((resolve) => handler.once('reverseTunnelOpen', resolve));
+    const serving = reverse.serve();
+    await opened;
+    const echo = new EchoClient('pool', credentials.createInsecure(), { channelOverride: handler.asChannel() });
+    await workload(echo);
+    const first = tapped.timeline.find((e) => e.dir === 'out')?.frame;
+    assert.deepEqual(first, {
+      streamId: -1,
+      frame: { $case: 'settings', value: { supportedProtocolRevisions: [0, 1], initialWindowSize: 65536 } },
+    });
+    checkInvariants(tapped, 'in');
+    reverse.stop();
+    assert.deepEqual(await serving, { started: true });
+    echo.close();
+    connection.close();
   });
 });

@@ -14,7 +14,7 @@ import {
   type StatusObject,
   status,
 } from '@grpc/grpc-js';
-import { ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import { ReverseTunnelServer, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import type { ClientToServer, ServerToClient } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import { PROTOCOL_CHUNKS } from '#grpctunnel/grpc/chunk-size.js';
 import { TunnelChannelImpl } from '#grpctunnel/grpc/client/tunnel-channel.js';
@@ -73,9 +73,12 @@ async function network() {
 const tunnelsOf = (handler: TunnelServiceHandler, name: string) =>
   handler.allReverseTunnels().filter((t) => t.info.metadata.get('x-agent-name')[0] === name).length;
 
-/** An in-process agent: a ReverseTunnelServer keeping two tunnels open on KEY, counting the calls it serves. */
-function startAgent(address: string, name: string) {
-  const connection = new EchoClient(address, credentials.createInsecure());
+/**
+ * An in-process agent: a ReverseTunnelServer keeping two tunnels open on KEY, counting the calls it serves.
+ * `own`: its tunnel RPCs on a TunnelConnection (the library's own HTTP/2 session) rather than grpc-js.
+ */
+function startAgent(address: string, name: string, own = false) {
+  const connection = own ? new TunnelConnection(address) : new EchoClient(address, credentials.createInsecure());
   const server = new ReverseTunnelServer(connection);
   const seen: EchoObservations = { cancelled: [] };
   const echo = echoImplementation(seen);
@@ -149,35 +152,37 @@ function callLoop(echo: EchoClient, callers = 8) {
 }
 
 describe('draining reverse tunnels', () => {
-  it('README order: a call started just before gracefulStop() completes, gracefulStop() resolves, both sides count zero', async () => {
-    const net = await network();
-    // 0 ms: the call is on the wire while the agent is idle; 50 ms: its handler runs when the agent drains.
-    for (const delay of [0, 50]) {
-      const agent = startAgent(net.address, `a${delay}`);
-      await agent.ready(net.handler);
-      // Not awaited, as in the README: the call is on its way when the agent drains.
-      const call = unary(net.echo, Buffer.from(`hello ${delay}`), withDelay(delay));
-      const stopped = agent.gracefulStop();
-      const r = await within(call, 5000, 'the call');
-      assert.equal(r.error, null, `the call (${delay} ms) completed`);
-      assert.equal(r.value?.toString(), `hello ${delay}`);
-      await within(stopped, 5000, 'gracefulStop()');
-      assert.equal(agent.server.openTunnels, 0, 'the agent has no tunnel left');
-      assert.equal(agent.server.activeCalls, 0);
-      await within(
-        (async () => {
-          while (net.handler.openReverseTunnels > 0) {
-            await new Promise((resolve) => net.handler.once('reverseTunnelClose', resolve));
-          }
-        })(),
-        5000,
-        'the handler closing its tunnels',
-      );
-      assert.equal(net.pool.size, 0);
-    }
-    net.echo.close();
-    await stopServer(net.server);
-  });
+  for (const own of [false, true]) {
+    it(`README order: a call started just before gracefulStop() completes, gracefulStop() resolves, both sides count zero${own ? ' (on a TunnelConnection)' : ''}`, async () => {
+      const net = await network();
+      // 0 ms: the call is on the wire while the agent is idle; 50 ms: its handler runs when the agent drains.
+      for (const delay of [0, 50]) {
+        const agent = startAgent(net.address, `a${delay}`, own);
+        await agent.ready(net.handler);
+        // Not awaited, as in the README: the call is on its way when the agent drains.
+        const call = unary(net.echo, Buffer.from(`hello ${delay}`), withDelay(delay));
+        const stopped = agent.gracefulStop();
+        const r = await within(call, 5000, 'the call');
+        assert.equal(r.error, null, `the call (${delay} ms) completed`);
+        assert.equal(r.value?.toString(), `hello ${delay}`);
+        await within(stopped, 5000, 'gracefulStop()');
+        assert.equal(agent.server.openTunnels, 0, 'the agent has no tunnel left');
+        assert.equal(agent.server.activeCalls, 0);
+        await within(
+          (async () => {
+            while (net.handler.openReverseTunnels > 0) {
+              await new Promise((resolve) => net.handler.once('reverseTunnelClose', resolve));
+            }
+          })(),
+          5000,
+          'the handler closing its tunnels',
+        );
+        assert.equal(net.pool.size, 0);
+      }
+      net.echo.close();
+      await stopServer(net.server);
+    });
+  }
 
   it('a rolling restart of the two agents of a key loses no call, and calls are served throughout', async () => {
     const net = await network();
@@ -265,28 +270,34 @@ describe('draining reverse tunnels', () => {
     await stopServer(net.server);
   });
 
-  it('against a network server without the drain handshake (as Go), gracefulStop refuses new calls, ends the tunnel once idle, and resolves', async () => {
-    const net = await plainNetworkServer();
-    const agent = new ReverseTunnelServer(new EchoClient(net.address, credentials.createInsecure()));
-    agent.addService(EchoService, echoImplementation({ cancelled: [] }));
-    const served = agent.serve();
-    const channel = await net.channel;
-    const echo = new EchoClient('go', credentials.createInsecure(), { channelOverride: channel });
+  for (const own of [false, true]) {
+    it(`against a network server without the drain handshake (as Go), gracefulStop refuses new calls, ends the tunnel once idle, and resolves${own ? ' (on a TunnelConnection)' : ''}`, async () => {
+      const net = await plainNetworkServer();
+      const connection = own
+        ? new TunnelConnection(net.address)
+        : new EchoClient(net.address, credentials.createInsecure());
+      const agent = new ReverseTunnelServer(connection);
+      agent.addService(EchoService, echoImplementation({ cancelled: [] }));
+      const served = agent.serve();
+      const channel = await net.channel;
+      const echo = new EchoClient('go', credentials.createInsecure(), { channelOverride: channel });
 
-    const long = runningUnary(echo, Buffer.from('long'), withDelay(200));
-    await long.running;
-    const stopped = agent.gracefulStop();
-    const refused = await unary(echo, Buffer.from('new'));
-    assert.equal(refused.error?.code, status.UNAVAILABLE);
-    assert.equal(refused.error?.details, 'the server is shutting down');
-    assert.equal(await long.done, null, 'the running call finished');
-    await within(stopped, 5000, 'gracefulStop()');
-    assert.deepEqual(await served, { started: true });
-    assert.equal(agent.openTunnels, 0);
-    assert.equal(await net.peerEnded, true, 'the agent ended the tunnel by half-closing it');
-    echo.close();
-    await stopServer(net.server);
-  });
+      const long = runningUnary(echo, Buffer.from('long'), withDelay(200));
+      await long.running;
+      const stopped = agent.gracefulStop();
+      const refused = await unary(echo, Buffer.from('new'));
+      assert.equal(refused.error?.code, status.UNAVAILABLE);
+      assert.equal(refused.error?.details, 'the server is shutting down');
+      assert.equal(await long.done, null, 'the running call finished');
+      await within(stopped, 5000, 'gracefulStop()');
+      assert.deepEqual(await served, { started: true });
+      assert.equal(agent.openTunnels, 0);
+      assert.equal(await net.peerEnded, true, 'the agent ended the tunnel by half-closing it');
+      echo.close();
+      connection.close();
+      await stopServer(net.server);
+    });
+  }
 
   it('against a network server without the drain handshake, a stream arriving after the half-close is dropped and gracefulStop still resolves', async () => {
     const net = await plainNetworkServer();

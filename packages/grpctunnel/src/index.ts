@@ -10,6 +10,11 @@ export type { ClientHttp2WindowOptions } from './grpc/client/client-http2-window
 export type { ClientKeepaliveOptions } from './grpc/client/client-keepalive.js';
 export { type ClientConstructor, createTunnelClient } from './grpc/client/create-client.js';
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
+export {
+  TunnelConnection,
+  type TunnelConnectionOptions,
+  type TunnelConnectionTls,
+} from './grpc/client/raw/connection.js';
 export type { TunnelChannel, TunnelChannelEvents, TunnelCloseStatus } from './grpc/client/tunnel-channel.js';
 export { getTunnelChannel, getTunnelInfo, type HasAuthContext } from './grpc/context.js';
 export {

@@ -119,11 +119,17 @@ class Checker {
   }
 
   /** Where a grpc-js client or channel is expected (the connection a tunnel runs on, a proxy's target). */
-  connection(key: string, value: unknown): void {
+  /** A grpc-js Client or Channel; `own`: the caller also takes a TunnelConnection (checked by the caller with instanceof). */
+  connection(key: string, value: unknown, own = false): void {
     const c = value as { getChannel?: unknown; createCall?: unknown } | null;
     const ok =
       typeof c === 'object' && c !== null && (typeof c.getChannel === 'function' || typeof c.createCall === 'function');
-    if (!ok) throw this.typeError(key, 'a grpc-js Client or Channel', value);
+    if (!ok)
+      throw this.typeError(
+        key,
+        own ? 'a grpc-js Client or Channel, or a TunnelConnection' : 'a grpc-js Client or Channel',
+        value,
+      );
   }
 }
 
@@ -191,10 +197,11 @@ export function rejection(check: () => void): Promise<never> | undefined {
 }
 
 /** Arguments of `openTunnel(connection, options)`. */
-export function checkOpenTunnel(connection: unknown, options: unknown): void {
+export function checkOpenTunnel(connection: unknown, options: unknown, ownConnection = false): void {
   const check = new Checker('openTunnel');
-  check.connection('connection', connection);
+  if (!ownConnection) check.connection('connection', connection, true);
   const o = check.object('options', options);
+  if (ownConnection) grpcJsOnly(check, o.callOptions);
   tunnelOptions(check, o);
   rpcOptions(check, o);
   keepaliveOption(check, o.keepalive);
@@ -237,9 +244,9 @@ function http2WindowOption(check: Checker, value: unknown): void {
 }
 
 /** Arguments of `new ReverseTunnelServer(connection, options)`. */
-export function checkReverseServer(connection: unknown, options: unknown): void {
+export function checkReverseServer(connection: unknown, options: unknown, ownConnection = false): void {
   const check = new Checker('ReverseTunnelServer');
-  check.connection('connection', connection);
+  if (!ownConnection) check.connection('connection', connection, true);
   const o = check.object('options', options);
   tunnelServerOptions(check, o);
   keepaliveOption(check, o.keepalive);
@@ -248,16 +255,19 @@ export function checkReverseServer(connection: unknown, options: unknown): void 
 }
 
 /** Options of `ReverseTunnelServer.serve(options)`. */
-export function checkServeOptions(options: unknown): void {
+export function checkServeOptions(options: unknown, ownConnection = false): void {
   const check = new Checker('ReverseTunnelServer.serve');
-  rpcOptions(check, check.object('options', options));
+  const o = check.object('options', options);
+  rpcOptions(check, o);
+  if (ownConnection) grpcJsOnly(check, o.callOptions);
 }
 
 /** Options of `ReverseTunnelServer.keepOpen(options)`, backoff included. */
-export function checkKeepOpenOptions(options: unknown): void {
+export function checkKeepOpenOptions(options: unknown, ownConnection = false): void {
   const check = new Checker('ReverseTunnelServer.keepOpen');
   const o = check.object('options', options);
   rpcOptions(check, o);
+  if (ownConnection) grpcJsOnly(check, o.callOptions);
   check.number('tunnels', o.tunnels, 1, Number.MAX_SAFE_INTEGER, { integer: true });
   const b = check.object('backoff', o.backoff);
   const backoff = new Checker('ReverseTunnelServer.keepOpen', 'backoff.');
@@ -299,4 +309,53 @@ export function checkProxyHandler(target: unknown, options: unknown): void {
   const o = check.object('options', options);
   check.func('rewriteMetadata', o.rewriteMetadata);
   check.func('onFinish', o.onFinish);
+}
+
+/** A PEM value of the TLS options: a string, a Buffer, or an array of them. */
+function pem(check: Checker, key: string, value: unknown): void {
+  if (value === undefined) return;
+  const one = (v: unknown) => typeof v === 'string' || Buffer.isBuffer(v);
+  if (!(one(value) || (Array.isArray(value) && value.every(one)))) {
+    throw check.typeError(key, 'a string, a Buffer or an array of them', value);
+  }
+}
+
+/** Arguments of `new TunnelConnection(address, options)`. */
+export function checkTunnelConnection(address: unknown, options: unknown): void {
+  const check = new Checker('TunnelConnection');
+  if (typeof address !== 'string') throw check.typeError('address', 'a "host:port" string', address);
+  if (!/^(\[[^\]]+\]|[^:[\]/]+):\d{1,5}$/.test(address)) {
+    throw new RangeError(
+      `${check.name('address')} must be "host:port" (an IPv6 host in brackets), got ${shown(address)}`,
+    );
+  }
+  const o = check.object('options', options);
+  if (o.tls !== undefined && typeof o.tls !== 'boolean') {
+    const tls = check.object('tls', o.tls);
+    const nested = new Checker('TunnelConnection', 'tls.');
+    pem(nested, 'ca', tls.ca);
+    pem(nested, 'cert', tls.cert);
+    pem(nested, 'key', tls.key);
+    if (tls.servername !== undefined && typeof tls.servername !== 'string') {
+      throw nested.typeError('servername', 'a string', tls.servername);
+    }
+    nested.boolean('rejectUnauthorized', tls.rejectUnauthorized);
+  }
+  if (o.authority !== undefined && (typeof o.authority !== 'string' || o.authority === '')) {
+    throw check.typeError('authority', 'a non-empty string', o.authority);
+  }
+  http2WindowOption(check, o.http2WindowSize);
+  check.number('maxReceiveMessageLength', o.maxReceiveMessageLength, -1, 0x7fffffff, { integer: true });
+}
+
+/** callOptions a TunnelConnection cannot apply (they are grpc-js's call stack): refused rather than ignored. */
+function grpcJsOnly(check: Checker, callOptions: unknown): void {
+  if (callOptions === null || typeof callOptions !== 'object') return;
+  for (const key of ['interceptors', 'interceptor_providers', 'credentials', 'parent', 'propagate_flags', 'host']) {
+    if ((callOptions as Options)[key] !== undefined) {
+      throw new TypeError(
+        `${check.name(`callOptions.${key}`)} applies to a grpc-js Client or Channel only; with a TunnelConnection only callOptions.deadline applies`,
+      );
+    }
+  }
 }

@@ -117,3 +117,16 @@ export function encodeGrpcMessage(message: string): string {
   }
   return out;
 }
+
+/**
+ * Decodes a grpc-message header value: the inverse of
+ * {@link encodeGrpcMessage}, with grpc-js's client rule (`decodeURI`; a
+ * value that is not valid percent-encoding is taken as it came).
+ */
+export function decodeGrpcMessage(value: string): string {
+  try {
+    return decodeURI(value);
+  } catch {
+    return value;
+  }
+}

@@ -1,7 +1,6 @@
 import {
   type CallOptions,
   type Client,
-  type ClientDuplexStream,
   Metadata,
   type ServerDuplexStream,
   type ServerErrorResponse,
@@ -21,6 +20,9 @@ import {
 } from './chunk-size.js';
 import { raiseClientHttp2Window } from './client/client-http2-window.js';
 import { watchTunnelConnection } from './client/client-keepalive.js';
+import type { DialedCall } from './client/dialed-call.js';
+import type { TunnelConnection } from './client/raw/connection.js';
+import { RawTunnelCall } from './client/raw/raw-call.js';
 import { TunnelRpcEnd } from './client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON } from './drain-notice.js';
 import { statusError } from './errors.js';
@@ -60,8 +62,12 @@ export function rpcFailure(status: Pick<StatusObject, 'code' | 'details' | 'meta
 
 /** Options of {@link DialedTunnelRpc}. */
 export interface DialTunnelRpcOptions<Out, In> {
-  /** The grpc-js client whose connection carries the tunnel. */
-  readonly client: Client;
+  /**
+   * What carries the tunnel: a grpc-js client (the RPC is a grpc-js call,
+   * through its interceptors) or the library's own connection (the RPC is a
+   * RawTunnelCall on its HTTP/2 session; of `callOptions` only the deadline applies).
+   */
+  readonly via: { readonly client: Client } | { readonly connection: TunnelConnection };
   /** OPEN_TUNNEL_PATH or OPEN_REVERSE_TUNNEL_PATH. */
   readonly path: string;
   /** Encodes the frames this side sends. */
@@ -95,8 +101,8 @@ export interface DialedAnswer extends TunnelNegotiation {
  * wherever the server allows it (TunnelRpcEnd).
  */
 export class DialedTunnelRpc<Out, In> {
-  /** The grpc-js call. */
-  readonly call: ClientDuplexStream<Out, In>;
+  /** The RPC: a grpc-js call or a RawTunnelCall (the same events, see DialedCall). */
+  readonly call: DialedCall<Out, In>;
   /** The request metadata sent: the user's, with this library's headers added. */
   readonly metadata: Metadata;
   /**
@@ -115,18 +121,30 @@ export class DialedTunnelRpc<Out, In> {
   private halfClosed = false;
 
   constructor(private readonly options: DialTunnelRpcOptions<Out, In>) {
-    const { client } = options;
+    const { via } = options;
     this.metadata = options.metadata?.clone() ?? new Metadata();
     this.metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
-    this.offer = chunkOffer(options.maxChunkSize, clientReceiveLimit(client.getChannel()));
+    const receiveLimit =
+      'client' in via ? clientReceiveLimit(via.client.getChannel()) : via.connection.maxReceiveMessageLength;
+    this.offer = chunkOffer(options.maxChunkSize, receiveLimit);
     advertiseChunkSize(this.metadata, this.offer);
-    this.call = client.makeBidiStreamRequest(
-      options.path,
-      options.serialize,
-      options.deserialize,
-      this.metadata,
-      options.callOptions ?? {},
-    );
+    this.call =
+      'client' in via
+        ? via.client.makeBidiStreamRequest(
+            options.path,
+            options.serialize,
+            options.deserialize,
+            this.metadata,
+            options.callOptions ?? {},
+          )
+        : new RawTunnelCall({
+            connection: via.connection,
+            path: options.path,
+            serialize: options.serialize,
+            deserialize: options.deserialize,
+            metadata: this.metadata,
+            deadline: options.callOptions?.deadline,
+          });
     // Listens first, so it knows whether the server answered before anything else reacts.
     this.ending = new TunnelRpcEnd(this.call);
     const call = this.call;

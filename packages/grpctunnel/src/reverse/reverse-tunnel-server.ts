@@ -16,6 +16,7 @@ import { localStatus } from '../engine/status.js';
 import { asClient } from '../grpc/client/as-client.js';
 import type { ClientHttp2WindowOptions } from '../grpc/client/client-http2-window.js';
 import { type ClientKeepaliveOptions, clientKeepalive } from '../grpc/client/client-keepalive.js';
+import { TunnelConnection } from '../grpc/client/raw/connection.js';
 import { drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError } from '../grpc/errors.js';
 import { sleepUnlessAborted } from '../grpc/long-timer.js';
@@ -129,7 +130,9 @@ interface OpenTunnel {
 /**
  * Serves gRPC services to a network server through reverse tunnels: this
  * side dials out (a grpc-js client of the server's TunnelService) and the
- * server calls the services added here, back through the tunnel. Useful
+ * server calls the services added here, back through the tunnel (or on a
+ * {@link TunnelConnection}: the tunnel RPCs then run on the library's own
+ * HTTP/2 session, as with `openTunnel`). Useful
  * when this process cannot be dialed (behind NAT or a firewall). The
  * connection's HTTP/2 receive windows are raised when a tunnel opens
  * (`http2WindowSize`), so it can be made with grpc-js's defaults.
@@ -137,7 +140,8 @@ interface OpenTunnel {
  * Events: see {@link ReverseTunnelServerEvents}.
  */
 export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> {
-  private readonly client: Client;
+  /** What carries the tunnel RPCs: a grpc-js client, or the library's own connection. */
+  private readonly via: { readonly client: Client } | { readonly connection: TunnelConnection };
   private readonly tunnels = new Set<OpenTunnel>();
   private readonly stopper = new AbortController();
   /** Receive windows of every tunnel this server opens: one growth budget for all. */
@@ -146,14 +150,14 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
   private readonly keepalive: ReturnType<typeof clientKeepalive>;
 
   constructor(
-    connection: Client | ChannelInterface,
+    connection: Client | ChannelInterface | TunnelConnection,
     private readonly options: ReverseTunnelServerOptions = {},
   ) {
     super();
-    check.checkReverseServer(connection, options);
+    check.checkReverseServer(connection, options, connection instanceof TunnelConnection);
     this.windows = new ReceiveWindows(tunnelTuning(options));
     this.keepalive = clientKeepalive(options);
-    this.client = asClient(connection);
+    this.via = connection instanceof TunnelConnection ? { connection } : { client: asClient(connection) };
   }
 
   /** Tunnels currently open (negotiating or serving). */
@@ -174,7 +178,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
    * or use {@link ReverseTunnelServer.keepOpen}, for more tunnels or to reconnect.
    */
   serve(options: ServeOptions = {}): Promise<ServeResult> {
-    const refused = check.rejection(() => check.checkServeOptions(options));
+    const refused = check.rejection(() => check.checkServeOptions(options, 'connection' in this.via));
     if (refused) return refused;
     if (this.stopper.signal.aborted || this.draining) {
       return Promise.resolve({
@@ -195,7 +199,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
    * for `backoff.resetAfterMs`). Resolves once stopped.
    */
   async keepOpen(options: KeepOpenOptions = {}): Promise<void> {
-    check.checkKeepOpenOptions(options);
+    check.checkKeepOpenOptions(options, 'connection' in this.via);
     const count = Math.max(1, Math.floor(options.tunnels ?? 1));
     const stop = options.signal ? AbortSignal.any([options.signal, this.stopper.signal]) : this.stopper.signal;
     const { tunnels: _n, backoff: backoffOptions, ...serveOptions } = options;
@@ -286,7 +290,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
 
   private open(options: ServeOptions): OpenTunnel {
     const rpc = new DialedTunnelRpc<ServerFrame, ClientFrame>({
-      client: this.client,
+      via: this.via,
       path: OPEN_REVERSE_TUNNEL_PATH,
       serialize: encodeServerToClient,
       deserialize: decodeClientToServer,
@@ -297,7 +301,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
       http2WindowSize: this.options.http2WindowSize,
     });
     const { call } = rpc;
-    const host = this.client.getChannel().getTarget();
+    const host = 'client' in this.via ? this.via.client.getChannel().getTarget() : this.via.connection.address;
     let started = false;
     /** Set when this side ended the tunnel for a reason the caller must hear. */
     let failure: ServiceError | undefined;

@@ -36,6 +36,9 @@ function below(layer: Layer): unknown {
  * unchecked: callers test the shape they need.
  */
 export function clientSessionOf(call: object): unknown {
+  // A tunnel RPC on the library's own connection (RawTunnelCall) says it directly.
+  const own = (call as { http2Session?: unknown }).http2Session;
+  if (typeof own === 'function') return own.call(call);
   // ClientDuplexStream.call -> (InterceptingCall.nextCall)* -> BaseInterceptingCall.call
   //   -> ResolvingCall.child -> RetryingCall.underlyingCalls[i].call -> LoadBalancingCall.child
   //   -> Http2SubchannelCall.http2Stream.session

@@ -1,0 +1,194 @@
+import {
+  type ClientHttp2Session,
+  type ClientSessionOptions,
+  connect,
+  type SecureClientSessionOptions,
+} from 'node:http2';
+import { isIP } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { DEFAULT_HTTP2_WINDOW_SIZE, raiseSessionWindow } from '../../http2-window.js';
+import { checkTunnelConnection } from '../../options-check.js';
+
+// The library's own HTTP/2 connection to a tunnel server: the tunnel RPCs
+// opened on it skip grpc-js's client call stack (resolving, retrying and
+// load-balancing calls, filters, a Readable per call), which measured as
+// the cost per tunnel frame on the client side (issue 16). A user who needs
+// grpc-js's channel features on the tunnel RPC (interceptors, call
+// credentials, service config, name resolution) passes a grpc-js Client or
+// Channel instead, as before.
+
+/** TLS settings of a {@link TunnelConnection}: `node:tls` options; ALPN is always h2. */
+export interface TunnelConnectionTls {
+  /** Trusted CA certificates (PEM); default Node's. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Client certificate chain (PEM), for mutual TLS. */
+  cert?: string | Buffer | Array<string | Buffer>;
+  /** Client private key (PEM), for mutual TLS. */
+  key?: string | Buffer | Array<string | Buffer>;
+  /** Server name for SNI and certificate checks; default the address's host when it is a name, none for an IP address. */
+  servername?: string;
+  /** Whether to refuse a server whose certificate does not verify; default true. */
+  rejectUnauthorized?: boolean;
+}
+
+/** Options of {@link TunnelConnection}. */
+export interface TunnelConnectionOptions {
+  /** `false` (default): plaintext HTTP/2 (h2c), as `credentials.createInsecure()`; `true`: TLS with Node's CAs; or TLS settings. */
+  tls?: boolean | TunnelConnectionTls;
+  /** The `:authority` of tunnel RPCs; default the address. */
+  authority?: string;
+  /**
+   * HTTP/2 receive window, in bytes, of the connection and of each of its
+   * streams, from its first byte. Default 1 MiB (see `http2WindowSize` of
+   * `openTunnel`).
+   */
+  http2WindowSize?: number;
+  /** Longest message the server may send on a tunnel RPC; default grpc-js's 4 MiB; -1: no limit. */
+  maxReceiveMessageLength?: number;
+}
+
+/** grpc-js's default `grpc.max_receive_message_length`. */
+const DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024;
+
+/**
+ * A connection to a tunnel server made and owned by this library: pass it
+ * to `openTunnel` or `ReverseTunnelServer` instead of a grpc-js client.
+ * Every tunnel opened on it shares one HTTP/2 session, dialed when the first
+ * tunnel opens and dialed again for the next tunnel once it has closed or
+ * the server sent GOAWAY. `close()` ends it: tunnels on it finish (the
+ * server ends their RPCs), no new ones can open.
+ */
+export class TunnelConnection {
+  /** `host:port` of the tunnel server. */
+  readonly address: string;
+  /** The `:authority` tunnel RPCs carry. */
+  readonly authority: string;
+  /** @internal The `:scheme` of tunnel RPCs. */
+  readonly scheme: 'http' | 'https';
+  /** @internal Longest message accepted from the server (-1: no limit). */
+  readonly maxReceiveMessageLength: number;
+  private readonly windowSize: number;
+  private readonly tls: TunnelConnectionTls | undefined;
+  private current: ClientHttp2Session | undefined;
+  private closed = false;
+
+  constructor(address: string, options: TunnelConnectionOptions = {}) {
+    checkTunnelConnection(address, options);
+    this.address = address;
+    this.authority = options.authority ?? address;
+    this.tls = options.tls === true ? {} : options.tls || undefined;
+    this.scheme = this.tls ? 'https' : 'http';
+    this.windowSize = options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE;
+    this.maxReceiveMessageLength = options.maxReceiveMessageLength ?? DEFAULT_MAX_RECEIVE;
+  }
+
+  /**
+   * @internal The session to open a tunnel RPC on: the current one while it can take
+   * new streams, else a new one (requests made before it connects wait for
+   * it). Throws once the connection is closed.
+   */
+  session(): ClientHttp2Session {
+    if (this.closed) throw new Error('the tunnel connection was closed');
+    const current = this.current;
+    if (current && !current.closed && !current.destroyed && !goneAway.has(current)) return current;
+    const session = this.dial();
+    this.current = session;
+    return session;
+  }
+
+  /**
+   * @internal Counts a tunnel RPC on `session` until the returned function
+   * is called, and tells `onDropped` (with the session's error, if any) when
+   * the session closes under it. A session with no tunnel RPC does not keep
+   * the process alive (as grpc-js's connections): a program that ends its
+   * tunnels can exit without closing the connection. The session's own
+   * listeners are added once, in dial(), however many tunnels it carries.
+   */
+  hold(session: ClientHttp2Session, onDropped: (error: (Error & { code?: string }) | undefined) => void): () => void {
+    const state = sessionStates.get(session);
+    if (!state) return () => {};
+    const entry = { onDropped };
+    state.calls.add(entry);
+    if (state.calls.size === 1 && !session.destroyed) session.ref();
+    return () => {
+      if (!state.calls.delete(entry)) return;
+      if (state.calls.size === 0 && !session.destroyed) session.unref();
+    };
+  }
+
+  /** @internal The first error `session` reported, if any. */
+  sessionError(session: ClientHttp2Session): (Error & { code?: string }) | undefined {
+    return sessionStates.get(session)?.error;
+  }
+
+  /** Closes the connection: no new tunnels; the session closes once its tunnel RPCs have ended. */
+  close(): void {
+    this.closed = true;
+    this.current?.close();
+    this.current = undefined;
+  }
+
+  private dial(): ClientHttp2Session {
+    const host = this.address.slice(0, this.address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+    const settings = { initialWindowSize: this.windowSize === 0 ? 65_535 : this.windowSize };
+    const options: ClientSessionOptions | SecureClientSessionOptions = this.tls
+      ? {
+          settings,
+          ...this.tls,
+          ...(this.tls.servername === undefined && isIP(host) === 0 && { servername: host }),
+          ALPNProtocols: ['h2'],
+        }
+      : { settings };
+    const session = connect(`${this.scheme}://${this.address}`, options);
+    const state: SessionState = { calls: new Set(), error: undefined };
+    sessionStates.set(session, state);
+    // Errors reach the streams on the session (raw-call.ts reports them as statuses); an unheard one must not throw.
+    session.on('error', (error: SessionError) => {
+      state.error ??= error;
+    });
+    session.once('close', () => {
+      for (const call of [...state.calls]) call.onDropped(state.error);
+    });
+    session.once('goaway', () => goneAway.add(session));
+    // Referenced only while it carries a tunnel RPC (see hold).
+    session.unref();
+    session.once('connect', () => {
+      if (this.windowSize !== 0) raiseSessionWindow(session, this.windowSize);
+    });
+    session.once('close', () => {
+      if (this.current === session) this.current = undefined;
+    });
+    return session;
+  }
+}
+
+/** A Node error on a session or stream, with its code. */
+export type SessionError = Error & { code?: string };
+
+/** What a TunnelConnection keeps per session: the tunnel RPCs on it (see hold) and its first error. */
+interface SessionState {
+  readonly calls: Set<{ onDropped(error: SessionError | undefined): void }>;
+  error: SessionError | undefined;
+}
+
+const sessionStates = new WeakMap<ClientHttp2Session, SessionState>();
+
+/** Sessions that received GOAWAY: they take no new streams. */
+const goneAway = new WeakSet<ClientHttp2Session>();
+
+/** `address:port` of the server end of a session's socket, as grpc-js's `getPeer()` writes it. */
+export function peerOf(session: ClientHttp2Session): string {
+  const socket = session.socket as { remoteAddress?: string; remotePort?: number } | undefined;
+  const address = socket?.remoteAddress;
+  if (!address) return 'unknown';
+  return `${isIP(address) === 6 ? `[${address}]` : address}:${socket?.remotePort}`;
+}
+
+/** What grpc-js reports as a client call's auth context: the server's certificate over verified TLS, else nothing. */
+export function authContextOf(session: ClientHttp2Session): Record<string, unknown> {
+  const socket = session.socket as Partial<TLSSocket> | undefined;
+  if (socket?.encrypted && socket.authorized && typeof socket.getPeerCertificate === 'function') {
+    return { transportSecurityType: 'ssl', sslPeerCertificate: socket.getPeerCertificate() };
+  }
+  return {};
+}

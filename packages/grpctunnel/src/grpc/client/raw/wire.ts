@@ -1,0 +1,99 @@
+// gRPC's HTTP/2 message framing and deadline header, for the tunnel RPC on
+// the library's own HTTP/2 session (raw-call.ts): what grpc-js does for a
+// call, done once per message with one copy.
+
+/** grpc-timeout units, smallest first, and their size in ms (grpc-js's choice of units). */
+const UNITS: Array<[string, number]> = [
+  ['m', 1],
+  ['S', 1000],
+  ['M', 60_000],
+  ['H', 3_600_000],
+];
+
+/**
+ * The grpc-timeout header value for a deadline (ms since the epoch) seen at
+ * `now`: the smallest unit whose amount fits the header's 8 digits, rounded
+ * up, as grpc-js sends it. Undefined for no deadline (Infinity) and for one
+ * too far away to express (about 11,000 years).
+ */
+export function grpcTimeout(deadline: number, now = Date.now()): string | undefined {
+  if (deadline === Number.POSITIVE_INFINITY) return undefined;
+  const ms = Math.max(deadline - now, 0);
+  for (const [unit, factor] of UNITS) {
+    const amount = ms / factor;
+    if (amount < 1e8) return `${Math.ceil(amount)}${unit}`;
+  }
+  return undefined;
+}
+
+/** One gRPC message with its 5-byte prefix (uncompressed), ready to write. */
+export function frameMessage(body: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = 0;
+  out.writeUInt32BE(body.length, 1);
+  out.set(body, 5);
+  return out;
+}
+
+/** Why a {@link MessageReader} stopped: the message it refused. */
+export class MessageFramingError extends Error {
+  constructor(
+    message: string,
+    /** 'too-large' (over the limit) or 'compressed' (a flag this side never agreed to). */
+    readonly kind: 'too-large' | 'compressed',
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Reassembles gRPC messages from HTTP/2 DATA pieces: one copy per message
+ * that spans pieces, none for a message inside one piece. Throws
+ * {@link MessageFramingError} for a message over `maxLength` (grpc-js's
+ * text) or a compressed one; after that it must not be fed again.
+ */
+export class MessageReader {
+  private parts: Buffer[] = [];
+  private have = 0;
+  /** Length of the message being read, prefix included; -1 until its prefix is in. */
+  private need = -1;
+
+  constructor(private readonly maxLength: number) {}
+
+  /** Feeds one DATA piece; returns the messages it completed, in order. */
+  push(data: Buffer): Buffer[] {
+    this.parts.push(data);
+    this.have += data.length;
+    const messages: Buffer[] = [];
+    for (;;) {
+      if (this.need < 0) {
+        if (this.have < 5) return messages;
+        const head = this.joined();
+        if (head[0] !== 0)
+          throw new MessageFramingError('Received compressed message but no encoding was agreed', 'compressed');
+        const size = head.readUInt32BE(1);
+        if (size > this.maxLength) {
+          throw new MessageFramingError(`Received message larger than max (${size} vs ${this.maxLength})`, 'too-large');
+        }
+        this.need = 5 + size;
+      }
+      if (this.have < this.need) return messages;
+      const all = this.joined();
+      messages.push(all.subarray(5, this.need));
+      const rest = all.subarray(this.need);
+      this.parts = rest.length > 0 ? [rest] : [];
+      this.have = rest.length;
+      this.need = -1;
+    }
+  }
+
+  /** Whether part of a message is still waiting for its remaining bytes. */
+  get pending(): boolean {
+    return this.have > 0;
+  }
+
+  private joined(): Buffer {
+    if (this.parts.length !== 1) this.parts = [Buffer.concat(this.parts, this.have)];
+    return this.parts[0] as Buffer;
+  }
+}
