@@ -27,7 +27,8 @@ const GRPC_JS_VERSION: string = JSON.parse(
 const NOT_SHIPPED =
   /^package\/((test|bench|examples|scripts|interop|api)\/|(dist|src)\/(test|bench|examples|interop)\/|proto\/(grpchantesting|tunneltest|connecttest)\/|.*\.tsbuildinfo$)/;
 /** What belongs to the gateway package only: the library's tarball must not hold it. */
-const GATEWAY_ONLY = /^package\/((dist|src)\/(gateway|cli)\/|(dist|src)\/proxy\/(any-method-server|http1-hint)\.|proto\/demo\/)/;
+const GATEWAY_ONLY =
+  /^package\/((dist|src)\/(gateway|cli)\/|(dist|src)\/proxy\/(any-method-server|http1-hint)\.|proto\/demo\/)/;
 /** Runtime dependencies of the gateway package only (grpc-js itself brings @grpc/proto-loader), which a library user must not get. */
 const GATEWAY_DEPENDENCIES = ['prom-client', '@grpc/reflection'];
 

@@ -21,7 +21,7 @@ import {
 import { raiseClientHttp2Window } from './client/client-http2-window.js';
 import { watchTunnelConnection } from './client/client-keepalive.js';
 import type { DialedCall } from './client/dialed-call.js';
-import type { TunnelConnection } from './client/raw/connection.js';
+import { coreOf, type TunnelConnection } from './client/raw/connection.js';
 import { RawTunnelCall } from './client/raw/raw-call.js';
 import { TunnelRpcEnd } from './client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON } from './drain-notice.js';
@@ -125,7 +125,7 @@ export class DialedTunnelRpc<Out, In> {
     this.metadata = options.metadata?.clone() ?? new Metadata();
     this.metadata.set(NEGOTIATE_HEADER, NEGOTIATE_ON);
     const receiveLimit =
-      'client' in via ? clientReceiveLimit(via.client.getChannel()) : via.connection.maxReceiveMessageLength;
+      'client' in via ? clientReceiveLimit(via.client.getChannel()) : coreOf(via.connection).maxReceiveMessageLength;
     this.offer = chunkOffer(options.maxChunkSize, receiveLimit);
     advertiseChunkSize(this.metadata, this.offer);
     this.call =

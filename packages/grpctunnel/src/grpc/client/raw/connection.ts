@@ -52,28 +52,65 @@ const DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024;
 
 /**
  * A connection to a tunnel server made and owned by this library: pass it
- * to `openTunnel` or `ReverseTunnelServer` instead of a grpc-js client.
- * Every tunnel opened on it shares one HTTP/2 session, dialed when the first
- * tunnel opens and dialed again for the next tunnel once it has closed or
- * the server sent GOAWAY. `close()` ends it: tunnels on it finish (the
- * server ends their RPCs), no new ones can open.
+ * to `openTunnel` or `ReverseTunnelServer` instead of a grpc-js client. The
+ * tunnel RPCs opened on it run on Node's HTTP/2 directly, with no grpc-js
+ * call under them, which is faster per tunnel frame. Every tunnel opened on
+ * it shares one HTTP/2 session, dialed when the first tunnel opens and
+ * dialed again for the next tunnel once it has closed or the server sent
+ * GOAWAY. `close()` ends it: tunnels on it finish (the server ends their
+ * RPCs), no new ones can open. Use a grpc-js client instead when the tunnel
+ * RPC itself needs grpc-js's features (interceptors, call credentials, name
+ * resolution, channel options).
  */
 export class TunnelConnection {
   /** `host:port` of the tunnel server. */
   readonly address: string;
   /** The `:authority` tunnel RPCs carry. */
   readonly authority: string;
-  /** @internal The `:scheme` of tunnel RPCs. */
+
+  /** Throws a RangeError or TypeError for an address or option it cannot use. */
+  constructor(address: string, options: TunnelConnectionOptions = {}) {
+    checkTunnelConnection(address, options);
+    const core = new ConnectionCore(address, options);
+    cores.set(this, core);
+    this.address = core.address;
+    this.authority = core.authority;
+  }
+
+  /** Closes the connection: no new tunnels; the session closes once its tunnel RPCs have ended. */
+  close(): void {
+    coreOf(this).close();
+  }
+}
+
+const cores = new WeakMap<TunnelConnection, ConnectionCore>();
+
+/** The workings of a {@link TunnelConnection}, for the library's tunnel RPCs. */
+export function coreOf(connection: TunnelConnection): ConnectionCore {
+  const core = cores.get(connection);
+  if (!core) throw new TypeError('not a TunnelConnection made by this library');
+  return core;
+}
+
+/**
+ * What a {@link TunnelConnection} does, kept out of its published
+ * declarations: the library's tunnel RPCs reach it through {@link coreOf}.
+ */
+export class ConnectionCore {
+  /** `host:port` of the tunnel server. */
+  readonly address: string;
+  /** The `:authority` tunnel RPCs carry. */
+  readonly authority: string;
+  /** The `:scheme` of tunnel RPCs. */
   readonly scheme: 'http' | 'https';
-  /** @internal Longest message accepted from the server (-1: no limit). */
+  /** Longest message accepted from the server (-1: no limit). */
   readonly maxReceiveMessageLength: number;
   private readonly windowSize: number;
   private readonly tls: TunnelConnectionTls | undefined;
   private current: ClientHttp2Session | undefined;
   private closed = false;
 
-  constructor(address: string, options: TunnelConnectionOptions = {}) {
-    checkTunnelConnection(address, options);
+  constructor(address: string, options: TunnelConnectionOptions) {
     this.address = address;
     this.authority = options.authority ?? address;
     this.tls = options.tls === true ? {} : options.tls || undefined;
@@ -83,7 +120,7 @@ export class TunnelConnection {
   }
 
   /**
-   * @internal The session to open a tunnel RPC on: the current one while it can take
+   * The session to open a tunnel RPC on: the current one while it can take
    * new streams, else a new one (requests made before it connects wait for
    * it). Throws once the connection is closed.
    */
@@ -97,7 +134,7 @@ export class TunnelConnection {
   }
 
   /**
-   * @internal Counts a tunnel RPC on `session` until the returned function
+   * Counts a tunnel RPC on `session` until the returned function
    * is called, and tells `onDropped` (with the session's error, if any) when
    * the session closes under it. A session with no tunnel RPC does not keep
    * the process alive (as grpc-js's connections): a program that ends its
@@ -116,7 +153,7 @@ export class TunnelConnection {
     };
   }
 
-  /** @internal The first error `session` reported, if any. */
+  /** The first error `session` reported, if any. */
   sessionError(session: ClientHttp2Session): (Error & { code?: string }) | undefined {
     return sessionStates.get(session)?.error;
   }

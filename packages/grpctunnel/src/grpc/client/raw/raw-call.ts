@@ -5,7 +5,7 @@ import { type LongTimer, setLongTimeout } from '../../long-timer.js';
 import { decodeGrpcMessage } from '../../status.js';
 import type { DialedCall } from '../dialed-call.js';
 import { statusOfClosedStream, statusOfHttpCode } from './closed-status.js';
-import { authContextOf, peerOf, type TunnelConnection } from './connection.js';
+import { authContextOf, coreOf, peerOf, type TunnelConnection } from './connection.js';
 import { frameMessage, grpcTimeout, MessageFramingError, MessageReader } from './wire.js';
 
 /** Options of {@link RawTunnelCall}. */
@@ -47,7 +47,7 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
 
   constructor(private readonly options: RawTunnelCallOptions<Out, In>) {
     super();
-    const { connection } = options;
+    const connection = coreOf(options.connection);
     const limit = connection.maxReceiveMessageLength;
     this.reader = new MessageReader(limit < 0 ? Number.POSITIVE_INFINITY : limit);
     let session: ClientHttp2Session;
@@ -75,7 +75,8 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
   }
 
   private requestHeaders(): Record<string, string | string[]> {
-    const { connection, path, metadata, deadline } = this.options;
+    const { path, metadata, deadline } = this.options;
+    const connection = coreOf(this.options.connection);
     const headers = metadata.toHttp2Headers() as Record<string, string | string[]>;
     headers[h2.HTTP2_HEADER_METHOD] = 'POST';
     headers[h2.HTTP2_HEADER_SCHEME] = connection.scheme;
@@ -131,7 +132,7 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
         const rstCode = stream.rstCode ?? h2.NGHTTP2_NO_ERROR;
         if (rstCode === h2.NGHTTP2_NO_ERROR && this.finalStatus) return;
         const connectionDropped = this.connectionDropped || session.destroyed;
-        if (connectionDropped) this.internalError ??= this.options.connection.sessionError(session);
+        if (connectionDropped) this.internalError ??= coreOf(this.options.connection).sessionError(session);
         const closed = statusOfClosedStream({
           rstCode,
           httpStatus: this.httpStatus,
