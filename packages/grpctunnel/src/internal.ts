@@ -34,11 +34,13 @@ export { connectionInfoFromPeer } from './grpc/tunnel-info.js';
 
 // The gRPC wire rules the gateway's caller port speaks on node:http2 (its
 // any-method endpoint lives in the gateway package): timeouts, the one-hop
-// header deny-list, status messages, and relaying raw messages to a channel
-// as the library's proxy handler does.
+// header deny-list, status messages, reading length-prefixed messages (as
+// the library's own HTTP/2 connection does), and relaying raw messages to a
+// channel (as the library's proxy handler does).
 
 export { decodeTimeout } from './engine/deadline.js';
 export { asClient } from './grpc/client/as-client.js';
+export { MessageFramingError, MessageReader } from './grpc/client/raw/wire.js';
 export { isTransportHeader } from './grpc/metadata.js';
 export { encodeGrpcMessage } from './grpc/status.js';
 export { onFinalStatus, rawBytes, relay } from './proxy/upstream.js';

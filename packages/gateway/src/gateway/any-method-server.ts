@@ -21,6 +21,8 @@ import {
   decodeTimeout,
   encodeGrpcMessage,
   isTransportHeader,
+  MessageFramingError,
+  MessageReader,
   onFinalStatus,
   rawBytes,
   relay,
@@ -69,43 +71,6 @@ export interface AnyMethodOptions {
 /** What a non-gRPC HTTP/2 request (a browser, curl) gets: a note for the person. */
 export const NOT_GRPC_TEXT =
   'This is a gRPC endpoint: call it with a gRPC client over HTTP/2 (content-type application/grpc).\n';
-
-/** Splits a byte stream into length-prefixed gRPC messages. */
-class MessageReader {
-  private buffered: Buffer[] = [];
-  private length = 0;
-  constructor(
-    private readonly limit: number,
-    private readonly onMessage: (message: Buffer) => void,
-  ) {}
-
-  /** Adds bytes; returns an error status if the framing is unacceptable. */
-  push(chunk: Buffer): StatusObject | undefined {
-    this.buffered.push(chunk);
-    this.length += chunk.length;
-    for (;;) {
-      if (this.length < 5) return undefined;
-      const head =
-        this.buffered.length === 1 ? (this.buffered[0] as Buffer) : Buffer.concat(this.buffered, this.length);
-      this.buffered = [head];
-      const compressed = head[0] !== 0;
-      const size = head.readUInt32BE(1);
-      if (compressed) return status(Status.UNIMPLEMENTED, 'compressed messages are not supported by this gateway');
-      if (size > this.limit) {
-        return status(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${size} vs. ${this.limit})`);
-      }
-      if (this.length < 5 + size) return undefined;
-      this.onMessage(head.subarray(5, 5 + size));
-      const rest = head.subarray(5 + size);
-      this.buffered = rest.length > 0 ? [rest] : [];
-      this.length = rest.length;
-    }
-  }
-
-  get partial(): boolean {
-    return this.length > 0;
-  }
-}
 
 function status(code: Status, details: string): StatusObject {
   return { code, details, metadata: new Metadata() };
@@ -277,20 +242,35 @@ function handleCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, opt
     });
     onFinalStatus(upstream, finish);
 
-    const reader = new MessageReader(limit, (message) => {
-      bytesIn += message.length;
-      relay(message, upstream, stream);
-    });
+    // The library's reader of length-prefixed messages: one framing rule for
+    // its own tunnel RPCs and this port.
+    const reader = new MessageReader(limit);
+    let refused = false;
     stream.on('data', (chunk: Buffer) => {
-      const failure = reader.push(chunk);
-      if (failure) {
+      if (refused) return;
+      let messages: Buffer[];
+      try {
+        messages = reader.push(chunk);
+      } catch (err) {
+        if (!(err instanceof MessageFramingError)) throw err;
+        refused = true;
         // Report first: cancelling may deliver the upstream's CANCELLED at once.
-        finish(failure);
+        finish(
+          err.kind === 'compressed'
+            ? status(Status.UNIMPLEMENTED, 'compressed messages are not supported by this gateway')
+            : status(Status.RESOURCE_EXHAUSTED, err.message),
+        );
         upstream.cancel();
+        return;
+      }
+      for (const message of messages) {
+        bytesIn += message.length;
+        relay(message, upstream, stream);
       }
     });
     stream.on('end', () => {
-      if (reader.partial) {
+      if (refused) return;
+      if (reader.pending) {
         finish(status(Status.INTERNAL, 'the request ended in the middle of a message'));
         upstream.cancel();
         return;
