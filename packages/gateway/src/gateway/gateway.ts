@@ -957,8 +957,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await new Promise<void>((resolve) => {
       (sniffing?.listener ?? front).close(() => resolve());
       sniffing?.dropPending();
-      // (A session's socket is a proxy of the connection's: match by address.)
-      const withSession = new Set([...sessions].map((session) => endpoint(session.socket)));
+      // (A session's socket is a proxy of the connection's: match by address.
+      // A session destroyed a moment ago has no socket any more, and its
+      // 'close' has not removed it from the set yet: it has nothing to drain.)
+      const withSession = new Set(
+        [...sessions].flatMap((session) => (session.socket ? [endpoint(session.socket)] : [])),
+      );
       for (const socket of callerSockets) if (!withSession.has(endpoint(socket))) socket.destroy();
       // Idle caller connections would keep the server open; close them.
       setImmediate(() => {
