@@ -5,9 +5,7 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { afterEach, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { startAgent } from 'grpctunnel-gateway';
-import { handlerOf } from '#gateway/gateway/gateway.js';
-import { cleanups, gatewayWith, recordingLogger, runCleanups } from '../helpers/gateway-embed.js';
+import { attachAgent, cleanups, gatewayWith, runCleanups } from '../helpers/gateway-embed.js';
 import { startEchoTarget, stopServer } from '../helpers/servers.js';
 
 afterEach(runCleanups);
@@ -17,18 +15,7 @@ async function gatewayWithAgent(): Promise<string> {
   const target = await startEchoTarget();
   cleanups.push(() => stopServer(target.server));
   const gw = await gatewayWith({});
-  const attached = new Promise<void>((resolve) => handlerOf(gw).once('reverseTunnelOpen', () => resolve()));
-  const agent = startAgent({
-    gateway: gw.agentsAddress,
-    target: target.address,
-    id: 'edge',
-    tunnels: 1,
-    security: { insecure: true },
-    logger: recordingLogger(),
-    keepalive: false,
-  });
-  cleanups.push(() => agent.stop(0));
-  await attached;
+  await attachAgent(gw, target.address);
   return gw.listenAddress;
 }
 

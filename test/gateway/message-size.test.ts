@@ -4,11 +4,10 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
-import { type AgentOptions, type Gateway, startAgent, startGateway } from 'grpctunnel-gateway';
-import { handlerOf } from '#gateway/gateway/gateway.js';
+import { type Gateway, startAgent, startGateway } from 'grpctunnel-gateway';
 import { collect, serverStream, unary } from '../helpers/calls.js';
 import { EchoClient, EchoService, echoImplementation } from '../helpers/echo-service.js';
-import { cleanups, gatewayWith, recordingLogger, runCleanups } from '../helpers/gateway-embed.js';
+import { attachAgent, cleanups, gatewayWith, runCleanups } from '../helpers/gateway-embed.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 
 afterEach(runCleanups);
@@ -24,23 +23,6 @@ async function largeTarget(): Promise<string> {
   });
   cleanups.push(() => stopServer(server));
   return address;
-}
-
-/** An agent with one tunnel, and a promise that settles once the gateway holds it. */
-async function attach(gw: Gateway, target: string, options: Partial<AgentOptions> = {}): Promise<void> {
-  const attached = new Promise<void>((resolve) => handlerOf(gw).once('reverseTunnelOpen', () => resolve()));
-  const agent = startAgent({
-    gateway: gw.agentsAddress,
-    target,
-    id: 'edge',
-    tunnels: 1,
-    security: { insecure: true },
-    logger: recordingLogger(),
-    keepalive: false,
-    ...options,
-  });
-  cleanups.push(() => agent.stop(0));
-  await attached;
 }
 
 /** A caller of the gateway that itself accepts large responses. */
@@ -62,7 +44,7 @@ describe('message size limits through the gateway', () => {
     assert.equal(directResult.error?.code, status.RESOURCE_EXHAUSTED);
 
     const gw = await gatewayWith({});
-    await attach(gw, target);
+    await attachAgent(gw, target);
     const echo = caller(gw);
     const big = await unary(echo, Buffer.alloc(5 * MiB, 1));
     assert.equal(big.error?.code, status.RESOURCE_EXHAUSTED, big.error?.message);
@@ -73,14 +55,14 @@ describe('message size limits through the gateway', () => {
 
   it('by default refuses a response over 4 MiB from the target with RESOURCE_EXHAUSTED', async () => {
     const gw = await gatewayWith({});
-    await attach(gw, await largeTarget());
+    await attachAgent(gw, await largeTarget());
     const result = await collect(serverStream(caller(gw), 1, 5 * MiB));
     assert.equal(result.error?.code, status.RESOURCE_EXHAUSTED, result.error?.message);
   });
 
   it('carries larger requests and responses when the gateway and the agent both allow them', async () => {
     const gw = await gatewayWith({ maxMessageSize: 16 * MiB });
-    await attach(gw, await largeTarget(), { maxMessageSize: 16 * MiB });
+    await attachAgent(gw, await largeTarget(), { maxMessageSize: 16 * MiB });
     const echo = caller(gw);
     const payload = Buffer.alloc(10 * MiB);
     for (let i = 0; i < payload.length; i += 4096) payload[i] = i % 251;
@@ -101,7 +83,7 @@ describe('message size limits through the gateway', () => {
 
   it('a larger gateway limit alone is not enough: the agent still refuses, with a status the caller sees', async () => {
     const gw = await gatewayWith({ maxMessageSize: 16 * MiB });
-    await attach(gw, await largeTarget());
+    await attachAgent(gw, await largeTarget());
     const result = await unary(caller(gw), Buffer.alloc(6 * MiB));
     assert.equal(result.error?.code, status.RESOURCE_EXHAUSTED, result.error?.message);
   });

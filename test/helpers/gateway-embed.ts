@@ -1,5 +1,13 @@
 // Small helpers for tests that embed the gateway through grpctunnel-gateway.
-import { type Gateway, type GatewayOptions, type Logger, startGateway } from 'grpctunnel-gateway';
+import {
+  type AgentOptions,
+  type Gateway,
+  type GatewayOptions,
+  type Logger,
+  startAgent,
+  startGateway,
+} from 'grpctunnel-gateway';
+import { handlerOf } from '#gateway/gateway/gateway.js';
 
 /** A logger that keeps what it was told (`level message` lines), for assertions. */
 export function recordingLogger(): Logger & { lines: string[] } {
@@ -37,4 +45,25 @@ export async function gatewayWith(options: Partial<GatewayOptions>): Promise<Gat
   });
   cleanups.push(() => gw.close(0));
   return gw;
+}
+
+/**
+ * An agent `edge` with one tunnel to `gw`, forwarding to `target`, quiet and
+ * without keepalive, stopped after the test; resolves once the gateway holds
+ * its tunnel.
+ */
+export async function attachAgent(gw: Gateway, target: string, options: Partial<AgentOptions> = {}): Promise<void> {
+  const attached = new Promise<void>((resolve) => handlerOf(gw).once('reverseTunnelOpen', () => resolve()));
+  const agent = startAgent({
+    gateway: gw.agentsAddress,
+    target,
+    id: 'edge',
+    tunnels: 1,
+    security: { insecure: true },
+    logger: recordingLogger(),
+    keepalive: false,
+    ...options,
+  });
+  cleanups.push(() => agent.stop(0));
+  await attached;
 }
