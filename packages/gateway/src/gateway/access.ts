@@ -17,8 +17,13 @@ export class NamePattern {
 }
 
 /** Tokens are kept and looked up by digest, so no comparison runs over a secret byte by byte. */
-function digest(token: string): string {
+export function digest(token: string): string {
   return createHash('sha256').update(token).digest('hex');
+}
+
+/** The bearer token of an `authorization` value, if it carries one. */
+export function bearer(authorization: string | undefined): string | undefined {
+  return authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
 }
 
 /** One meaningful line of a credentials or policy file, split on whitespace. */

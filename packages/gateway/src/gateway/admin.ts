@@ -1,8 +1,9 @@
 // The gateway's admin port: /metrics (Prometheus), /healthz, and / (a small
 // status page of agents, tunnels and recent errors).
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { ReverseTunnel } from 'grpctunnel';
+import { bearer, digest } from './access.js';
 import type { RecentError } from './gateway.js';
 import { listenHttp2 } from './net.js';
 
@@ -21,12 +22,14 @@ interface AdminSources {
   token?: string | undefined;
 }
 
-/** Whether a request's `authorization` header carries `token` (compared by digest, in constant time). */
-function bears(header: string | undefined, token: string): boolean {
-  const sent = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
-  if (sent === undefined) return false;
-  const hash = (t: string) => createHash('sha256').update(t).digest();
-  return timingSafeEqual(hash(sent), hash(token));
+/**
+ * Whether a request's `authorization` header carries the token whose digest
+ * is `expected` (compared by digest, in constant time, as the gateway's other
+ * tokens are).
+ */
+function bears(header: string | undefined, expected: Buffer): boolean {
+  const sent = bearer(header);
+  return sent !== undefined && timingSafeEqual(Buffer.from(digest(sent)), expected);
 }
 
 const escapeHtml = (s: string) =>
@@ -55,6 +58,7 @@ function page(status: ReturnType<AdminSources['status']>): string {
 }
 
 export async function startAdmin(address: string, sources: AdminSources): Promise<AdminServer> {
+  const expected = sources.token === undefined ? undefined : Buffer.from(digest(sources.token));
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET') {
@@ -66,11 +70,7 @@ export async function startAdmin(address: string, sources: AdminSources): Promis
       res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ok\n' : 'not ready\n');
     } else if (path === '/livez') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    } else if (
-      (path === '/metrics' || path === '/') &&
-      sources.token &&
-      !bears(req.headers.authorization, sources.token)
-    ) {
+    } else if ((path === '/metrics' || path === '/') && expected && !bears(req.headers.authorization, expected)) {
       // The probes above stay open: a kubelet sends no credentials.
       res
         .writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="grpctunnel gateway admin"' })

@@ -14,7 +14,7 @@ import {
 import { type AuthContext, type KeepaliveOptions, type ReverseTunnel, TunnelServiceHandler } from 'grpctunnel';
 import { DEFAULT_HTTP2_WINDOW_SIZE, PeerFaultLog } from 'grpctunnel/internal';
 import type { Registry } from 'prom-client';
-import type { AccessPolicy, AgentTokens, CallerTokens } from './access.js';
+import { type AccessPolicy, type AgentTokens, bearer, type CallerTokens } from './access.js';
 import { type AdminServer, startAdmin } from './admin.js';
 import { NOT_GRPC_TEXT, type Route, serveAnyMethod } from './any-method-server.js';
 import { identifyCaller } from './caller-auth.js';
@@ -353,11 +353,6 @@ export function handlerOf(gateway: Gateway): TunnelServiceHandler {
 /** Runs `next` on a value that may still be on its way, synchronously when it is already there. */
 function after<T, R>(value: T | Promise<T>, next: (value: T) => R | Promise<R>): R | Promise<R> {
   return value instanceof Promise ? value.then(next) : next(value);
-}
-
-/** The bearer token of an `authorization` value, if it carries one. */
-function bearer(authorization: string | undefined): string | undefined {
-  return authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
 }
 
 /** Warnings and errors to stderr: what an embedding program sees unless it passes a logger. */

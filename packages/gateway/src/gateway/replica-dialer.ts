@@ -166,7 +166,7 @@ export class ReplicaDialer {
         // the missing one restarted, so it goes at the prompt pace as well.
         // With no replica reachable (the gateway down or restarting as a
         // whole), the ordinary backoff spreads the fleet's reconnections.
-        if (this.ledger.snapshot().size > 0) delayMs = prompt(delayMs);
+        if (this.ledger.holdsAny) delayMs = prompt(delayMs);
         this.options.events.retrying(outcome.result.error, delayMs);
       }
       await sleepUnlessAborted(delayMs, this.quiet.signal);

@@ -73,6 +73,11 @@ export class ReplicaLedger {
     return this.perReplica * this.replicas;
   }
 
+  /** Whether any replica holds a tunnel of this agent. */
+  get holdsAny(): boolean {
+    return this.held.size > 0;
+  }
+
   /** Tunnels held per replica id, for logs and tests. */
   snapshot(): Map<string, number> {
     return new Map(this.held);
