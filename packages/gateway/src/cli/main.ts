@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { resolveKeepalive } from 'grpctunnel/internal';
+import { checkMessageSize } from '../gateway/gateway.js';
 import {
   AccessFileError,
   AccessPolicy,
@@ -116,7 +117,10 @@ function read(path: string, what: string): Buffer {
 function messageSize(value: string): number {
   const m = /^(\d+)(KiB|MiB)?$/.exec(value.trim());
   const bytes = m ? Number(m[1]) * (m[2] === 'MiB' ? 1024 * 1024 : m[2] === 'KiB' ? 1024 : 1) : Number.NaN;
-  if (!Number.isSafeInteger(bytes) || bytes < 1 || bytes > 0xffff_ffff) {
+  try {
+    // The same bounds startGateway and startAgent check, said as a usage error.
+    checkMessageSize('--max-message-size', bytes);
+  } catch {
     fail(
       EXIT.usage,
       `--max-message-size must be a size from 1 byte to 4GiB - 1 (e.g. 16MiB), not ${JSON.stringify(value)}`,
