@@ -3,8 +3,8 @@
 // the tunnel; the network server calls it back with a Connect client on the
 // agent's pool.
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
-import { Client, credentials, Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
-import { ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import { Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
+import { ReverseTunnelServer, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { addConnectService, createTunnelTransport, getTunnelInfoFromContext } from 'grpctunnel/connect';
 import { Greeter } from './gen-es/example/greeter_pb.js';
 
@@ -17,7 +17,7 @@ const port = await new Promise<number>((resolve, reject) =>
 );
 
 // The agent: a Connect implementation, served through the tunnels it opens.
-const connection = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+const connection = new TunnelConnection(`127.0.0.1:${port}`);
 const agent = new ReverseTunnelServer(connection);
 addConnectService(agent, Greeter, {
   sayHello(req, ctx) {

@@ -1,7 +1,7 @@
 // A forward tunnel: the client opens one tunnel RPC to the server and then
 // calls the server's services through it, with an unchanged generated client.
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { openTunnel, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { GreeterClient, GreeterService } from './gen/example/greeter.js';
 import { greeterImplementation } from './greeter.js';
 
@@ -14,8 +14,9 @@ const port = await new Promise<number>((resolve, reject) =>
   server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
 );
 
-// Client: any grpc-js client (or Channel) to that server carries the tunnel.
-const connection = new GreeterClient(`127.0.0.1:${port}`, credentials.createInsecure());
+// Client: a connection to that server carries the tunnel (a grpc-js Client
+// or Channel would too; this one skips grpc-js's call stack under the tunnel).
+const connection = new TunnelConnection(`127.0.0.1:${port}`);
 // connectTimeoutMs bounds the opening only; an AbortSignal given as `signal`
 // would also close the tunnel later, whenever it fires.
 const tunnel = await openTunnel(connection, { connectTimeoutMs: 5_000 });

@@ -1,9 +1,9 @@
 // The same kind of tunnel used by a nice-grpc client: promises, async
 // iterables, AbortSignal per call.
-import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { openTunnel, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { type Channel, createClient } from 'nice-grpc';
-import { GreeterClient, GreeterService } from './gen/example/greeter.js';
+import { GreeterService } from './gen/example/greeter.js';
 import { greeterImplementation } from './greeter.js';
 
 const handler = new TunnelServiceHandler();
@@ -13,7 +13,7 @@ handler.register(server);
 const port = await new Promise<number>((resolve, reject) =>
   server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
 );
-const connection = new GreeterClient(`127.0.0.1:${port}`, credentials.createInsecure());
+const connection = new TunnelConnection(`127.0.0.1:${port}`);
 const tunnel = await openTunnel(connection);
 
 // nice-grpc types its channel as grpc-js's Channel class; a TunnelChannel

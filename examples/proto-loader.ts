@@ -11,7 +11,7 @@ import {
   type ServiceClientConstructor,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { openTunnel, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 
 // examples/proto/example/greeter.proto (this file runs from dist/examples/).
 const PROTO = fileURLToPath(new URL('../../examples/proto/example/greeter.proto', import.meta.url));
@@ -35,7 +35,7 @@ const port = await new Promise<number>((resolve, reject) =>
 
 // Client: open a tunnel on a connection to that server, and use it as the
 // channel of an ordinary client.
-const connection = new Greeter(`127.0.0.1:${port}`, credentials.createInsecure());
+const connection = new TunnelConnection(`127.0.0.1:${port}`);
 const tunnel = await openTunnel(connection, { connectTimeoutMs: 5_000 });
 const greeter = new Greeter('ignored', credentials.createInsecure(), { channelOverride: tunnel });
 (greeter as unknown as GreeterClient).SayHello({ name: 'proto-loader' }, (err, reply) => {

@@ -2,7 +2,7 @@
 // dials out to the network server, which then calls it back through the
 // tunnel with an ordinary generated client.
 import { credentials, Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
-import { ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import { ReverseTunnelServer, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { GreeterClient, GreeterService } from './gen/example/greeter.js';
 import { greeterImplementation } from './greeter.js';
 
@@ -25,7 +25,7 @@ const port = await new Promise<number>((resolve, reject) =>
 
 // The agent: serves Greeter through tunnels it opens itself, and keeps two
 // open, reconnecting with backoff if they drop.
-const connection = new GreeterClient(`127.0.0.1:${port}`, credentials.createInsecure());
+const connection = new TunnelConnection(`127.0.0.1:${port}`);
 const agent = new ReverseTunnelServer(connection);
 agent.addService(GreeterService, greeterImplementation);
 const metadata = new Metadata();

@@ -1,7 +1,7 @@
 // createTunnelClient: a generated client on a tunnel in one call, and what
 // closing the tunnel does to a call in flight.
-import { credentials, Server, ServerCredentials, status } from '@grpc/grpc-js';
-import { createTunnelClient, openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { Server, ServerCredentials, status } from '@grpc/grpc-js';
+import { createTunnelClient, openTunnel, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { GreeterClient, type GreeterServer, GreeterService } from './gen/example/greeter.js';
 import { greeterImplementation } from './greeter.js';
 
@@ -19,7 +19,7 @@ handler.register(server);
 const port = await new Promise<number>((resolve, reject) =>
   server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
 );
-const connection = new GreeterClient(`127.0.0.1:${port}`, credentials.createInsecure());
+const connection = new TunnelConnection(`127.0.0.1:${port}`);
 const tunnel = await openTunnel(connection);
 const greeter = createTunnelClient(GreeterClient, tunnel);
 
