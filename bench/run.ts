@@ -209,7 +209,11 @@ async function main(): Promise<void> {
   service.child.kill('SIGTERM');
   callerServer.forceShutdown();
 
-  if (!only || only.includes('reverse-10k')) runs.push(await reverseScale(quick ? 2000 : 10_000));
+  if (!only || only.includes('reverse-10k')) {
+    for (const transport of ['reverse', 'reverse-own'] as const) {
+      runs.push(await reverseScale(quick ? 2000 : 10_000, transport));
+    }
+  }
 
   const meta = {
     node: process.version,
@@ -283,12 +287,17 @@ function meanOf(results: Measured[]): Measured {
   return mean;
 }
 
-/** Scenario 6: N idle reverse tunnels held by one handler process. */
-async function reverseScale(n: number): Promise<Run> {
+/**
+ * Scenario 6: N idle reverse tunnels held by one handler process, dialed on
+ * one grpc-js client (`reverse`) or one TunnelConnection (`reverse-own`).
+ */
+async function reverseScale(n: number, transport: 'reverse' | 'reverse-own'): Promise<Run> {
   const holder = spawnNode('./holder.js', [String(n)], ['--expose-gc']);
   const port = await holder.firstLine;
   const started = Date.now();
-  const dialer = spawn(process.execPath, [here('./dialer.js'), `127.0.0.1:${port}`, String(n)], { stdio: 'inherit' });
+  const dialer = spawn(process.execPath, [here('./dialer.js'), `127.0.0.1:${port}`, String(n), transport], {
+    stdio: 'inherit',
+  });
   const line = await new Promise<string>((resolve) => {
     let out = '';
     holder.child.stdout?.on('data', (d: Buffer) => {
@@ -300,7 +309,7 @@ async function reverseScale(n: number): Promise<Run> {
   const r = JSON.parse(line) as Record<string, number>;
   const run: Run = {
     scenario: `reverse-${n >= 10_000 ? '10k' : n}`,
-    transport: 'reverse',
+    transport,
     tunnels: r.tunnels,
     establish_ms: (r.all_open_at ?? 0) - started,
     rss_per_tunnel_kib: r.rss_per_tunnel_kib,
@@ -309,7 +318,7 @@ async function reverseScale(n: number): Promise<Run> {
     failures: r.failures,
   };
   console.log(
-    `${run.scenario.padEnd(15)}${'reverse'.padEnd(12)}${`${r.tunnels} tunnels`.padEnd(16)}` +
+    `${run.scenario.padEnd(15)}${transport.padEnd(12)}${`${r.tunnels} tunnels`.padEnd(16)}` +
       `open in ${run.establish_ms} ms, ${(r.rss_per_tunnel_kib ?? 0).toFixed(1)} KiB RSS + ` +
       `${(r.heap_per_tunnel_kib ?? 0).toFixed(1)} KiB heap each, one call on each in ${r.call_each_ms} ms` +
       `${r.failures ? `, ${r.failures} failed` : ''}`,

@@ -6,7 +6,8 @@
 // deadlines, requested errors, unknown methods, large messages; over a
 // long-lived forward tunnel, a long-lived reverse tunnel, forward tunnels
 // each on a new connection that are opened and closed all the time, reverse
-// tunnels likewise, and directly over grpc-js. It samples RSS, heap (after a
+// tunnels likewise, and directly over grpc-js; each kind of tunnel both over
+// grpc-js clients and on TunnelConnections (the quick start's). It samples RSS, heap (after a
 // forced GC when run with --expose-gc, as `npm run soak` does) and open file
 // descriptors, and fails (exit 1) on any call ending with an unexpected
 // status, on the loss of a long-lived tunnel, or when a figure grows faster
@@ -14,7 +15,13 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { type Client, credentials, Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, ReverseTunnelServer, TUNNEL_CHANNEL_OPTIONS, TunnelServiceHandler } from 'grpctunnel';
+import {
+  openTunnel,
+  ReverseTunnelServer,
+  TUNNEL_CHANNEL_OPTIONS,
+  TunnelConnection,
+  TunnelServiceHandler,
+} from 'grpctunnel';
 import { pickScenario } from './soak-calls.js';
 import { SoakClient, SoakService, soakImplementation } from './soak-service.js';
 
@@ -150,7 +157,8 @@ async function main(): Promise<number> {
   const address = `127.0.0.1:${port}`;
   const insecure = credentials.createInsecure();
   handler.on('reverseTunnelClose', (t: { key: unknown }, error: Error | undefined) => {
-    if (t.key === 'long' && !stopping) fail(`the long-lived reverse tunnel closed: ${error?.message ?? 'cleanly'}`);
+    if ((t.key === 'long' || t.key === 'long-own') && !stopping)
+      fail(`the long-lived reverse tunnel closed: ${error?.message ?? 'cleanly'}`);
   });
 
   // Long-lived tunnels, one of each direction, for the whole run.
@@ -167,6 +175,20 @@ async function main(): Promise<number> {
   const longPool = handler.keyAsChannel('long');
   await longPool.waitForReady({ timeoutMs: 10_000 });
   const reverse = new SoakClient('long-reverse', insecure, { channelOverride: longPool }) as AnyClient;
+  // The same two on TunnelConnections.
+  const ownConnection = new TunnelConnection(address);
+  const longForwardOwn = await openTunnel(ownConnection);
+  longForwardOwn.on('close', (error: Error | undefined) => {
+    if (!stopping) fail(`the long-lived forward tunnel on a TunnelConnection closed: ${error?.message ?? 'cleanly'}`);
+  });
+  const forwardOwn = new SoakClient('long-forward-own', insecure, { channelOverride: longForwardOwn }) as AnyClient;
+  const reverseOwnConnection = new TunnelConnection(address);
+  const longReverseOwn = new ReverseTunnelServer(reverseOwnConnection);
+  longReverseOwn.addService(SoakService, soakImplementation);
+  const longReverseOwnOpen = longReverseOwn.keepOpen(keyed('long-own'));
+  const longOwnPool = handler.keyAsChannel('long-own');
+  await longOwnPool.waitForReady({ timeoutMs: 10_000 });
+  const reverseOwn = new SoakClient('long-reverse-own', insecure, { channelOverride: longOwnPool }) as AnyClient;
 
   const started = Date.now();
   const samples: Sample[] = [sample(started)];
@@ -179,6 +201,8 @@ async function main(): Promise<number> {
       ['direct', direct],
       ['forward', forward],
       ['reverse', reverse],
+      ['forward-own', forwardOwn],
+      ['reverse-own', reverseOwn],
     ];
     while (running()) {
       const [name, client] = targets[Math.floor(Math.random() * targets.length)] as [string, AnyClient];
@@ -186,18 +210,22 @@ async function main(): Promise<number> {
     }
   };
 
+  // A new connection for a churned tunnel: a grpc-js client and a
+  // TunnelConnection in turn.
+  const churnConnection = (n: number) =>
+    n % 2 === 0
+      ? { kind: '', connection: new SoakClient(address, insecure) }
+      : { kind: '-own', connection: new TunnelConnection(address) };
+
   // Forward tunnel churn: a new connection and tunnel, a few calls, closed.
   const forwardChurn = async () => {
     while (running()) {
-      const connection = new SoakClient(address, insecure);
+      const { kind, connection } = churnConnection(churned.forward);
       try {
         const tunnel = await openTunnel(connection, { signal: AbortSignal.timeout(10_000) });
-        const client = new SoakClient('churn-forward', insecure, { channelOverride: tunnel }) as AnyClient;
-        await Promise.all([
-          call('churn-forward', client),
-          call('churn-forward', client),
-          call('churn-forward', client),
-        ]);
+        const name = `churn-forward${kind}`;
+        const client = new SoakClient(name, insecure, { channelOverride: tunnel }) as AnyClient;
+        await Promise.all([call(name, client), call(name, client), call(name, client)]);
         tunnel.close();
         client.close();
         churned.forward++;
@@ -214,19 +242,16 @@ async function main(): Promise<number> {
   const reverseChurn = async () => {
     while (running()) {
       const name = `churn-${churned.reverse}`;
-      const connection = new SoakClient(address, insecure);
+      const { kind, connection } = churnConnection(churned.reverse);
       const tunnelServer = new ReverseTunnelServer(connection);
       tunnelServer.addService(SoakService, soakImplementation);
       const served = tunnelServer.serve(keyed(name));
       try {
         const pool = handler.keyAsChannel(name);
         await pool.waitForReady({ timeoutMs: 10_000 });
-        const client = new SoakClient('churn-reverse', insecure, { channelOverride: pool }) as AnyClient;
-        await Promise.all([
-          call('churn-reverse', client),
-          call('churn-reverse', client),
-          call('churn-reverse', client),
-        ]);
+        const calls = `churn-reverse${kind}`;
+        const client = new SoakClient(calls, insecure, { channelOverride: pool }) as AnyClient;
+        await Promise.all([call(calls, client), call(calls, client), call(calls, client)]);
         client.close();
         await tunnelServer.tryShutdown({ signal: AbortSignal.timeout(10_000) });
         const result = await served;
@@ -261,6 +286,13 @@ async function main(): Promise<number> {
   longReverse.forceShutdown();
   await longReverseOpen;
   reverseConnection.close();
+  forwardOwn.close();
+  reverseOwn.close();
+  longForwardOwn.close();
+  ownConnection.close();
+  longReverseOwn.forceShutdown();
+  await longReverseOwnOpen;
+  reverseOwnConnection.close();
   direct.close();
   server.forceShutdown();
   return report(samples);
