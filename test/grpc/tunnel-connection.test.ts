@@ -28,6 +28,7 @@ import {
   type TunnelInfo,
   TunnelServiceHandler,
 } from 'grpctunnel';
+import { encodeTimeout } from '#grpctunnel/engine/deadline.js';
 import { statusOfClosedStream, statusOfHttpCode } from '#grpctunnel/grpc/client/raw/closed-status.js';
 import { frameMessage, grpcTimeout, MessageReader } from '#grpctunnel/grpc/client/raw/wire.js';
 import { decodeGrpcMessage, encodeGrpcMessage } from '#grpctunnel/grpc/status.js';
@@ -395,6 +396,15 @@ describe('the rules under the raw tunnel RPC', () => {
     assert.equal(grpcTimeout(100_000_000, 0), '100000S');
     assert.equal(grpcTimeout(-5, 0), '0m');
     assert.equal(grpcTimeout(Number.POSITIVE_INFINITY, 0), undefined);
+    // Rounding up can reach nine digits; the next unit is taken then (grpc-js
+    // would write 100000000m, which the header's grammar does not allow).
+    assert.equal(grpcTimeout(99_999_999.5, 0), '100000S');
+    // The same encoder writes the header of calls inside a tunnel, from nanoseconds up, as Go does.
+    assert.equal(encodeTimeout(50), '50000000n');
+    assert.equal(encodeTimeout(1000.5), '1000500u');
+    assert.equal(encodeTimeout(100_000), '100000m');
+    assert.equal(encodeTimeout(1e12), '16666667M');
+    assert.equal(encodeTimeout(1e15), '99999999H');
   });
 
   it('framing: messages split and joined anyhow come out whole; too large and compressed are refused', () => {

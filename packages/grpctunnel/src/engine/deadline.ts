@@ -12,12 +12,16 @@ const UNITS: ReadonlyArray<readonly [string, number]> = [
 const MAX_VALUE = 99_999_999;
 
 /**
- * Encodes a remaining time in milliseconds as a grpc-timeout value, choosing
- * the finest unit that fits in eight digits, so no precision is lost needlessly.
+ * Encodes a remaining time in milliseconds as a grpc-timeout value: the
+ * finest unit from `finest` up whose amount, rounded up, fits in eight
+ * digits. Calls inside a tunnel start at nanoseconds, as the Go reference
+ * writes them, so no precision is lost needlessly; the tunnel RPC on the
+ * library's own connection starts at milliseconds, as grpc-js writes the
+ * header of its calls.
  */
-export function encodeTimeout(ms: number): string {
+export function encodeTimeout(ms: number, finest: 'n' | 'm' = 'n'): string {
   const remaining = Math.max(0, ms);
-  for (const [unit, msPerUnit] of UNITS) {
+  for (const [unit, msPerUnit] of UNITS.slice(UNITS.findIndex(([u]) => u === finest))) {
     const value = Math.ceil(remaining / msPerUnit);
     if (value <= MAX_VALUE) return `${value}${unit}`;
   }

@@ -1,29 +1,16 @@
 // gRPC's HTTP/2 message framing and deadline header, for the tunnel RPC on
 // the library's own HTTP/2 session (raw-call.ts): what grpc-js does for a
 // call, done once per message with one copy.
-
-/** grpc-timeout units, smallest first, and their size in ms (grpc-js's choice of units). */
-const UNITS: Array<[string, number]> = [
-  ['m', 1],
-  ['S', 1000],
-  ['M', 60_000],
-  ['H', 3_600_000],
-];
+import { encodeTimeout } from '../../../engine/deadline.js';
 
 /**
  * The grpc-timeout header value for a deadline (ms since the epoch) seen at
- * `now`: the smallest unit whose amount fits the header's 8 digits, rounded
- * up, as grpc-js sends it. Undefined for no deadline (Infinity) and for one
- * too far away to express (about 11,000 years).
+ * `now`, in grpc-js's units (milliseconds and up, rounded up); undefined for
+ * no deadline (Infinity).
  */
 export function grpcTimeout(deadline: number, now = Date.now()): string | undefined {
   if (deadline === Number.POSITIVE_INFINITY) return undefined;
-  const ms = Math.max(deadline - now, 0);
-  for (const [unit, factor] of UNITS) {
-    const amount = ms / factor;
-    if (amount < 1e8) return `${Math.ceil(amount)}${unit}`;
-  }
-  return undefined;
+  return encodeTimeout(deadline - now, 'm');
 }
 
 /** One gRPC message with its 5-byte prefix (uncompressed), ready to write. */
