@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AccessFileError, AccessPolicy, AgentTokens, CallerTokens, NamePattern } from '#gateway/gateway/access.js';
+import {
+  AccessFileError,
+  AccessPolicy,
+  AgentTokens,
+  bearer,
+  CallerTokens,
+  NamePattern,
+} from '#gateway/gateway/access.js';
 
 describe('NamePattern', () => {
   it('matches * as any run of characters and everything else literally', () => {
@@ -102,4 +109,14 @@ describe('AccessPolicy', () => {
       message: /^policy file:2: method "grpc.health.v1.Health\/" must start with "\/"$/,
     });
   });
+});
+
+it('reads a bearer token the one way every port does: `Bearer ` and at least one character', () => {
+  assert.equal(bearer('Bearer abc'), 'abc');
+  assert.equal(bearer('Bearer  abc'), ' abc');
+  assert.equal(bearer('Bearer '), undefined);
+  assert.equal(bearer('Bearer'), undefined);
+  assert.equal(bearer('bearer abc'), undefined);
+  assert.equal(bearer('Basic abc'), undefined);
+  assert.equal(bearer(undefined), undefined);
 });

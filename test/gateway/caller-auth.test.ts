@@ -17,6 +17,8 @@ it('names callers by token, and refuses missing, malformed and unknown tokens', 
   assert.deepEqual(identifyCaller('Bearer t-ci', {}, config), { caller: 'ci-bot' });
   assert.deepEqual(identifyCaller('Bearer nope', {}, config), { refused: 'unknown caller token' });
   assert.deepEqual(identifyCaller('Basic abc', {}, config), { refused: 'malformed authorization header' });
+  assert.deepEqual(identifyCaller('Bearer ', {}, config), { refused: 'malformed authorization header' });
+  assert.deepEqual(identifyCaller('bearer t-ci', {}, config), { refused: 'malformed authorization header' });
   assert.deepEqual(identifyCaller(undefined, {}, config), { refused: 'no caller token' });
 });
 

@@ -21,9 +21,9 @@ export function digest(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-/** The bearer token of an `authorization` value, if it carries one. */
+/** The bearer token of an `authorization` value, if it carries one (`Bearer ` with nothing after it carries none). */
 export function bearer(authorization: string | undefined): string | undefined {
-  return authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
+  return authorization?.startsWith('Bearer ') && authorization.length > 7 ? authorization.slice(7) : undefined;
 }
 
 /** One meaningful line of a credentials or policy file, split on whitespace. */

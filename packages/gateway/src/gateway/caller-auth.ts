@@ -3,7 +3,7 @@
 // verdict names the caller (for the policy, logs and metrics) or says why
 // the call is refused with UNAUTHENTICATED, before anything is forwarded.
 import type { PeerCertificate } from 'node:tls';
-import type { CallerTokens } from './access.js';
+import { bearer, type CallerTokens } from './access.js';
 
 /** How callers prove who they are. */
 export interface CallerAuthConfig {
@@ -47,7 +47,7 @@ export function identifyCaller(
 ): CallerVerdict {
   if (!config.tokens && !config.clientCertificates) return { caller: 'anonymous' };
   if (authorization !== undefined && config.tokens) {
-    const token = /^Bearer (.+)$/.exec(authorization)?.[1];
+    const token = bearer(authorization);
     const caller = config.tokens.identify(token);
     return caller ? { caller } : { refused: token ? 'unknown caller token' : 'malformed authorization header' };
   }
