@@ -4,7 +4,7 @@
 // with one call of each kind. Then the gateway stays up, with its admin page,
 // until Ctrl-C (or exits at once with --once). Also shows a forward tunnel.
 import { type ChannelInterface, connectivityState, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
-import { openTunnel, TunnelServiceHandler } from 'grpctunnel';
+import { openTunnel, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { AgentTokens, createLogger, startAgent, startGateway } from '../gateway/index.js';
 import { addNotesService, type Note, NotesClient, NotesService, notesImplementation } from './demo-service.js';
 
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   const tunnelServer = new Server();
   handler.register(tunnelServer);
   const tunnelAddress = await listen(tunnelServer);
-  const connection = new NotesClient(tunnelAddress, credentials.createInsecure());
+  const connection = new TunnelConnection(tunnelAddress);
   const tunnel = await openTunnel(connection, { signal: AbortSignal.timeout(5000) });
   log('forward tunnel', `open to ${tunnelAddress} (protocol revision ${tunnel.protocolRevision})`);
   await everyKind(new NotesClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel }) as Notes);
