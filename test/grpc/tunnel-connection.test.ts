@@ -15,7 +15,9 @@ import { fileURLToPath } from 'node:url';
 import {
   type ChannelCredentials,
   type Client,
+  connectivityState,
   credentials,
+  Metadata,
   ServerCredentials,
   type ServiceError,
   status,
@@ -33,7 +35,14 @@ import { frameMessage, grpcTimeout, MessageReader } from '#grpctunnel/grpc/clien
 import { decodeGrpcMessage, encodeGrpcMessage } from '#grpctunnel/grpc/status.js';
 import { unary } from '../helpers/calls.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
-import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import {
+  EchoClient,
+  type EchoObservations,
+  EchoService,
+  echoImplementation,
+  handlerStarted,
+  release,
+} from '../helpers/echo-service.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 
 afterEach(stopAllServers);
@@ -333,6 +342,100 @@ describe('TunnelConnection: one session for many tunnels', () => {
     await Promise.all([a.closed, b.closed]);
     connection.close();
     const err = await rejection(openTunnel(connection));
+    assert.equal(err.code, status.UNAVAILABLE);
+  });
+});
+
+describe('TunnelConnection: the server going away', () => {
+  /** Resolves when `connection` stops taking new tunnels: a grpc-js channel leaving READY, or 'disconnect'. */
+  function goingAway(connection: Client | TunnelConnection): Promise<string> {
+    if (connection instanceof TunnelConnection) {
+      return once(connection, 'disconnect').then(([reason]) => `disconnect ${reason}`);
+    }
+    const channel = connection.getChannel();
+    return new Promise((resolve) => {
+      const watch = () => {
+        const state = channel.getConnectivityState(false);
+        if (state !== connectivityState.READY) resolve('left READY');
+        else channel.watchConnectivityState(state, Date.now() + 60_000, watch);
+      };
+      watch();
+    });
+  }
+
+  it('a server shutting down gracefully is noticed at its GOAWAY, while a call on the tunnel still runs, as over grpc-js', async () => {
+    const observed = await same(bothWays(insecure, {}), async (dial) => {
+      const handler = new TunnelServiceHandler();
+      const { server, address } = await startServer((s) => handler.register(s));
+      const connection = dial(address);
+      const seen: EchoObservations = { cancelled: [] };
+      const reverse = new ReverseTunnelServer(connection);
+      reverse.addService(EchoService, echoImplementation(seen));
+      const opened = once(handler, 'reverseTunnelOpen');
+      const serving = reverse.serve();
+      await opened;
+      const noticed = goingAway(connection);
+      const echo = new EchoClient('pool', insecure, { channelOverride: handler.asChannel() });
+      const held = new Metadata();
+      held.set('x-hold', '1');
+      let callEnded = false;
+      const call = unary(echo, Buffer.from('finishes'), held).finally(() => {
+        callEnded = true;
+      });
+      await handlerStarted(seen, 'unary');
+      // As the gateway stops: the handler drains its tunnels, the server sends GOAWAY.
+      const stopped = Promise.all([
+        handler.tryShutdown(),
+        new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+      ]);
+      const signal = await noticed;
+      const whileRunning = !callEnded;
+      release(seen);
+      const result = await call;
+      await Promise.all([serving, stopped]);
+      echo.close();
+      connection.close();
+      return {
+        whileRunning,
+        call: [result.error, result.value?.toString()],
+        signal: signal === 'disconnect goaway' || signal === 'left READY',
+      };
+    });
+    assert.deepEqual(observed, { whileRunning: true, call: [null, 'finishes'], signal: true });
+  });
+
+  it("'disconnect' says 'closed' for a lost connection, once per connection, and nothing for one never made", async () => {
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const first = await startServer((s) => handler.register(s));
+    const connection = new TunnelConnection(first.address);
+    const reasons: string[] = [];
+    connection.on('disconnect', (reason) => reasons.push(reason));
+    const tunnel = await openTunnel(connection);
+    const closed = once(connection, 'disconnect');
+    first.server.forceShutdown();
+    await Promise.all([closed, tunnel.closed]);
+    // The server back on its port; the next tunnel dials a new connection, told about on its own.
+    await startServer((s) => handler.register(s), { port: Number(first.address.split(':')[1]) });
+    const again = await openTunnel(connection);
+    const gone = once(connection, 'disconnect');
+    again.close();
+    await again.closed;
+    connection.close();
+    await gone;
+    assert.equal(reasons.length, 2);
+    assert.ok(['closed', 'goaway'].includes(reasons[0] as string), `first: ${reasons[0]}`);
+    assert.equal(reasons[1], 'closed', 'close() ends the connection');
+
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const nowhere = `127.0.0.1:${(probe.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const never = new TunnelConnection(nowhere);
+    never.on('disconnect', (reason) => assert.fail(`a connection never made said ${reason}`));
+    const err = await rejection(openTunnel(never));
+    never.close();
     assert.equal(err.code, status.UNAVAILABLE);
   });
 });
