@@ -8,9 +8,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, type Http2Server, constants as h2 } from 'node:http2';
+import { createSecureServer, createServer, type Http2Server, constants as h2 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, before, describe, it } from 'node:test';
+import { createSecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import {
   type ChannelCredentials,
@@ -191,6 +192,97 @@ describe('TunnelConnection over TLS', () => {
       return err.code;
     });
     assert.equal(code, status.UNAVAILABLE);
+  });
+});
+
+describe('TunnelConnection over TLS: names and roots', () => {
+  /** A tunnel server with the echo service over TLS with `pki`'s server certificate; its port. */
+  async function tlsServer(pki: TestPki): Promise<number> {
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const { address } = await startServer((s) => handler.register(s), {
+      credentials: ServerCredentials.createSsl(null, [{ private_key: pki.server.key, cert_chain: pki.server.cert }]),
+    });
+    return Number(address.split(':')[1]);
+  }
+
+  /** Opens a tunnel to `address`, makes one call through it: null, or the code that failed. */
+  async function callThrough(connection: Client | TunnelConnection): Promise<number | null> {
+    const outcome = await openTunnel(connection).then(
+      async (tunnel) => {
+        const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
+        const result = await unary(echo, Buffer.from('x'));
+        tunnel.close();
+        await tunnel.closed;
+        echo.close();
+        return result.error?.code ?? null;
+      },
+      (err: ServiceError) => err.code,
+    );
+    connection.close();
+    return outcome;
+  }
+
+  it('a DNS name is the name checked: localhost with a certificate for localhost opens, as over grpc-js', async () => {
+    const pki = makePki([]);
+    const port = await tlsServer(pki);
+    const ways = bothWays(credentials.createSsl(pki.ca), { tls: { ca: pki.ca } });
+    assert.equal(await same(ways, async (dial) => callThrough(dial(`localhost:${port}`))), null);
+  });
+
+  it('a certificate for another name (and for the address) is refused for localhost: UNAVAILABLE, as over grpc-js', async () => {
+    // Valid for 127.0.0.1, the address localhost reaches: only a check of the name fails it.
+    const pki = makePki([], 'IP:127.0.0.1,DNS:elsewhere.test');
+    const port = await tlsServer(pki);
+    const ways = bothWays(credentials.createSsl(pki.ca), { tls: { ca: pki.ca } });
+    assert.equal(await same(ways, async (dial) => callThrough(dial(`localhost:${port}`))), status.UNAVAILABLE);
+    // The same server by its address: the certificate fits, the tunnel opens.
+    assert.equal(await same(ways, async (dial) => callThrough(dial(`127.0.0.1:${port}`))), null);
+  });
+
+  it('the server name sent (SNI) is the DNS name, as grpc-js sends; none for an address (RFC 6066), where grpc-js sends the address', async () => {
+    const pki = makePki([]);
+    const names: Array<string | undefined> = [];
+    const server = createSecureServer({
+      key: pki.server.key,
+      cert: pki.server.cert,
+      SNICallback: (name, callback) => {
+        names.push(name);
+        callback(null, createSecureContext({ key: pki.server.key, cert: pki.server.cert }));
+      },
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (!(socket as TLSSocket & { servername?: string | false }).servername) names.push(undefined);
+    });
+    server.on('stream', (stream) => {
+      stream.on('error', () => {});
+      stream.respond({ ':status': 404 }, { endStream: true });
+    });
+    server.listen(0, '127.0.0.1');
+    try {
+      await once(server, 'listening');
+      const port = (server.address() as AddressInfo).port;
+      const ways = bothWays(credentials.createSsl(pki.ca), { tls: { ca: pki.ca } });
+      const sentFor = async (dial: (a: string) => Client | TunnelConnection, address: string) => {
+        const start = names.length;
+        await callThrough(dial(address));
+        return names.slice(start);
+      };
+      assert.deepEqual(await same(ways, (dial) => sentFor(dial, `localhost:${port}`)), ['localhost']);
+      // An IP address is no server name (RFC 6066; Node warns when one is set):
+      // grpc-js sends it anyway, a TunnelConnection sends none. The certificate
+      // is checked against the address either way.
+      assert.deepEqual(await sentFor(ways[1]!.dial, `127.0.0.1:${port}`), [undefined]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('tls: true verifies with the system roots: a certificate from a private CA is refused (UNAVAILABLE), as createSsl() refuses it', async () => {
+    const pki = makePki([]);
+    const port = await tlsServer(pki);
+    const ways = bothWays(credentials.createSsl(), { tls: true });
+    assert.equal(await same(ways, async (dial) => callThrough(dial(`localhost:${port}`))), status.UNAVAILABLE);
   });
 });
 
