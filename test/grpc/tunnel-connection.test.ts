@@ -286,6 +286,41 @@ describe('TunnelConnection over TLS: names and roots', () => {
   });
 });
 
+describe('TunnelConnection: the target a user sees', () => {
+  it("a tunnel's getTarget(), and each end's TunnelInfo.host, read as over grpc-js (dns:host:port)", async () => {
+    const seen: EchoObservations = { cancelled: [] };
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation(seen));
+    const { address } = await startServer((s) => handler.register(s));
+    const observed = await same(bothWays(insecure, {}), async (dial) => {
+      const connection = dial(address);
+      // Forward: the tunnel channel, and what the handler's services see.
+      const tunnel = await openTunnel(connection);
+      const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
+      await unary(echo, Buffer.from('x'));
+      const forward = { getTarget: tunnel.getTarget(), handlerSees: seen.lastTunnel?.host };
+      tunnel.close();
+      await tunnel.closed;
+      echo.close();
+      // Reverse: what the reverse tunnel server reports, and what the handler sees.
+      const reverse = new ReverseTunnelServer(connection);
+      reverse.addService(EchoService, echoImplementation());
+      const opened = once(handler, 'reverseTunnelOpen') as Promise<[{ info: TunnelInfo }]>;
+      const connected = once(reverse, 'connected') as Promise<[TunnelInfo]>;
+      const serving = reverse.serve();
+      const [[open], [info]] = await Promise.all([opened, connected]);
+      reverse.forceShutdown();
+      await serving;
+      connection.close();
+      return { forward, reverse: { serverSees: info.host, handlerSees: open.info.host } };
+    });
+    assert.deepEqual(observed, {
+      forward: { getTarget: `tunnel:dns:${address}`, handlerSees: address },
+      reverse: { serverSees: `dns:${address}`, handlerSees: address },
+    });
+  });
+});
+
 describe('TunnelConnection: servers that refuse', () => {
   it('a gRPC server without the tunnel service: UNIMPLEMENTED with grpc-js’s text', async () => {
     const { address } = await startServer(() => {});

@@ -7,6 +7,7 @@ import {
 } from 'node:http2';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { Client } from '@grpc/grpc-js';
 import { DEFAULT_HTTP2_WINDOW_SIZE, raiseSessionWindow } from '../../http2-window.js';
 import { checkTunnelConnection } from '../../options-check.js';
 
@@ -259,6 +260,17 @@ const sessionStates = new WeakMap<ClientHttp2Session, SessionState>();
 
 /** Sessions that received GOAWAY: they take no new streams. */
 const goneAway = new WeakSet<ClientHttp2Session>();
+
+/**
+ * The target a user sees for tunnels carried by `via` (a tunnel channel's
+ * `getTarget()`, a reverse tunnel's `TunnelInfo.host`): the grpc-js
+ * channel's target, or for a TunnelConnection the target a grpc-js channel
+ * made with the same address reports, `dns:host:port` (the address is
+ * always host:port), so both ways of carrying tunnels read the same.
+ */
+export function carrierTarget(via: { readonly client: Client } | { readonly connection: TunnelConnection }): string {
+  return 'client' in via ? via.client.getChannel().getTarget() : `dns:${via.connection.address}`;
+}
 
 /** `address:port` of the server end of a session's socket, as grpc-js's `getPeer()` writes it. */
 export function peerOf(session: ClientHttp2Session): string {
