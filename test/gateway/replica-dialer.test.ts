@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { afterEach, it } from 'node:test';
-import { Client, credentials, Metadata, type Server, status } from '@grpc/grpc-js';
-import { ReverseTunnelServer, TunnelServiceHandler } from 'grpctunnel';
+import { credentials, Metadata, type Server, status } from '@grpc/grpc-js';
+import { ReverseTunnelServer, TunnelConnection, TunnelServiceHandler } from 'grpctunnel';
 import { ReplicaDialer } from '#gateway/gateway/replica-dialer.js';
 import { advertiseReplica, readAdvert } from '#gateway/gateway/replicas.js';
 import { unary } from '../helpers/calls.js';
@@ -90,7 +90,7 @@ it('holds its quota on every replica, from any replica calls reach it, and it re
   const leaving: string[] = [];
   const dialer = new ReplicaDialer({
     perReplica: 2,
-    connect: () => new Client(pick().address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
+    connect: () => new TunnelConnection(pick().address),
     createServer: (connection, authenticate) => {
       const server = new ReverseTunnelServer(connection, { authenticate });
       server.addService(EchoService, echoImplementation());
@@ -187,10 +187,7 @@ it('after losing one replica it redials at the prompt pace even when dials fail;
   const dialerHolds = () => [...dialer.held().values()].reduce((n, k) => n + k, 0);
   dialer = new ReplicaDialer({
     perReplica: 1,
-    connect: () =>
-      new Client((replicas[next++ % 2] as Replica).address, credentials.createInsecure(), {
-        'grpc.use_local_subchannel_pool': 1,
-      }),
+    connect: () => new TunnelConnection((replicas[next++ % 2] as Replica).address),
     createServer: (connection, authenticate) => {
       const server = new ReverseTunnelServer(connection, { authenticate });
       server.addService(EchoService, echoImplementation());

@@ -8,14 +8,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, type Http2Server, constants as h2 } from 'node:http2';
+import { createSecureServer, createServer, type Http2Server, constants as h2 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, before, describe, it } from 'node:test';
+import { createSecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import {
   type ChannelCredentials,
   type Client,
+  connectivityState,
   credentials,
+  Metadata,
   ServerCredentials,
   type ServiceError,
   status,
@@ -34,7 +37,14 @@ import { frameMessage, grpcTimeout, MessageReader } from '#grpctunnel/grpc/clien
 import { decodeGrpcMessage, encodeGrpcMessage } from '#grpctunnel/grpc/status.js';
 import { unary } from '../helpers/calls.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
-import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';
+import {
+  EchoClient,
+  type EchoObservations,
+  EchoService,
+  echoImplementation,
+  handlerStarted,
+  release,
+} from '../helpers/echo-service.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 
 afterEach(stopAllServers);
@@ -186,6 +196,132 @@ describe('TunnelConnection over TLS', () => {
   });
 });
 
+describe('TunnelConnection over TLS: names and roots', () => {
+  /** A tunnel server with the echo service over TLS with `pki`'s server certificate; its port. */
+  async function tlsServer(pki: TestPki): Promise<number> {
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const { address } = await startServer((s) => handler.register(s), {
+      credentials: ServerCredentials.createSsl(null, [{ private_key: pki.server.key, cert_chain: pki.server.cert }]),
+    });
+    return Number(address.split(':')[1]);
+  }
+
+  /** Opens a tunnel to `address`, makes one call through it: null, or the code that failed. */
+  async function callThrough(connection: Client | TunnelConnection): Promise<number | null> {
+    const outcome = await openTunnel(connection).then(
+      async (tunnel) => {
+        const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
+        const result = await unary(echo, Buffer.from('x'));
+        tunnel.close();
+        await tunnel.closed;
+        echo.close();
+        return result.error?.code ?? null;
+      },
+      (err: ServiceError) => err.code,
+    );
+    connection.close();
+    return outcome;
+  }
+
+  it('a DNS name is the name checked: localhost with a certificate for localhost opens, as over grpc-js', async () => {
+    const pki = makePki([]);
+    const port = await tlsServer(pki);
+    const ways = bothWays(credentials.createSsl(pki.ca), { tls: { ca: pki.ca } });
+    assert.equal(await same(ways, async (dial) => callThrough(dial(`localhost:${port}`))), null);
+  });
+
+  it('a certificate for another name (and for the address) is refused for localhost: UNAVAILABLE, as over grpc-js', async () => {
+    // Valid for 127.0.0.1, the address localhost reaches: only a check of the name fails it.
+    const pki = makePki([], 'IP:127.0.0.1,DNS:elsewhere.test');
+    const port = await tlsServer(pki);
+    const ways = bothWays(credentials.createSsl(pki.ca), { tls: { ca: pki.ca } });
+    assert.equal(await same(ways, async (dial) => callThrough(dial(`localhost:${port}`))), status.UNAVAILABLE);
+    // The same server by its address: the certificate fits, the tunnel opens.
+    assert.equal(await same(ways, async (dial) => callThrough(dial(`127.0.0.1:${port}`))), null);
+  });
+
+  it('the server name sent (SNI) is the DNS name, as grpc-js sends; none for an address (RFC 6066), where grpc-js sends the address', async () => {
+    const pki = makePki([]);
+    const names: Array<string | undefined> = [];
+    const server = createSecureServer({
+      key: pki.server.key,
+      cert: pki.server.cert,
+      SNICallback: (name, callback) => {
+        names.push(name);
+        callback(null, createSecureContext({ key: pki.server.key, cert: pki.server.cert }));
+      },
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (!(socket as TLSSocket & { servername?: string | false }).servername) names.push(undefined);
+    });
+    server.on('stream', (stream) => {
+      stream.on('error', () => {});
+      stream.respond({ ':status': 404 }, { endStream: true });
+    });
+    server.listen(0, '127.0.0.1');
+    try {
+      await once(server, 'listening');
+      const port = (server.address() as AddressInfo).port;
+      const ways = bothWays(credentials.createSsl(pki.ca), { tls: { ca: pki.ca } });
+      const sentFor = async (dial: (a: string) => Client | TunnelConnection, address: string) => {
+        const start = names.length;
+        await callThrough(dial(address));
+        return names.slice(start);
+      };
+      assert.deepEqual(await same(ways, (dial) => sentFor(dial, `localhost:${port}`)), ['localhost']);
+      // An IP address is no server name (RFC 6066; Node warns when one is set):
+      // grpc-js sends it anyway, a TunnelConnection sends none. The certificate
+      // is checked against the address either way.
+      assert.deepEqual(await sentFor(ways[1]!.dial, `127.0.0.1:${port}`), [undefined]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('tls: true verifies with the system roots: a certificate from a private CA is refused (UNAVAILABLE), as createSsl() refuses it', async () => {
+    const pki = makePki([]);
+    const port = await tlsServer(pki);
+    const ways = bothWays(credentials.createSsl(), { tls: true });
+    assert.equal(await same(ways, async (dial) => callThrough(dial(`localhost:${port}`))), status.UNAVAILABLE);
+  });
+});
+
+describe('TunnelConnection: the target a user sees', () => {
+  it("a tunnel's getTarget(), and each end's TunnelInfo.host, read as over grpc-js (dns:host:port)", async () => {
+    const seen: EchoObservations = { cancelled: [] };
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation(seen));
+    const { address } = await startServer((s) => handler.register(s));
+    const observed = await same(bothWays(insecure, {}), async (dial) => {
+      const connection = dial(address);
+      // Forward: the tunnel channel, and what the handler's services see.
+      const tunnel = await openTunnel(connection);
+      const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
+      await unary(echo, Buffer.from('x'));
+      const forward = { getTarget: tunnel.getTarget(), handlerSees: seen.lastTunnel?.host };
+      tunnel.close();
+      await tunnel.closed;
+      echo.close();
+      // Reverse: what the reverse tunnel server reports, and what the handler sees.
+      const reverse = new ReverseTunnelServer(connection);
+      reverse.addService(EchoService, echoImplementation());
+      const opened = once(handler, 'reverseTunnelOpen') as Promise<[{ info: TunnelInfo }]>;
+      const connected = once(reverse, 'connected') as Promise<[TunnelInfo]>;
+      const serving = reverse.serve();
+      const [[open], [info]] = await Promise.all([opened, connected]);
+      reverse.forceShutdown();
+      await serving;
+      connection.close();
+      return { forward, reverse: { serverSees: info.host, handlerSees: open.info.host } };
+    });
+    assert.deepEqual(observed, {
+      forward: { getTarget: `tunnel:dns:${address}`, handlerSees: address },
+      reverse: { serverSees: `dns:${address}`, handlerSees: address },
+    });
+  });
+});
+
 describe('TunnelConnection: servers that refuse', () => {
   it('a gRPC server without the tunnel service: UNIMPLEMENTED with grpc-js’s text', async () => {
     const { address } = await startServer(() => {});
@@ -334,6 +470,100 @@ describe('TunnelConnection: one session for many tunnels', () => {
     await Promise.all([a.closed, b.closed]);
     connection.close();
     const err = await rejection(openTunnel(connection));
+    assert.equal(err.code, status.UNAVAILABLE);
+  });
+});
+
+describe('TunnelConnection: the server going away', () => {
+  /** Resolves when `connection` stops taking new tunnels: a grpc-js channel leaving READY, or 'disconnect'. */
+  function goingAway(connection: Client | TunnelConnection): Promise<string> {
+    if (connection instanceof TunnelConnection) {
+      return once(connection, 'disconnect').then(([reason]) => `disconnect ${reason}`);
+    }
+    const channel = connection.getChannel();
+    return new Promise((resolve) => {
+      const watch = () => {
+        const state = channel.getConnectivityState(false);
+        if (state !== connectivityState.READY) resolve('left READY');
+        else channel.watchConnectivityState(state, Date.now() + 60_000, watch);
+      };
+      watch();
+    });
+  }
+
+  it('a server shutting down gracefully is noticed at its GOAWAY, while a call on the tunnel still runs, as over grpc-js', async () => {
+    const observed = await same(bothWays(insecure, {}), async (dial) => {
+      const handler = new TunnelServiceHandler();
+      const { server, address } = await startServer((s) => handler.register(s));
+      const connection = dial(address);
+      const seen: EchoObservations = { cancelled: [] };
+      const reverse = new ReverseTunnelServer(connection);
+      reverse.addService(EchoService, echoImplementation(seen));
+      const opened = once(handler, 'reverseTunnelOpen');
+      const serving = reverse.serve();
+      await opened;
+      const noticed = goingAway(connection);
+      const echo = new EchoClient('pool', insecure, { channelOverride: handler.asChannel() });
+      const held = new Metadata();
+      held.set('x-hold', '1');
+      let callEnded = false;
+      const call = unary(echo, Buffer.from('finishes'), held).finally(() => {
+        callEnded = true;
+      });
+      await handlerStarted(seen, 'unary');
+      // As the gateway stops: the handler drains its tunnels, the server sends GOAWAY.
+      const stopped = Promise.all([
+        handler.tryShutdown(),
+        new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+      ]);
+      const signal = await noticed;
+      const whileRunning = !callEnded;
+      release(seen);
+      const result = await call;
+      await Promise.all([serving, stopped]);
+      echo.close();
+      connection.close();
+      return {
+        whileRunning,
+        call: [result.error, result.value?.toString()],
+        signal: signal === 'disconnect goaway' || signal === 'left READY',
+      };
+    });
+    assert.deepEqual(observed, { whileRunning: true, call: [null, 'finishes'], signal: true });
+  });
+
+  it("'disconnect' says 'closed' for a lost connection, once per connection, and nothing for one never made", async () => {
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const first = await startServer((s) => handler.register(s));
+    const connection = new TunnelConnection(first.address);
+    const reasons: string[] = [];
+    connection.on('disconnect', (reason) => reasons.push(reason));
+    const tunnel = await openTunnel(connection);
+    const closed = once(connection, 'disconnect');
+    first.server.forceShutdown();
+    await Promise.all([closed, tunnel.closed]);
+    // The server back on its port; the next tunnel dials a new connection, told about on its own.
+    await startServer((s) => handler.register(s), { port: Number(first.address.split(':')[1]) });
+    const again = await openTunnel(connection);
+    const gone = once(connection, 'disconnect');
+    again.close();
+    await again.closed;
+    connection.close();
+    await gone;
+    assert.equal(reasons.length, 2);
+    assert.ok(['closed', 'goaway'].includes(reasons[0] as string), `first: ${reasons[0]}`);
+    assert.equal(reasons[1], 'closed', 'close() ends the connection');
+
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const nowhere = `127.0.0.1:${(probe.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const never = new TunnelConnection(nowhere);
+    never.on('disconnect', (reason) => assert.fail(`a connection never made said ${reason}`));
+    const err = await rejection(openTunnel(never));
+    never.close();
     assert.equal(err.code, status.UNAVAILABLE);
   });
 });

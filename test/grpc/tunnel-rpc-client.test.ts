@@ -10,6 +10,7 @@
 // interceptor and with a pass-through one, and the observations must be equal.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import {
   type CallOptions,
@@ -30,6 +31,7 @@ import {
 import {
   openTunnel,
   ReverseTunnelServer,
+  TUNNEL_CHANNEL_OPTIONS,
   type TunnelChannel,
   TunnelConnection,
   TunnelServiceHandler,
@@ -301,6 +303,38 @@ describe("the tunnel RPC behaves the same with and without interceptors, and on 
       deadline: true,
       path: '/grpctunnel.v1.TunnelService/OpenTunnel',
     });
+    await stopServer(s.server);
+  });
+
+  it('the user agent names this library and grpc-js, the same on a TunnelConnection as with TUNNEL_CHANNEL_OPTIONS', async () => {
+    const s = await scriptedTunnelServer();
+    const versionOf = (file: string) =>
+      (JSON.parse(readFileSync(new URL(file, import.meta.url), 'utf8')) as { version: string }).version;
+    // dist/test/grpc -> the repository root.
+    const library = versionOf('../../../packages/grpctunnel/package.json');
+    const grpcJs = versionOf('../../../node_modules/@grpc/grpc-js/package.json');
+    const ways: Dial[] = [
+      (address) => new EchoClient(address, insecure, TUNNEL_CHANNEL_OPTIONS),
+      (address) => new TunnelConnection(address),
+    ];
+    const seen: unknown[] = [];
+    for (const dial of ways) {
+      const connection = dial(s.address);
+      const arriving = s.next();
+      const opening = openTunnel(connection);
+      const call = await arriving;
+      answerTunnel(call);
+      const tunnel = await opening;
+      seen.push(call.metadata.get('user-agent'));
+      tunnel.close();
+      await tunnel.closed;
+      call.end();
+      connection.close();
+    }
+    assert.deepEqual(seen, [
+      [`grpctunnel-node/${library} grpc-node-js/${grpcJs}`],
+      [`grpctunnel-node/${library} grpc-node-js/${grpcJs}`],
+    ]);
     await stopServer(s.server);
   });
 

@@ -19,8 +19,12 @@ export interface TestPki {
 
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-/** Makes a CA, a server certificate and one client certificate per name. */
-export function makePki(clientNames: string[]): TestPki {
+/**
+ * Makes a CA, a server certificate and one client certificate per name. The
+ * server certificate is for 127.0.0.1 and localhost unless `serverNames`
+ * (an openssl subjectAltName list) says otherwise.
+ */
+export function makePki(clientNames: string[], serverNames = 'IP:127.0.0.1,DNS:localhost'): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'grpctunnel-pki-'));
   const at = (f: string) => join(dir, f);
   const openssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
@@ -60,7 +64,7 @@ export function makePki(clientNames: string[]): TestPki {
       ]);
       return { key: readFileSync(at(`${name}.key`)), cert: readFileSync(at(`${name}.crt`)) };
     };
-    const server = issue('localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+    const server = issue('localhost', `subjectAltName=${serverNames}\nextendedKeyUsage=serverAuth\n`);
     const clients: Record<string, KeyPair> = {};
     for (const name of clientNames) clients[name] = issue(name, 'extendedKeyUsage=clientAuth\n');
     return { ca: readFileSync(at('ca.crt')), server, clients };

@@ -12,8 +12,10 @@ export { type ClientConstructor, createTunnelClient } from './grpc/client/create
 export { type OpenTunnelOptions, openTunnel } from './grpc/client/open-tunnel.js';
 export {
   TunnelConnection,
+  type TunnelConnectionEvents,
   type TunnelConnectionOptions,
   type TunnelConnectionTls,
+  type TunnelDisconnectReason,
 } from './grpc/client/raw/connection.js';
 export type { TunnelChannel, TunnelChannelEvents, TunnelCloseStatus } from './grpc/client/tunnel-channel.js';
 export { getTunnelChannel, getTunnelInfo, type HasAuthContext } from './grpc/context.js';

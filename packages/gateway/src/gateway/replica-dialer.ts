@@ -1,8 +1,14 @@
 // The agent's side of several gateway replicas: dial the shared address on
 // fresh connections until every replica holds this agent's quota of tunnels,
 // and keep it so as replicas come and go.
-import { type Client, connectivityState, type Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
-import type { BackoffOptions, ReverseTunnelServer, ReverseTunnelServerOptions, ServeResult } from 'grpctunnel';
+import { type Metadata, type ServiceError, status as Status } from '@grpc/grpc-js';
+import type {
+  BackoffOptions,
+  ReverseTunnelServer,
+  ReverseTunnelServerOptions,
+  ServeResult,
+  TunnelConnection,
+} from 'grpctunnel';
 import { Backoff, sleepUnlessAborted, statusError } from 'grpctunnel/internal';
 import { ReplicaLedger, readAdvert } from './replicas.js';
 
@@ -12,7 +18,7 @@ export interface ReplicaDialerEvents {
   opened(replica: string, held: ReadonlyMap<string, number>, wanted: number): void;
   /** A kept tunnel ended. */
   closed(replica: string, result: ServeResult, held: ReadonlyMap<string, number>): void;
-  /** The connection to `replica` stopped being ready (GOAWAY from a replica shutting down, or a lost
+  /** The connection to `replica` stopped taking tunnels (GOAWAY from a replica shutting down, or a lost
    * connection): a replacement is dialed now, while calls on the old tunnel finish. */
   leaving(replica: string): void;
   /** A connection reached a replica that already had its quota; dialing again after `delayMs`. */
@@ -26,10 +32,10 @@ export interface ReplicaDialerOptions {
   /** Tunnels to hold on each replica. */
   perReplica: number;
   /** A new connection to the gateway's (balanced) address, never shared with another dial. */
-  connect(): Client;
+  connect(): TunnelConnection;
   /** The reverse tunnel server that serves calls on one connection, checking replicas with `authenticate`. */
   createServer(
-    connection: Client,
+    connection: TunnelConnection,
     authenticate: NonNullable<ReverseTunnelServerOptions['authenticate']>,
   ): ReverseTunnelServer;
   /** Request metadata of every tunnel RPC (agent id, token). */
@@ -187,18 +193,17 @@ export class ReplicaDialer {
     let full: string | undefined;
     let replaced = false;
     let ended = false;
-    // A replica shutting down sends GOAWAY, and the connection leaves READY
-    // long before its tunnel ends (running calls finish first): release the
-    // replica's place and dial a replacement now, so the agent never has
-    // fewer tunnels than it wants while a replica drains.
-    const watch = () => {
-      const channel = connection.getChannel();
-      const state = channel.getConnectivityState(false);
-      if (state !== connectivityState.READY) return leave();
-      channel.watchConnectivityState(state, Date.now() + 3_600_000, () => {
-        if (!ended) watch();
-      });
+    // A replica shutting down sends GOAWAY, and the connection stops taking
+    // tunnels long before its tunnel ends (running calls finish first):
+    // release the replica's place and dial a replacement now, so the agent
+    // never has fewer tunnels than it wants while a replica drains. (A lost
+    // connection is told the same way; its tunnel ends with it.)
+    let gone = false;
+    const onDisconnect = () => {
+      gone = true;
+      if (!ended) leave();
     };
+    connection.on('disconnect', onDisconnect);
     const leave = () => {
       if (ended || replaced || replica === undefined) return;
       replaced = true;
@@ -217,7 +222,8 @@ export class ReplicaDialer {
       this.options.events.opened(advert.id, this.ledger.snapshot(), this.ledger.wanted);
       // The advert may have raised the count of replicas: dial for them too.
       this.grow();
-      watch();
+      // Gone already while the tunnel was being answered.
+      if (gone) leave();
       return { replica: advert.id };
     });
     this.servers.add(server);
@@ -226,6 +232,7 @@ export class ReplicaDialer {
     const upMs = Date.now() - began;
     ended = true;
     this.servers.delete(server);
+    connection.off('disconnect', onDisconnect);
     connection.close();
     if (replica !== undefined) {
       if (!replaced) this.ledger.release(replica);

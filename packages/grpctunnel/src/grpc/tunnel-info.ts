@@ -28,7 +28,12 @@ export interface TunnelInfo {
    * server, the network server's certificate.
    */
   readonly authContext: AuthContext;
-  /** The :authority of the tunnel RPC. */
+  /**
+   * On the network server, the :authority of the tunnel RPC. On a reverse
+   * tunnel server, the target it dialed: the grpc-js channel's target
+   * (`getTarget()`, such as `dns:host:port`), the same form for a
+   * `TunnelConnection`.
+   */
   readonly host: string;
   /** Reverse tunnel server only: the network server's response headers on the tunnel RPC. */
   readonly responseHeaders?: Metadata;

@@ -16,7 +16,7 @@ import { localStatus } from '../engine/status.js';
 import { asClient } from '../grpc/client/as-client.js';
 import type { ClientHttp2WindowOptions } from '../grpc/client/client-http2-window.js';
 import { type ClientKeepaliveOptions, clientKeepalive } from '../grpc/client/client-keepalive.js';
-import { TunnelConnection } from '../grpc/client/raw/connection.js';
+import { carrierTarget, TunnelConnection } from '../grpc/client/raw/connection.js';
 import { drainNotice } from '../grpc/drain-notice.js';
 import { abortError, statusError } from '../grpc/errors.js';
 import { sleepUnlessAborted } from '../grpc/long-timer.js';
@@ -301,7 +301,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
       http2WindowSize: this.options.http2WindowSize,
     });
     const { call } = rpc;
-    const host = 'client' in this.via ? this.via.client.getChannel().getTarget() : this.via.connection.address;
+    const host = carrierTarget(this.via);
     let started = false;
     /** Set when this side ended the tunnel for a reason the caller must hear. */
     let failure: ServiceError | undefined;

@@ -1,5 +1,6 @@
 import type { ChannelOptions } from '@grpc/grpc-js';
 import { DEFAULT_HTTP2_WINDOW_SIZE } from '../http2-window.js';
+import { LIBRARY_USER_AGENT } from './user-agent.js';
 
 /**
  * grpc-js channel options for a connection that carries tunnels: pass them
@@ -14,8 +15,11 @@ import { DEFAULT_HTTP2_WINDOW_SIZE } from '../http2-window.js';
  * longer needed for speed; they set the same window from the connection's
  * first byte, which also covers connections whose HTTP/2 session cannot be
  * reached through grpc-js's call objects. The server side needs nothing:
- * the {@link TunnelServiceHandler} raises its own windows.
+ * the {@link TunnelServiceHandler} raises its own windows. They also name
+ * this library in the user agent (`grpctunnel-node/<version>
+ * grpc-node-js/<version>`), as a {@link TunnelConnection} does.
  */
 export const TUNNEL_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
   'grpc-node.flow_control_window': DEFAULT_HTTP2_WINDOW_SIZE,
+  'grpc.primary_user_agent': LIBRARY_USER_AGENT,
 });

@@ -10,7 +10,7 @@ import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '..
 import { asClient } from './as-client.js';
 import type { ClientHttp2WindowOptions } from './client-http2-window.js';
 import { type ClientKeepaliveOptions, clientKeepalive } from './client-keepalive.js';
-import { TunnelConnection } from './raw/connection.js';
+import { carrierTarget, TunnelConnection } from './raw/connection.js';
 import { type TunnelChannel, TunnelChannelImpl } from './tunnel-channel.js';
 
 /** Options of {@link openTunnel}. */
@@ -83,7 +83,7 @@ export function openTunnel(
     keepalive,
     http2WindowSize: options.http2WindowSize,
   });
-  const target = 'client' in via ? via.client.getChannel().getTarget() : via.connection.address;
+  const target = carrierTarget(via);
 
   return new Promise<TunnelChannel>((resolve, reject) => {
     let channel: TunnelChannelImpl | undefined;

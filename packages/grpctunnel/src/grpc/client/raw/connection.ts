@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import {
   type ClientHttp2Session,
   type ClientSessionOptions,
@@ -6,6 +7,7 @@ import {
 } from 'node:http2';
 import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { Client } from '@grpc/grpc-js';
 import { DEFAULT_HTTP2_WINDOW_SIZE, raiseSessionWindow } from '../../http2-window.js';
 import { checkTunnelConnection } from '../../options-check.js';
 
@@ -47,6 +49,26 @@ export interface TunnelConnectionOptions {
   maxReceiveMessageLength?: number;
 }
 
+/** Why a {@link TunnelConnection}'s HTTP/2 connection stopped taking new tunnels. */
+export type TunnelDisconnectReason =
+  /** The server sent GOAWAY (it is shutting down): tunnels already on the connection run on until they end. */
+  | 'goaway'
+  /** The connection closed: lost, ended by the server, or {@link TunnelConnection.close} was called. */
+  | 'closed';
+
+/** The events of a {@link TunnelConnection}, with the arguments each listener gets. */
+export interface TunnelConnectionEvents {
+  /**
+   * Emitted once per HTTP/2 connection that had been established, as soon as
+   * it stops taking new tunnels: the moment a grpc-js channel leaves READY.
+   * After `'goaway'`, the tunnels on it go on until the server ends them
+   * (with a draining server, once their calls have finished), so this is the
+   * time to open a replacement elsewhere. The next tunnel opened on this
+   * TunnelConnection dials a new connection.
+   */
+  disconnect: [reason: TunnelDisconnectReason];
+}
+
 /** grpc-js's default `grpc.max_receive_message_length`. */
 const DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024;
 
@@ -61,8 +83,11 @@ const DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024;
  * RPCs), no new ones can open. Use a grpc-js client instead when the tunnel
  * RPC itself needs grpc-js's features (interceptors, call credentials, name
  * resolution, channel options).
+ *
+ * Events: see {@link TunnelConnectionEvents} (`'disconnect'` tells when the
+ * server is going away, as a grpc-js channel leaving READY does).
  */
-export class TunnelConnection {
+export class TunnelConnection extends EventEmitter<TunnelConnectionEvents> {
   /** `host:port` of the tunnel server. */
   readonly address: string;
   /** The `:authority` tunnel RPCs carry. */
@@ -70,8 +95,9 @@ export class TunnelConnection {
 
   /** Throws a RangeError or TypeError for an address or option it cannot use. */
   constructor(address: string, options: TunnelConnectionOptions = {}) {
+    super();
     checkTunnelConnection(address, options);
-    const core = new ConnectionCore(address, options);
+    const core = new ConnectionCore(address, options, (reason) => this.emit('disconnect', reason));
     cores.set(this, core);
     this.address = core.address;
     this.authority = core.authority;
@@ -110,7 +136,11 @@ export class ConnectionCore {
   private current: ClientHttp2Session | undefined;
   private closed = false;
 
-  constructor(address: string, options: TunnelConnectionOptions) {
+  constructor(
+    address: string,
+    options: TunnelConnectionOptions,
+    private readonly onDisconnect: (reason: TunnelDisconnectReason) => void = () => {},
+  ) {
     this.address = address;
     this.authority = options.authority ?? address;
     this.tls = options.tls === true ? {} : options.tls || undefined;
@@ -161,6 +191,8 @@ export class ConnectionCore {
   /** Closes the connection: no new tunnels; the session closes once its tunnel RPCs have ended. */
   close(): void {
     this.closed = true;
+    // Ended here, whatever the server answers to our GOAWAY.
+    if (this.current) sessionStates.get(this.current)?.disconnected('closed');
     this.current?.close();
     this.current = undefined;
   }
@@ -177,7 +209,7 @@ export class ConnectionCore {
         }
       : { settings };
     const session = connect(`${this.scheme}://${this.address}`, options);
-    const state: SessionState = { calls: new Set(), error: undefined };
+    const state: SessionState = { calls: new Set(), error: undefined, disconnected: () => {} };
     sessionStates.set(session, state);
     // Errors reach the streams on the session (raw-call.ts reports them as statuses); an unheard one must not throw.
     session.on('error', (error: SessionError) => {
@@ -186,10 +218,24 @@ export class ConnectionCore {
     session.once('close', () => {
       for (const call of [...state.calls]) call.onDropped(state.error);
     });
-    session.once('goaway', () => goneAway.add(session));
+    // Told once per established session: at GOAWAY, or at its close.
+    let connected = false;
+    let told = false;
+    const disconnected = (reason: TunnelDisconnectReason) => {
+      if (!connected || told) return;
+      told = true;
+      this.onDisconnect(reason);
+    };
+    state.disconnected = disconnected;
+    session.once('goaway', () => {
+      goneAway.add(session);
+      disconnected('goaway');
+    });
+    session.once('close', () => disconnected('closed'));
     // Referenced only while it carries a tunnel RPC (see hold).
     session.unref();
     session.once('connect', () => {
+      connected = true;
       if (this.windowSize !== 0) raiseSessionWindow(session, this.windowSize);
     });
     session.once('close', () => {
@@ -206,12 +252,25 @@ export type SessionError = Error & { code?: string };
 interface SessionState {
   readonly calls: Set<{ onDropped(error: SessionError | undefined): void }>;
   error: SessionError | undefined;
+  /** Tells the connection's 'disconnect' listeners, once, if the session had connected. */
+  disconnected(reason: TunnelDisconnectReason): void;
 }
 
 const sessionStates = new WeakMap<ClientHttp2Session, SessionState>();
 
 /** Sessions that received GOAWAY: they take no new streams. */
 const goneAway = new WeakSet<ClientHttp2Session>();
+
+/**
+ * The target a user sees for tunnels carried by `via` (a tunnel channel's
+ * `getTarget()`, a reverse tunnel's `TunnelInfo.host`): the grpc-js
+ * channel's target, or for a TunnelConnection the target a grpc-js channel
+ * made with the same address reports, `dns:host:port` (the address is
+ * always host:port), so both ways of carrying tunnels read the same.
+ */
+export function carrierTarget(via: { readonly client: Client } | { readonly connection: TunnelConnection }): string {
+  return 'client' in via ? via.client.getChannel().getTarget() : `dns:${via.connection.address}`;
+}
 
 /** `address:port` of the server end of a session's socket, as grpc-js's `getPeer()` writes it. */
 export function peerOf(session: ClientHttp2Session): string {

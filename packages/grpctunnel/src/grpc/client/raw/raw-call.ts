@@ -4,6 +4,7 @@ import { Metadata, type ServiceError, status as Status, type StatusObject } from
 import { type LongTimer, setLongTimeout } from '../../long-timer.js';
 import { decodeGrpcMessage } from '../../status.js';
 import type { DialedCall } from '../dialed-call.js';
+import { TUNNEL_RPC_USER_AGENT } from '../user-agent.js';
 import { statusOfClosedStream, statusOfHttpCode } from './closed-status.js';
 import { authContextOf, coreOf, peerOf, type TunnelConnection } from './connection.js';
 import { frameMessage, grpcTimeout, MessageFramingError, MessageReader } from './wire.js';
@@ -20,9 +21,6 @@ export interface RawTunnelCallOptions<Out, In> {
   /** Deadline, ms since the epoch or a Date; none when undefined. */
   readonly deadline?: Date | number | undefined;
 }
-
-/** grpc-js's user-agent, with this library named first (as grpc.primary_user_agent would). */
-const USER_AGENT = 'grpctunnel-node';
 
 /**
  * The tunnel RPC on a {@link TunnelConnection}'s own HTTP/2 session: gRPC
@@ -84,7 +82,7 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
     headers[h2.HTTP2_HEADER_AUTHORITY] = connection.authority;
     headers[h2.HTTP2_HEADER_CONTENT_TYPE] = 'application/grpc';
     headers[h2.HTTP2_HEADER_TE] = 'trailers';
-    headers[h2.HTTP2_HEADER_USER_AGENT] = USER_AGENT;
+    headers[h2.HTTP2_HEADER_USER_AGENT] = TUNNEL_RPC_USER_AGENT;
     const at = deadline instanceof Date ? deadline.getTime() : deadline;
     const timeout = at === undefined ? undefined : grpcTimeout(at);
     if (timeout !== undefined) headers['grpc-timeout'] = timeout;
