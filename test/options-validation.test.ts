@@ -245,6 +245,18 @@ const rows: Row[] = [
     call: (v) => new TunnelConnection('127.0.0.1:9', { maxReceiveMessageLength: v as number }),
   },
   {
+    of: 'TunnelConnectionOptions',
+    option: 'connectTimeoutMs',
+    bad: [
+      [0, R],
+      [-1, R],
+      [2 ** 31, R],
+      [Number.NaN, R],
+      ['20s', T],
+    ],
+    call: (v) => new TunnelConnection('127.0.0.1:9', { connectTimeoutMs: v as number }),
+  },
+  {
     of: 'openTunnel on a TunnelConnection',
     option: 'callOptions',
     bad: [

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createSecureServer, createServer, type Http2Server, constants as h2 } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { afterEach, before, describe, it } from 'node:test';
 import { createSecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -430,6 +430,30 @@ describe('TunnelConnection: servers that refuse', () => {
       return err.code;
     });
     assert.equal(code, status.UNAVAILABLE);
+  });
+
+  it('a server that never completes the connection: UNAVAILABLE after connectTimeoutMs, and the next tunnel dials again', async () => {
+    // Accepts TCP and says nothing, so a TLS handshake never finishes (as a
+    // peer that drops packets leaves a dial waiting for the system's timeout).
+    const sockets: Socket[] = [];
+    const silent = createNetServer((socket) => sockets.push(socket));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const address = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const connection = new TunnelConnection(address, { tls: true, connectTimeoutMs: 200 });
+    try {
+      const first = await rejection(openTunnel(connection));
+      assert.equal(first.code, status.UNAVAILABLE);
+      assert.match(first.details, /connection timed out after 200 ms/);
+      const second = await rejection(openTunnel(connection));
+      assert.equal(second.code, status.UNAVAILABLE);
+      assert.equal(sockets.length, 2, 'one connection per attempt');
+      assert.throws(() => new TunnelConnection(address, { connectTimeoutMs: 0 }), RangeError);
+    } finally {
+      connection.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 });
 

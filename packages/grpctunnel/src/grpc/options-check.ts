@@ -346,6 +346,7 @@ export function checkTunnelConnection(address: unknown, options: unknown): void 
   }
   http2WindowOption(check, o.http2WindowSize);
   check.number('maxReceiveMessageLength', o.maxReceiveMessageLength, -1, 0x7fffffff, { integer: true });
+  check.number('connectTimeoutMs', o.connectTimeoutMs, 1, 0x7fffffff);
 }
 
 /** callOptions a TunnelConnection cannot apply (they are grpc-js's call stack): refused rather than ignored. */

@@ -47,6 +47,14 @@ export interface TunnelConnectionOptions {
   http2WindowSize?: number;
   /** Longest message the server may send on a tunnel RPC; default grpc-js's 4 MiB; -1: no limit. */
   maxReceiveMessageLength?: number;
+  /**
+   * Longest wait, in ms, for a connection (TCP, and TLS when used) to come
+   * up; then the tunnel RPCs waiting on it fail with UNAVAILABLE and the
+   * next tunnel dials again. Default 20 s, grpc-js's minimum connect timeout,
+   * so a server that drops packets is given up on as a grpc-js client would,
+   * not after the system's TCP timeout of minutes.
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Why a {@link TunnelConnection}'s HTTP/2 connection stopped taking new tunnels. */
@@ -71,6 +79,9 @@ export interface TunnelConnectionEvents {
 
 /** grpc-js's default `grpc.max_receive_message_length`. */
 const DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024;
+
+/** grpc-js's minimum connect timeout. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 
 /**
  * A connection to a tunnel server made and owned by this library: pass it
@@ -132,6 +143,7 @@ export class ConnectionCore {
   /** Longest message accepted from the server (-1: no limit). */
   readonly maxReceiveMessageLength: number;
   private readonly windowSize: number;
+  private readonly connectTimeoutMs: number;
   private readonly tls: TunnelConnectionTls | undefined;
   private current: ClientHttp2Session | undefined;
   private closed = false;
@@ -146,6 +158,7 @@ export class ConnectionCore {
     this.tls = options.tls === true ? {} : options.tls || undefined;
     this.scheme = this.tls ? 'https' : 'http';
     this.windowSize = options.http2WindowSize ?? DEFAULT_HTTP2_WINDOW_SIZE;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.maxReceiveMessageLength = options.maxReceiveMessageLength ?? DEFAULT_MAX_RECEIVE;
   }
 
@@ -234,8 +247,18 @@ export class ConnectionCore {
     session.once('close', () => disconnected('closed'));
     // Referenced only while it carries a tunnel RPC (see hold).
     session.unref();
+    // Without a bound, a server that drops packets holds the dial for the
+    // system's TCP timeout (minutes); the error is what the waiting RPCs report.
+    const connectTimer = setTimeout(() => {
+      const error: SessionError = new Error(`connection timed out after ${this.connectTimeoutMs} ms`);
+      error.code = 'ETIMEDOUT';
+      session.destroy(error);
+    }, this.connectTimeoutMs);
+    connectTimer.unref();
+    session.once('close', () => clearTimeout(connectTimer));
     session.once('connect', () => {
       connected = true;
+      clearTimeout(connectTimer);
       if (this.windowSize !== 0) raiseSessionWindow(session, this.windowSize);
     });
     session.once('close', () => {
