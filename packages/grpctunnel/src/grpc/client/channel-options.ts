@@ -16,8 +16,9 @@ import { LIBRARY_USER_AGENT } from './user-agent.js';
  * first byte, which also covers connections whose HTTP/2 session cannot be
  * reached through grpc-js's call objects. The server side needs nothing:
  * the {@link TunnelServiceHandler} raises its own windows. They also name
- * this library in the user agent (`grpctunnel-node/<version>
- * grpc-node-js/<version>`), as a {@link TunnelConnection} does.
+ * this library first in the user agent
+ * (`grpctunnel-node/<version> grpc-node-js/<version>`), as a
+ * {@link TunnelConnection} does.
  */
 export const TUNNEL_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
   'grpc-node.flow_control_window': DEFAULT_HTTP2_WINDOW_SIZE,
