@@ -78,9 +78,13 @@ export class TunnelClientStream {
     });
   }
 
-  /** Asks for the next response message. */
+  /**
+   * Asks for the next response message. After the server's close_stream the
+   * messages queued before it are still read (the status follows them); a
+   * stream cancelled or failed here reads nothing more.
+   */
   requestRead(): void {
-    if (!this.done) this.in.requestRead();
+    if (!this.done || this.in.ended) this.in.requestRead();
   }
 
   /**
