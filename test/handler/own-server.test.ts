@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import {
   type Client,
@@ -36,6 +35,7 @@ import {
   handlerCancelled,
   handlerStarted,
 } from '../helpers/echo-service.js';
+import { startOwnServer } from '../helpers/own-server.js';
 import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 import { until } from '../helpers/until.js';
 
@@ -71,30 +71,22 @@ async function serve(kind: Kind, options: TunnelServiceHandlerOptions = {}, tls?
     const { server, address } = await startServer((s) => handler.register(s), { credentials: creds });
     return { address, handler, seen, force: () => stopServer(server) };
   }
-  const server = tls
-    ? http2.createSecureServer({
-        key: tls.pki.server.key,
-        cert: tls.pki.server.cert,
-        ca: tls.pki.ca,
-        requestCert: true,
-        rejectUnauthorized: true,
-      })
-    : http2.createServer();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (session) => {
-    sessions.add(session);
-    session.once('close', () => sessions.delete(session));
-  });
-  handler.serveHttp2(server);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  const server = await startOwnServer(
+    handler,
+    tls && {
+      key: tls.pki.server.key,
+      cert: tls.pki.server.cert,
+      ca: tls.pki.ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+  );
   const force = async () => {
     handler.forceShutdown();
-    for (const session of sessions) session.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await server.stop();
   };
   cleanups.push(force);
-  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, handler, seen, force };
+  return { address: server.address, handler, seen, force };
 }
 
 /** What a raw HTTP/2 client sees of one request: response headers and trailers, transport headers left out. */
