@@ -1,22 +1,12 @@
 // tunneltestsvr: the tunnel test server of INTEROP.md, interchangeable with
 // the Go reference's. `node tunneltestsvr.js -port 26354 [-no-flow-control]`
-import { createServer, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
-import {
-  credentials,
-  Server,
-  ServerCredentials,
-  type ServerUnaryCall,
-  type ServiceError,
-  status as Status,
-  type sendUnaryData,
-} from '@grpc/grpc-js';
+import { credentials, Server, ServerCredentials, type ServiceError, status as Status } from '@grpc/grpc-js';
 import { TunnelServiceHandler } from 'grpctunnel';
 import { parseFlags } from '#gateway/cli/flags.js';
-import { acceptsAsGrpc, answerUnimplemented, RawAcceptedCall } from '#grpctunnel/grpc/server/raw/accepted-call.js';
 import { TestServiceClient, TestServiceService } from './gen/grpchantesting/test.js';
 import { type TunnelTestServiceServer, TunnelTestServiceService } from './gen/tunneltest/tunneltest.js';
 import { fatal, log } from './log.js';
+import { ownServer } from './own-server.js';
 import { sendRPCs } from './send-rpcs.js';
 import { testServiceImplementation } from './test-service.js';
 
@@ -60,7 +50,7 @@ function main(): void {
     },
   };
 
-  const server = flags['own-server'] ? ownServer(handler, tester) : grpcServer(handler, tester);
+  const server = flags['own-server'] ? ownServerOf(handler, tester) : grpcServer(handler, tester);
   server.listen(flags.port, (port) => log(`Listening on 127.0.0.1:${port}`));
 
   // Stop cleanly on a signal: running calls get a moment to finish.
@@ -87,6 +77,15 @@ interface TestServer {
   forceShutdown(): void;
 }
 
+/** Both services on a node:http2 server (-own-server): see own-server.ts. */
+function ownServerOf(handler: TunnelServiceHandler, tester: TunnelTestServiceServer): TestServer {
+  const server = ownServer(handler, {
+    definition: TunnelTestServiceService.triggerTestRpCs,
+    implementation: tester.triggerTestRpCs,
+  });
+  return { ...server, listen: (port, onListening) => server.listen(port, onListening, fatal) };
+}
+
 /** Both services on a grpc-js Server (the default). */
 function grpcServer(handler: TunnelServiceHandler, tester: TunnelTestServiceServer): TestServer {
   const server = new Server();
@@ -101,77 +100,6 @@ function grpcServer(handler: TunnelServiceHandler, tester: TunnelTestServiceServ
     tryShutdown: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
     forceShutdown: () => server.forceShutdown(),
   };
-}
-
-/**
- * Both services on a node:http2 server: tunnel RPCs through the handler's
- * handleHttp2Stream, TriggerTestRPCs (a unary) through the library's own
- * accepted-call, every other method UNIMPLEMENTED as grpc-js answers it.
- */
-function ownServer(handler: TunnelServiceHandler, tester: TunnelTestServiceServer): TestServer {
-  const server = createServer();
-  const sessions = new Set<ServerHttp2Session>();
-  server.on('session', (session) => {
-    sessions.add(session);
-    session.once('close', () => sessions.delete(session));
-  });
-  const trigger = TunnelTestServiceService.triggerTestRpCs;
-  server.on('stream', (stream, headers) => {
-    if (handler.handleHttp2Stream(stream, headers)) return;
-    if (!acceptsAsGrpc(stream, headers)) return;
-    if (headers[':path'] !== trigger.path) {
-      answerUnimplemented(stream, headers);
-      return;
-    }
-    serveUnary(
-      new RawAcceptedCall({
-        stream,
-        headers,
-        deserialize: trigger.requestDeserialize,
-        serialize: trigger.responseSerialize,
-      }),
-      tester.triggerTestRpCs,
-    );
-  });
-  return {
-    listen: (port, onListening) => {
-      server.once('error', fatal);
-      server.listen(port, '127.0.0.1', () => onListening((server.address() as AddressInfo).port));
-    },
-    tryShutdown: () =>
-      new Promise<void>((resolve) => {
-        for (const session of sessions) session.close();
-        server.close(() => resolve());
-      }),
-    forceShutdown: () => {
-      for (const session of sessions) session.destroy();
-    },
-  };
-}
-
-/** Runs a grpc-js unary implementation on an accepted call: one request in, one response or an error out. */
-function serveUnary<Req, Res>(
-  call: RawAcceptedCall<Req, Res>,
-  implementation: (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void,
-): void {
-  let request: Req | undefined;
-  call.on('data', (message: Req) => {
-    request = message;
-  });
-  call.on('end', () => {
-    if (request === undefined) {
-      call.emit('error', { code: Status.UNIMPLEMENTED, details: 'received no request message' });
-      return;
-    }
-    const unary = Object.assign(call, { request }) as unknown as ServerUnaryCall<Req, Res>;
-    implementation(unary, (error, response) => {
-      if (error) call.emit('error', error);
-      else {
-        call.write(response as Res);
-        call.end();
-      }
-    });
-  });
 }
 
 try {

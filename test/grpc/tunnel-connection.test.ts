@@ -29,8 +29,8 @@ import {
   TunnelServiceHandler,
 } from 'grpctunnel';
 import { statusOfClosedStream, statusOfHttpCode } from '#grpctunnel/grpc/client/raw/closed-status.js';
-import { frameMessage, grpcTimeout, MessageReader } from '#grpctunnel/grpc/client/raw/wire.js';
 import { decodeGrpcMessage, encodeGrpcMessage } from '#grpctunnel/grpc/status.js';
+import { frameMessage, grpcTimeout, MessageReader } from '#grpctunnel/grpc/wire.js';
 import { unary } from '../helpers/calls.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from '../helpers/echo-service.js';

@@ -8,9 +8,9 @@ import {
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { frameMessage, MessageFramingError, MessageReader } from '../../client/raw/wire.js';
 import { type LongTimer, setLongTimeout } from '../../long-timer.js';
 import { encodeGrpcMessage } from '../../status.js';
+import { frameMessage, MessageFramingError, MessageReader } from '../../wire.js';
 
 // A tunnel RPC accepted on a node:http2 server the user made, without a
 // grpc-js Server under it: gRPC over HTTP/2 done here, one message per tunnel
