@@ -110,7 +110,7 @@ for (const { serverFlow, ownServer } of rows) {
           assert.match(result.stderr, /Reverse tunnel started \(key = [0-9a-f]{64}\)\./);
         }
         t.diagnostic(
-          `cell ${type}/server-fc-${serverFlow ? 'on' : 'off'}/client-fc-${clientFlow ? 'on' : 'off'}${own ? '/own' : ''}: ` +
+          `cell ${type}/server-fc-${serverFlow ? 'on' : 'off'}${ownServer ? '/own-server' : ''}/client-fc-${clientFlow ? 'on' : 'off'}${own ? '/own' : ''}: ` +
             `issued ${Number.isNaN(issued) ? '-' : issued}, served ${Number.isNaN(served) ? '-' : served}`,
         );
       });
