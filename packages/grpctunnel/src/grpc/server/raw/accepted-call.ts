@@ -262,6 +262,7 @@ export class RawAcceptedCall<In, Out> extends EventEmitter {
 export function acceptsAsGrpc(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): boolean {
   const type = headers['content-type'];
   if (typeof type === 'string' && type.startsWith('application/grpc')) return true;
+  stream.on('error', () => {});
   stream.respond({ [h2.HTTP2_HEADER_STATUS]: h2.HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE }, { endStream: true });
   return false;
 }
