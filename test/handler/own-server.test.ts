@@ -339,4 +339,20 @@ describe('the handler on a node:http2 server of its own, against the same handle
       return { ...status, handlerSaw: served.seen.cancelled };
     });
   });
+
+  it('serveHttp2 stops listening when its signal aborts, and checks its options', async () => {
+    const handler = new TunnelServiceHandler();
+    const server = http2.createServer();
+    const controller = new AbortController();
+    handler.serveHttp2(server, { signal: controller.signal });
+    assert.equal(server.listenerCount('stream'), 1);
+    controller.abort();
+    assert.equal(server.listenerCount('stream'), 0);
+    handler.serveHttp2(server, { signal: AbortSignal.abort() });
+    assert.equal(server.listenerCount('stream'), 0, 'an aborted signal: nothing to serve');
+    assert.throws(
+      () => handler.serveHttp2(server, { signal: {} as AbortSignal }),
+      (e: unknown) => e instanceof TypeError && /must be an AbortSignal/.test(e.message),
+    );
+  });
 });
