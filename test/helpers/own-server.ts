@@ -11,6 +11,8 @@ export interface OwnServer {
   address: string;
   /** Closes the server and destroys every session on it (as grpc-js's forceShutdown). */
   stop(): Promise<void>;
+  /** Closes the server; each session closes once its streams have ended (as grpc-js's tryShutdown). */
+  close(): Promise<void>;
 }
 
 /** Serves `handler` on a node:http2 server (plaintext, or TLS with `secure` options) on 127.0.0.1 and a free port. */
@@ -31,6 +33,10 @@ export async function startOwnServer(
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     stop: async () => {
       for (const session of sessions) session.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+    close: async () => {
+      for (const session of sessions) session.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
