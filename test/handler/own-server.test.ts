@@ -283,6 +283,8 @@ describe('the handler on a node:http2 server of its own, against the same handle
       ],
       ['deadline', {}, OPEN_TUNNEL_PATH, { headers: { 'grpc-timeout': '100m' }, keepOpen: true }],
       ['bad deadline', {}, OPEN_TUNNEL_PATH, { headers: { 'grpc-timeout': 'soon' }, keepOpen: true }],
+      // grpc-js reads the value leniently (space before the unit, no anchors): the same here.
+      ['lenient deadline', {}, OPEN_TUNNEL_PATH, { headers: { 'grpc-timeout': '100 m' }, keepOpen: true }],
       ['over the receive limit', {}, OPEN_TUNNEL_PATH, { body: frame(5 * 1024 * 1024), keepOpen: true }],
       ['not a tunnel frame', {}, OPEN_TUNNEL_PATH, { body: Buffer.from([0, 0, 0, 0, 2, 0xff, 0xff]) }],
       ['not gRPC', {}, OPEN_TUNNEL_PATH, { headers: { 'content-type': 'text/plain' } }],

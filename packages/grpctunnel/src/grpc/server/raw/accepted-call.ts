@@ -30,7 +30,8 @@ const ENCODING_HEADERS = { 'grpc-accept-encoding': 'identity,deflate,gzip', 'grp
 
 /** grpc-timeout units in ms, as grpc-js's server reads them. */
 const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
-const TIMEOUT_VALUE = /^(\d{1,8})([HMSmun])$/;
+// grpc-js's pattern exactly, unanchored as it is: a client sees the same deadline either way.
+const TIMEOUT_VALUE = /(\d{1,8})\s*([HMSmun])/;
 
 /** grpc-js's default receive limit (4 MiB). */
 export const DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024;
