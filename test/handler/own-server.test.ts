@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import { afterEach, describe, it } from 'node:test';
+import { deflateSync, gzipSync } from 'node:zlib';
 import {
   type Client,
   credentials,
@@ -23,6 +24,7 @@ import {
   TunnelServiceHandler,
   type TunnelServiceHandlerOptions,
 } from 'grpctunnel';
+import { ClientToServer } from '#grpctunnel/gen/grpctunnel/v1/tunnel.js';
 import { statusError } from '#grpctunnel/grpc/errors.js';
 import { decodeGrpcMessage } from '#grpctunnel/grpc/status.js';
 import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH } from '#grpctunnel/grpc/tunnel-service.js';
@@ -242,6 +244,22 @@ describe('the handler on a node:http2 server of its own, against the same handle
     });
   });
 
+  it('a client channel that compresses its messages (gzip): the tunnel works the same', async () => {
+    await same(async (kind) => {
+      const served = await serve(kind);
+      const connection = new EchoClient(served.address, credentials.createInsecure(), {
+        'grpc.default_compression_algorithm': 2, // gzip
+      });
+      const tunnel = await openTunnel(connection, {});
+      const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
+      const body = Buffer.alloc(100_000, 'compressible ');
+      const reply = await unary(echo, body);
+      tunnel.close();
+      connection.close();
+      return { echoed: reply.equals(body), info: infoShape(served.seen.lastTunnel) };
+    });
+  });
+
   it('mTLS: the client certificate reaches TunnelInfo on both', async () => {
     const pki = makePki(['agent-7']);
     await same(async (kind) => {
@@ -267,6 +285,18 @@ describe('the handler on a node:http2 server of its own, against the same handle
       b.writeUInt32BE(size, 1);
       return b;
     };
+    /** One message with the compressed flag set (the bytes as given: compress them first). */
+    const compressed = (body: Buffer) => {
+      const head = Buffer.alloc(5);
+      head[0] = 1;
+      head.writeUInt32BE(body.length, 1);
+      return Buffer.concat([head, body]);
+    };
+    // A window update for a stream that does not exist: read, ignored, no answer.
+    const frameBytes = Buffer.from(
+      ClientToServer.encode({ streamId: 1, frame: { $case: 'windowUpdate', value: 100 } }).finish(),
+    );
+    const gzip = { 'grpc-encoding': 'gzip' };
     // Each case: handler options, then the request.
     const cases: Array<[string, TunnelServiceHandlerOptions, string, Parameters<typeof rawRequest>[2]]> = [
       ['half-close at once', {}, OPEN_TUNNEL_PATH, {}],
@@ -287,6 +317,33 @@ describe('the handler on a node:http2 server of its own, against the same handle
       ['lenient deadline', {}, OPEN_TUNNEL_PATH, { headers: { 'grpc-timeout': '100 m' }, keepOpen: true }],
       ['over the receive limit', {}, OPEN_TUNNEL_PATH, { body: frame(5 * 1024 * 1024), keepOpen: true }],
       ['not a tunnel frame', {}, OPEN_TUNNEL_PATH, { body: Buffer.from([0, 0, 0, 0, 2, 0xff, 0xff]) }],
+      // Compressed tunnel frames (a client channel configured to compress), read as grpc-js reads them.
+      ['gzip frame, then half-close', {}, OPEN_TUNNEL_PATH, { headers: gzip, body: compressed(gzipSync(frameBytes)) }],
+      [
+        'deflate frame',
+        {},
+        OPEN_TUNNEL_PATH,
+        { headers: { 'grpc-encoding': 'deflate' }, body: compressed(deflateSync(frameBytes)) },
+      ],
+      ['compressed flag, identity', {}, OPEN_TUNNEL_PATH, { body: compressed(frameBytes) }],
+      [
+        'unknown encoding',
+        {},
+        OPEN_TUNNEL_PATH,
+        { headers: { 'grpc-encoding': 'br' }, body: compressed(frameBytes), keepOpen: true },
+      ],
+      [
+        'corrupt gzip',
+        {},
+        OPEN_TUNNEL_PATH,
+        { headers: gzip, body: compressed(Buffer.from('not gzip')), keepOpen: true },
+      ],
+      [
+        'decompresses past the limit',
+        {},
+        OPEN_TUNNEL_PATH,
+        { headers: gzip, body: compressed(gzipSync(Buffer.alloc(5 * 1024 * 1024))), keepOpen: true },
+      ],
       ['not gRPC', {}, OPEN_TUNNEL_PATH, { headers: { 'content-type': 'text/plain' } }],
       ['another method', {}, '/other.Service/Method', {}],
       ['client resets', {}, OPEN_TUNNEL_PATH, { keepOpen: true, act: (s) => s.close(http2.constants.NGHTTP2_CANCEL) }],

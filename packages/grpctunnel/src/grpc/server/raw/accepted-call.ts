@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { type Http2Session, constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { TLSSocket } from 'node:tls';
+import { gunzipSync, inflateSync } from 'node:zlib';
 import {
   Metadata,
   type ServerErrorResponse,
@@ -95,8 +96,10 @@ export class RawAcceptedCall<In, Out> extends EventEmitter {
     const { stream, headers } = options;
     this.stream = stream;
     this.maxReceiveMessageSize = options.maxReceiveMessageLength ?? DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH;
-    this.reader = new MessageReader(
-      this.maxReceiveMessageSize < 0 ? Number.POSITIVE_INFINITY : this.maxReceiveMessageSize,
+    const limit = this.maxReceiveMessageSize < 0 ? Number.POSITIVE_INFINITY : this.maxReceiveMessageSize;
+    const encoding = headers['grpc-encoding'];
+    this.reader = new MessageReader(limit, (body) =>
+      decompressed(body, typeof encoding === 'string' ? encoding : 'identity', limit),
     );
     this.host = headers[':authority'] ?? headers.host;
     const metadata = Metadata.fromHttp2Headers(headers);
@@ -182,6 +185,10 @@ export class RawAcceptedCall<In, Out> extends EventEmitter {
     try {
       messages = this.reader.push(data);
     } catch (err) {
+      if (err instanceof DecompressionError) {
+        this.sendStatus({ code: err.code, details: err.message, metadata: null });
+        return;
+      }
       if (!(err instanceof MessageFramingError)) throw err;
       // grpc-js: over the limit is RESOURCE_EXHAUSTED; a compressed message
       // without an agreed encoding would not decompress: INTERNAL.
@@ -254,6 +261,45 @@ export class RawAcceptedCall<In, Out> extends EventEmitter {
     // Whatever still arrives is read and dropped, so the stream can close.
     this.stream.resume();
   }
+}
+
+/** Why a compressed request message could not be read: the status grpc-js's server answers with. */
+class DecompressionError extends Error {
+  constructor(
+    readonly code: Status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A message the client sent with the compressed flag, as grpc-js's server
+ * reads it: by the request's grpc-encoding (gzip or deflate; 'identity'
+ * takes the bytes as they are), bounded by the receive limit. Synchronous,
+ * so messages stay in order; a tunnel frame is at most the limit.
+ */
+function decompressed(body: Buffer, encoding: string, limit: number): Buffer {
+  if (encoding === 'identity') return body;
+  if (encoding !== 'gzip' && encoding !== 'deflate') {
+    throw new DecompressionError(
+      Status.UNIMPLEMENTED,
+      `Received message compressed with unsupported encoding "${encoding}"`,
+    );
+  }
+  try {
+    const options = Number.isFinite(limit) ? { maxOutputLength: limit + 1 } : {};
+    const out = encoding === 'gzip' ? gunzipSync(body, options) : inflateSync(body, options);
+    if (out.length <= limit) return out;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ERR_BUFFER_TOO_LARGE') {
+      throw new DecompressionError(Status.INTERNAL, 'Failed to decompress message');
+    }
+  }
+  throw new DecompressionError(
+    Status.RESOURCE_EXHAUSTED,
+    `Received message that decompresses to a size larger than ${limit}`,
+  );
 }
 
 /**
