@@ -414,4 +414,27 @@ describe('the handler on a node:http2 server of its own, against the same handle
       (e: unknown) => e instanceof TypeError && /must be an AbortSignal/.test(e.message),
     );
   });
+
+  it('handleHttp2Stream takes only tunnel RPCs: every other stream is left to the caller', async () => {
+    const handler = new TunnelServiceHandler();
+    handler.addService(EchoService, echoImplementation());
+    const server = http2.createServer();
+    server.on('stream', (stream, headers) => {
+      if (handler.handleHttp2Stream(stream, headers)) return;
+      stream.respond({ ':status': 404, 'x-answered-by': 'the user' }, { endStream: true });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const other = await rawRequest(address, '/other.Service/Method');
+    assert.equal(other.status, 404);
+    assert.equal(other.headers['x-answered-by'], 'the user');
+    const connection = new TunnelConnection(address);
+    const tunnel = await openTunnel(connection, {});
+    const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
+    assert.equal((await unary(echo, Buffer.from('mixed'))).toString(), 'mixed');
+    tunnel.close();
+    connection.close();
+  });
 });
