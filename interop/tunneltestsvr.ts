@@ -6,6 +6,7 @@ import { parseFlags } from '#gateway/cli/flags.js';
 import { TestServiceClient, TestServiceService } from './gen/grpchantesting/test.js';
 import { type TunnelTestServiceServer, TunnelTestServiceService } from './gen/tunneltest/tunneltest.js';
 import { fatal, log } from './log.js';
+import { ownServer } from './own-server.js';
 import { sendRPCs } from './send-rpcs.js';
 import { testServiceImplementation } from './test-service.js';
 
@@ -14,6 +15,12 @@ function main(): void {
     {
       port: { kind: 'int', default: 26354, usage: 'the port on which this server will listen' },
       'no-flow-control': { kind: 'bool', default: false, usage: 'disables flow control' },
+      'own-server': {
+        kind: 'bool',
+        default: false,
+        usage:
+          "serves on node:http2 directly (handleHttp2Stream) instead of a grpc-js Server (this implementation's own flag)",
+      },
     },
     process.argv.slice(2),
   );
@@ -43,13 +50,8 @@ function main(): void {
     },
   };
 
-  const server = new Server();
-  handler.register(server);
-  server.addService(TunnelTestServiceService, tester);
-  server.bindAsync(`127.0.0.1:${flags.port}`, ServerCredentials.createInsecure(), (err, port) => {
-    if (err) fatal(err);
-    log(`Listening on 127.0.0.1:${port}`);
-  });
+  const server = flags['own-server'] ? ownServerOf(handler, tester) : grpcServer(handler, tester);
+  server.listen(flags.port, (port) => log(`Listening on 127.0.0.1:${port}`));
 
   // Stop cleanly on a signal: running calls get a moment to finish.
   let stopping = false;
@@ -58,13 +60,46 @@ function main(): void {
     stopping = true;
     void handler.tryShutdown();
     const force = setTimeout(() => server.forceShutdown(), 2000);
-    server.tryShutdown(() => {
+    server.tryShutdown().then(() => {
       clearTimeout(force);
       process.exit(0);
     });
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/** The server the tunnel service and TunnelTestService listen on, either kind. */
+interface TestServer {
+  /** Listens on 127.0.0.1:`port` (0: any free port). */
+  listen(port: number, onListening: (port: number) => void): void;
+  tryShutdown(): Promise<void>;
+  forceShutdown(): void;
+}
+
+/** Both services on a node:http2 server (-own-server): see own-server.ts. */
+function ownServerOf(handler: TunnelServiceHandler, tester: TunnelTestServiceServer): TestServer {
+  const server = ownServer(handler, {
+    definition: TunnelTestServiceService.triggerTestRpCs,
+    implementation: tester.triggerTestRpCs,
+  });
+  return { ...server, listen: (port, onListening) => server.listen(port, onListening, fatal) };
+}
+
+/** Both services on a grpc-js Server (the default). */
+function grpcServer(handler: TunnelServiceHandler, tester: TunnelTestServiceServer): TestServer {
+  const server = new Server();
+  handler.register(server);
+  server.addService(TunnelTestServiceService, tester);
+  return {
+    listen: (port, onListening) =>
+      server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
+        if (err) fatal(err);
+        onListening(bound);
+      }),
+    tryShutdown: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+    forceShutdown: () => server.forceShutdown(),
+  };
 }
 
 try {

@@ -11,6 +11,7 @@ import { OPEN_REVERSE_TUNNEL_PATH, OPEN_TUNNEL_PATH } from 'grpctunnel/protocol'
 import { raiseClientHttp2Window } from '#grpctunnel/grpc/client/client-http2-window.js';
 import { raiseHttp2Window } from '#grpctunnel/grpc/server/http2-window.js';
 import { EchoClient } from '../helpers/echo-service.js';
+import { startOwnServer } from '../helpers/own-server.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 
 const MIB = 1 << 20;
@@ -46,13 +47,16 @@ async function rawTunnelRpc(address: string, path: string) {
 describe('HTTP/2 windows of tunnel connections', () => {
   afterEach(stopAllServers);
 
-  for (const [kind, path] of [
-    ['forward', OPEN_TUNNEL_PATH],
-    ['reverse', OPEN_REVERSE_TUNNEL_PATH],
+  for (const [kind, path, ownServer] of [
+    ['forward', OPEN_TUNNEL_PATH, false],
+    ['reverse', OPEN_REVERSE_TUNNEL_PATH, false],
+    ['forward', OPEN_TUNNEL_PATH, true],
+    ['reverse', OPEN_REVERSE_TUNNEL_PATH, true],
   ] as const) {
-    it(`a ${kind} tunnel RPC gets 1 MiB connection and stream windows by default`, async () => {
+    it(`a ${kind} tunnel RPC gets 1 MiB connection and stream windows by default${ownServer ? ' (handler on its own node:http2 server)' : ''}`, async () => {
       const handler = new TunnelServiceHandler();
-      const { address } = await startServer((server) => handler.register(server));
+      const own = ownServer ? await startOwnServer(handler) : undefined;
+      const { address } = own ?? (await startServer((server) => handler.register(server)));
       const rpc = await rawTunnelRpc(address, path);
       try {
         assert.equal(rpc.session.remoteSettings.initialWindowSize, MIB);
@@ -62,6 +66,8 @@ describe('HTTP/2 windows of tunnel connections', () => {
         );
       } finally {
         await rpc.close();
+        handler.forceShutdown();
+        await own?.stop();
       }
     });
   }

@@ -23,6 +23,7 @@ import {
   handlerCancelled,
 } from '../helpers/echo-service.js';
 import { startGoPolicyServer } from '../helpers/go-ping-policy.js';
+import { startOwnServer } from '../helpers/own-server.js';
 import { startServer, stopAllServers } from '../helpers/servers.js';
 import { until } from '../helpers/until.js';
 
@@ -52,15 +53,18 @@ async function forwardThroughProxy(
   handlerKeepalive: object | false,
   clientKeepalive: object | false,
   ownConnection = false,
+  ownServer = false,
 ) {
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler({ keepalive: handlerKeepalive });
   handler.addService(EchoService, echoImplementation(seen));
-  // The echo service is also served directly, for differential tests.
-  const { address } = await startServer((s) => {
-    handler.register(s);
-    s.addService(EchoService, echoImplementation());
-  });
+  // The echo service is also served directly, for differential tests (on the grpc-js server only).
+  const { address } = ownServer
+    ? await startOwnServerCleanedUp(handler)
+    : await startServer((s) => {
+        handler.register(s);
+        s.addService(EchoService, echoImplementation());
+      });
   const proxy = await startBlackholeProxy(address);
   cleanups.push(() => proxy.close());
   const connection = ownConnection
@@ -72,6 +76,13 @@ async function forwardThroughProxy(
   const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
   cleanups.push(() => echo.close());
   return { handler, seen, proxy, connection, tunnel, echo };
+}
+
+/** The handler on a node:http2 server of its own (serveHttp2), stopped after the test. */
+async function startOwnServerCleanedUp(handler: TunnelServiceHandler): Promise<{ address: string }> {
+  const server = await startOwnServer(handler);
+  cleanups.push(() => server.stop());
+  return server;
 }
 
 describe('keepalive settings', () => {
@@ -146,9 +157,14 @@ describe('keepalive, forward tunnels through a black-holed connection', { timeou
     assert.equal(tunnelError.code, status.UNAVAILABLE);
   });
 
-  for (const direction of ['both', 'toTarget', 'fromTarget'] as const) {
-    it(`the server notices on its own (black hole: ${direction}): the tunnel and its calls end`, async () => {
-      const f = await forwardThroughProxy(FAST, false);
+  for (const [direction, ownServer] of [
+    ['both', false],
+    ['toTarget', false],
+    ['fromTarget', false],
+    ['both', true],
+  ] as const) {
+    it(`the server notices on its own (black hole: ${direction}${ownServer ? ', handler on its own node:http2 server' : ''}): the tunnel and its calls end`, async () => {
+      const f = await forwardThroughProxy(FAST, false, false, ownServer);
       await runningBidi(f.echo);
       assert.equal(f.handler.openTunnels, 1);
       f.proxy.blackhole(direction);
@@ -164,9 +180,12 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     handlerKeepalive: object | false,
     serverKeepalive: object | false,
     ownConnection = false,
+    ownServer = false,
   ) {
     const handler = new TunnelServiceHandler({ keepalive: handlerKeepalive });
-    const { address } = await startServer((s) => handler.register(s));
+    const { address } = ownServer
+      ? await startOwnServerCleanedUp(handler)
+      : await startServer((s) => handler.register(s));
     const proxy: BlackholeProxy = await startBlackholeProxy(address);
     cleanups.push(() => proxy.close());
     const connection = ownConnection
@@ -185,9 +204,13 @@ describe('keepalive, reverse tunnels through a black-holed connection', { timeou
     return { handler, proxy, reverse, echo };
   }
 
-  for (const own of [false, true]) {
-    it(`the handler notices: the tunnel leaves the pool, its calls fail UNAVAILABLE naming the cause${own ? ' (agent on a TunnelConnection)' : ''}`, async () => {
-      const f = await reverseThroughProxy(FAST, false, own);
+  for (const [own, ownServer] of [
+    [false, false],
+    [true, false],
+    [true, true],
+  ] as const) {
+    it(`the handler notices: the tunnel leaves the pool, its calls fail UNAVAILABLE naming the cause${own ? ' (agent on a TunnelConnection)' : ''}${ownServer ? ' (handler on its own node:http2 server)' : ''}`, async () => {
+      const f = await reverseThroughProxy(FAST, false, own, ownServer);
       const { failed } = await runningBidi(f.echo);
       const closed = new Promise<Error | undefined>((resolve) =>
         f.handler.once('reverseTunnelClose', (_t: unknown, error: Error | undefined) => resolve(error)),

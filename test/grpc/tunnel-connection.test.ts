@@ -33,8 +33,8 @@ import {
 } from 'grpctunnel';
 import { encodeTimeout } from '#grpctunnel/engine/deadline.js';
 import { statusOfClosedStream, statusOfHttpCode } from '#grpctunnel/grpc/client/raw/closed-status.js';
-import { frameMessage, grpcTimeout, MessageReader } from '#grpctunnel/grpc/client/raw/wire.js';
 import { decodeGrpcMessage, encodeGrpcMessage } from '#grpctunnel/grpc/status.js';
+import { frameMessage, grpcTimeout, MessageReader } from '#grpctunnel/grpc/wire.js';
 import { unary } from '../helpers/calls.js';
 import { makePki, type TestPki } from '../helpers/certs.js';
 import {

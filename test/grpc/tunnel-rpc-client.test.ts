@@ -46,6 +46,7 @@ import {
   handlerStarted,
 } from '../helpers/echo-service.js';
 import { methodDefinition, rawBytesCodec } from '../helpers/method-definition.js';
+import { startOwnServer } from '../helpers/own-server.js';
 import { startServer, stopAllServers, stopServer } from '../helpers/servers.js';
 
 after(stopAllServers);
@@ -508,48 +509,56 @@ describe('backpressure through the tunnel RPC', () => {
     return { stalledBelowBound, stalled, received };
   }
 
-  it('forward and reverse: a paused reader stops the sender; every byte arrives once it reads', async () => {
-    const forward = await onEveryPath(async (dial) => {
-      const flood = floodService(total);
-      const handler = new TunnelServiceHandler();
-      handler.addService(EchoService, echoImplementation());
-      handler.addService(flood.definition, flood.implementation);
-      const { server, address } = await startServer((s) => handler.register(s));
-      const connection = dial(address);
-      const tunnel = await openTunnel(connection);
-      const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
-      const Flood = makeGenericClientConstructor(flood.definition, 'Flood');
-      const floods = new Flood('tunnel', insecure, { channelOverride: tunnel }) as Client & Record<string, any>;
-      const result = await slowReader(floods.flood(Buffer.alloc(0)), flood.progress, echo);
-      tunnel.close();
-      connection.close();
-      await stopServer(server);
-      return result;
+  /** The handler on a grpc-js Server, or on its own node:http2 server; its address and how to stop it. */
+  async function handlerServer(handler: TunnelServiceHandler, ownServer: boolean) {
+    if (ownServer) return startOwnServer(handler);
+    const { server, address } = await startServer((s) => handler.register(s));
+    return { address, stop: () => stopServer(server) };
+  }
+
+  for (const ownServer of [false, true])
+    it(`forward and reverse: a paused reader stops the sender; every byte arrives once it reads${ownServer ? ' (handler on its own node:http2 server)' : ''}`, async () => {
+      const forward = await onEveryPath(async (dial) => {
+        const flood = floodService(total);
+        const handler = new TunnelServiceHandler();
+        handler.addService(EchoService, echoImplementation());
+        handler.addService(flood.definition, flood.implementation);
+        const { stop, address } = await handlerServer(handler, ownServer);
+        const connection = dial(address);
+        const tunnel = await openTunnel(connection);
+        const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
+        const Flood = makeGenericClientConstructor(flood.definition, 'Flood');
+        const floods = new Flood('tunnel', insecure, { channelOverride: tunnel }) as Client & Record<string, any>;
+        const result = await slowReader(floods.flood(Buffer.alloc(0)), flood.progress, echo);
+        tunnel.close();
+        connection.close();
+        await stop();
+        return result;
+      });
+      const reverse = await onEveryPath(async (dial) => {
+        const flood = floodService(total);
+        const handler = new TunnelServiceHandler();
+        const { stop, address } = await handlerServer(handler, ownServer);
+        const connection = dial(address);
+        const reverseServer = new ReverseTunnelServer(connection);
+        reverseServer.addService(EchoService, echoImplementation());
+        reverseServer.addService(flood.definition, flood.implementation);
+        const opened = once(handler, 'reverseTunnelOpen');
+        const serving = reverseServer.serve();
+        await opened;
+        const echo = new EchoClient('pool', insecure, { channelOverride: handler.asChannel() });
+        const Flood = makeGenericClientConstructor(flood.definition, 'Flood');
+        const floods = new Flood('pool', insecure, { channelOverride: handler.asChannel() }) as Client &
+          Record<string, any>;
+        const result = await slowReader(floods.flood(Buffer.alloc(0)), flood.progress, echo);
+        reverseServer.stop();
+        await serving;
+        connection.close();
+        await stop();
+        return result;
+      });
+      const expected = { stalledBelowBound: true, stalled: true, received: total };
+      assert.deepEqual(forward, expected);
+      assert.deepEqual(reverse, expected);
     });
-    const reverse = await onEveryPath(async (dial) => {
-      const flood = floodService(total);
-      const handler = new TunnelServiceHandler();
-      const { server, address } = await startServer((s) => handler.register(s));
-      const connection = dial(address);
-      const reverseServer = new ReverseTunnelServer(connection);
-      reverseServer.addService(EchoService, echoImplementation());
-      reverseServer.addService(flood.definition, flood.implementation);
-      const opened = once(handler, 'reverseTunnelOpen');
-      const serving = reverseServer.serve();
-      await opened;
-      const echo = new EchoClient('pool', insecure, { channelOverride: handler.asChannel() });
-      const Flood = makeGenericClientConstructor(flood.definition, 'Flood');
-      const floods = new Flood('pool', insecure, { channelOverride: handler.asChannel() }) as Client &
-        Record<string, any>;
-      const result = await slowReader(floods.flood(Buffer.alloc(0)), flood.progress, echo);
-      reverseServer.stop();
-      await serving;
-      connection.close();
-      await stopServer(server);
-      return result;
-    });
-    const expected = { stalledBelowBound: true, stalled: true, received: total };
-    assert.deepEqual(forward, expected);
-    assert.deepEqual(reverse, expected);
-  });
 });

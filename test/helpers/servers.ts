@@ -19,6 +19,7 @@ import {
   type TunnelServiceHandlerOptions,
 } from 'grpctunnel';
 import { EchoClient, type EchoObservations, EchoService, echoImplementation } from './echo-service.js';
+import { startOwnServer } from './own-server.js';
 
 const running = new Set<Server>();
 
@@ -79,6 +80,29 @@ export async function stopAllServers(): Promise<void> {
  */
 const OWN_CONNECTION = process.env.GRPCTUNNEL_TEST_OWN_CONNECTION === '1';
 
+/**
+ * GRPCTUNNEL_TEST_OWN_SERVER=1 serves the fixtures' handler from a node:http2
+ * server (serveHttp2) instead of a grpc-js Server: the same kind of
+ * exploratory switch, for the handler's own server. The fixture's `server`
+ * is then a stand-in with grpc-js's tryShutdown and forceShutdown.
+ */
+const OWN_SERVER = process.env.GRPCTUNNEL_TEST_OWN_SERVER === '1';
+
+/** The fixtures' server for `handler`: a grpc-js Server, or the handler's own node:http2 server (see OWN_SERVER). */
+async function fixtureServer(handler: TunnelServiceHandler): Promise<{ server: Server; address: string }> {
+  if (!OWN_SERVER) return startServer((s) => handler.register(s));
+  const own = await startOwnServer(handler);
+  const server = {
+    // As grpc-js's: the connections go, and the handler learns it from its tunnel RPCs.
+    forceShutdown: () => void own.stop(),
+    tryShutdown: (callback: (error?: Error) => void) => {
+      own.close().then(() => callback(), callback);
+    },
+  } as unknown as Server;
+  running.add(server);
+  return { server, address: own.address };
+}
+
 /** The fixtures' connection to `address`: a grpc-js client, or a TunnelConnection (see OWN_CONNECTION). */
 function fixtureConnection(address: string, connectionOptions: ClientOptions): Client {
   if (OWN_CONNECTION && Object.keys(connectionOptions).length === 0) {
@@ -107,7 +131,7 @@ export async function forwardFixture(
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler(handlerOptions);
   handler.addService(EchoService, echoImplementation(seen));
-  const { server, address } = await startServer((s) => handler.register(s));
+  const { server, address } = await fixtureServer(handler);
   const connection = fixtureConnection(address, connectionOptions);
   const tunnel = await openTunnel(connection, tunnelOptions);
   const echo = new EchoClient('tunnel', credentials.createInsecure(), { channelOverride: tunnel });
@@ -169,7 +193,7 @@ export async function reverseFixture(
 ): Promise<ReverseFixture> {
   const seen: EchoObservations = { cancelled: [] };
   const handler = new TunnelServiceHandler(handlerOptions);
-  const { server, address } = await startServer((s) => handler.register(s));
+  const { server, address } = await fixtureServer(handler);
   const connection = fixtureConnection(address, connectionOptions);
   const reverseServer = new ReverseTunnelServer(connection, serverOptions);
   reverseServer.addService(EchoService, echoImplementation(seen));

@@ -65,11 +65,19 @@ const count = (stderr: string, pattern: RegExp) => Number(pattern.exec(stderr)?.
 // CPU (each runs for its time, however much it gets done).
 const CELLS_AT_ONCE = 6;
 
-for (const serverFlow of [true, false]) {
-  describe(`interop matrix, server flow control ${serverFlow ? 'on' : 'off'}`, { concurrency: CELLS_AT_ONCE }, () => {
+// The server on a grpc-js Server (flow control on and off), and on node:http2
+// directly (-own-server: the handler's handleHttp2Stream) with fewer cells.
+const rows = [
+  { serverFlow: true, ownServer: false },
+  { serverFlow: false, ownServer: false },
+  { serverFlow: true, ownServer: true },
+];
+for (const { serverFlow, ownServer } of rows) {
+  const row = `server flow control ${serverFlow ? 'on' : 'off'}${ownServer ? ', own server' : ''}`;
+  describe(`interop matrix, ${row}`, { concurrency: CELLS_AT_ONCE }, () => {
     let server: Awaited<ReturnType<typeof startServer>>;
     before(async () => {
-      server = await startServer(serverFlow ? [] : ['-no-flow-control']);
+      server = await startServer([...(serverFlow ? [] : ['-no-flow-control']), ...(ownServer ? ['-own-server'] : [])]);
     });
     after(async () => {
       assert.equal(await stopServer(server.child), 0, 'the server shuts down cleanly on SIGTERM');
@@ -78,7 +86,11 @@ for (const serverFlow of [true, false]) {
     // The client's tunnel RPCs on grpc-js calls, and (both directions) on its own HTTP/2 session.
     const cells = [
       ...[true, false].flatMap((clientFlow) =>
-        (['forward', 'reverse', 'both'] as const).map((type) => ({ clientFlow, type, own: false })),
+        (ownServer ? (['both'] as const) : (['forward', 'reverse', 'both'] as const)).map((type) => ({
+          clientFlow,
+          type,
+          own: false,
+        })),
       ),
       { clientFlow: true, type: 'both' as const, own: true },
       { clientFlow: false, type: 'both' as const, own: true },
@@ -98,7 +110,7 @@ for (const serverFlow of [true, false]) {
           assert.match(result.stderr, /Reverse tunnel started \(key = [0-9a-f]{64}\)\./);
         }
         t.diagnostic(
-          `cell ${type}/server-fc-${serverFlow ? 'on' : 'off'}/client-fc-${clientFlow ? 'on' : 'off'}${own ? '/own' : ''}: ` +
+          `cell ${type}/server-fc-${serverFlow ? 'on' : 'off'}${ownServer ? '/own-server' : ''}/client-fc-${clientFlow ? 'on' : 'off'}${own ? '/own' : ''}: ` +
             `issued ${Number.isNaN(issued) ? '-' : issued}, served ${Number.isNaN(served) ? '-' : served}`,
         );
       });

@@ -28,6 +28,7 @@ import {
 import { Message, TestServiceClient, TestServiceService } from '../../interop/gen/grpchantesting/test.js';
 import { testServiceImplementation } from '../../interop/test-service.js';
 import { Changes } from '../helpers/changes.js';
+import { startOwnServer } from '../helpers/own-server.js';
 import { type RawClient, RawTunnelServiceDefinition, rawClient, rawTunnelService } from '../helpers/raw-peer.js';
 import { startServer, stopServer } from '../helpers/servers.js';
 import { clientFrame, loadTranscript, serverFrame, type TranscriptLine } from '../helpers/transcript.js';
@@ -57,94 +58,107 @@ describe('Go transcript: codec', () => {
   });
 });
 
-describe('Go transcript: our tunnel server answers the go-server script as the Go server did', () => {
-  let address: string;
-  let server: Awaited<ReturnType<typeof startServer>>['server'];
-  let peer: RawClient;
-  const ours = new Map<number, ServerToClient[]>();
-  let ended: Promise<{ code: number; details: string }>;
+/** The handler on a grpc-js Server, or on a node:http2 server of its own (serveHttp2); resolves to its address and a stop. */
+const SERVER_KINDS = [
+  [
+    'grpc-js server',
+    async (handler: TunnelServiceHandler) => {
+      const { server, address } = await startServer((s) => handler.register(s));
+      return { address, stop: () => stopServer(server) };
+    },
+  ],
+  ['own server', (handler: TunnelServiceHandler) => startOwnServer(handler)],
+] as const;
 
-  before(async () => {
-    const handler = new TunnelServiceHandler();
-    handler.addService(TestServiceService, testServiceImplementation());
-    ({ server, address } = await startServer((s) => handler.register(s)));
-    peer = rawClient(address);
-    ended = peer.status;
-  });
-  after(async () => {
-    peer.close();
-    await stopServer(server);
-  });
+for (const [serverKind, startHandlerServer] of SERVER_KINDS)
+  describe(`Go transcript: our tunnel server answers the go-server script as the Go server did (${serverKind})`, () => {
+    let address: string;
+    let stop: () => Promise<void>;
+    let peer: RawClient;
+    const ours = new Map<number, ServerToClient[]>();
+    let ended: Promise<{ code: number; details: string }>;
 
-  it('replays the script and matches the Go server frame for frame, per stream', async () => {
-    const lines = scenario('go-server');
-    const expectedHeaders = lines.find((l) => l.tunnel_response_headers)?.tunnel_response_headers as Record<
-      string,
-      string[]
-    >;
-    const headers = await peer.headers;
-    assert.deepEqual(headers.get('grpctunnel-negotiate'), expectedHeaders['grpctunnel-negotiate']);
+    before(async () => {
+      const handler = new TunnelServiceHandler();
+      handler.addService(TestServiceService, testServiceImplementation());
+      ({ stop, address } = await startHandlerServer(handler));
+      peer = rawClient(address);
+      ended = peer.status;
+    });
+    after(async () => {
+      peer.close();
+      await stop();
+    });
 
-    // Collect everything our server sends.
-    const received = new Changes();
-    const collect = (async () => {
-      for (;;) {
-        const f = await peer.frames.next(10_000).catch(() => undefined);
-        if (!f) return;
-        const list = ours.get(f.streamId) ?? [];
-        list.push(f);
-        ours.set(f.streamId, list);
-        received.notify();
+    it('replays the script and matches the Go server frame for frame, per stream', async () => {
+      const lines = scenario('go-server');
+      const expectedHeaders = lines.find((l) => l.tunnel_response_headers)?.tunnel_response_headers as Record<
+        string,
+        string[]
+      >;
+      const headers = await peer.headers;
+      assert.deepEqual(headers.get('grpctunnel-negotiate'), expectedHeaders['grpctunnel-negotiate']);
+
+      // Collect everything our server sends.
+      const received = new Changes();
+      const collect = (async () => {
+        for (;;) {
+          const f = await peer.frames.next(10_000).catch(() => undefined);
+          if (!f) return;
+          const list = ours.get(f.streamId) ?? [];
+          list.push(f);
+          ours.set(f.streamId, list);
+          received.notify();
+        }
+      })();
+      const seenKinds = (id: number, kind: string) => (ours.get(id) ?? []).filter((f) => kindOf(f) === kind).length;
+
+      // Play the script in order. Before each script frame, wait until our
+      // server has sent (per stream) as many envelopes, headers and closes as
+      // the Go server had at that point; chunks and window updates may differ.
+      const expectedCount = new Map<string, number>();
+      for (const line of lines) {
+        if (!line.frame) continue;
+        if (line.by === 'go') {
+          const f = serverFrame(line.frame);
+          const kind = kindOf(f);
+          if (kind === 'settings' || kind === 'moreResponseData' || kind === 'windowUpdate') continue;
+          const key = `${f.streamId}:${kind}`;
+          expectedCount.set(key, (expectedCount.get(key) ?? 0) + 1);
+          continue;
+        }
+        for (const [key, n] of expectedCount) {
+          const [id, kind] = key.split(':') as [string, string];
+          await received.until(() => seenKinds(Number(id), kind) >= n, `our server's ${kind} #${n} on stream ${id}`);
+        }
+        peer.send(clientFrame(line.frame));
       }
-    })();
-    const seenKinds = (id: number, kind: string) => (ours.get(id) ?? []).filter((f) => kindOf(f) === kind).length;
+      const status = await ended;
+      await collect;
 
-    // Play the script in order. Before each script frame, wait until our
-    // server has sent (per stream) as many envelopes, headers and closes as
-    // the Go server had at that point; chunks and window updates may differ.
-    const expectedCount = new Map<string, number>();
-    for (const line of lines) {
-      if (!line.frame) continue;
-      if (line.by === 'go') {
-        const f = serverFrame(line.frame);
-        const kind = kindOf(f);
-        if (kind === 'settings' || kind === 'moreResponseData' || kind === 'windowUpdate') continue;
-        const key = `${f.streamId}:${kind}`;
-        expectedCount.set(key, (expectedCount.get(key) ?? 0) + 1);
-        continue;
+      // The script ends by reusing stream id 5: the tunnel is aborted with the
+      // same message. Deliberate difference: we end it with INTERNAL (a
+      // protocol violation), the Go server with UNKNOWN (an untyped error).
+      const goEnd = String(lines.find((l) => l.tunnel_ended)?.tunnel_ended);
+      assert.match(goEnd, /cannot create stream ID 5: that ID has already been used/);
+      assert.match(status.details, /cannot create stream ID 5: that ID has already been used$/);
+      assert.equal(status.code, 13);
+
+      const goFrames = framesOf(lines, 'go').map((l) => serverFrame(l.frame as Record<string, unknown>));
+      assert.deepEqual(ours.get(-1)?.map(kindOf), ['settings']);
+      assert.deepEqual(ours.get(-1)?.[0], goFrames[0], 'Settings: revisions [0, 1], window 65536');
+      const scriptFrames = framesOf(lines, 'script').map((l) => clientFrame(l.frame as Record<string, unknown>));
+      for (const id of [0, 1, 2, 3, 4, 5]) {
+        const received = scriptFrames.filter((f) => f.streamId === id).reduce((n, f) => n + dataBytes(f), 0);
+        compareStream(
+          id,
+          goFrames.filter((f) => f.streamId === id),
+          ours.get(id) ?? [],
+          received,
+        );
       }
-      for (const [key, n] of expectedCount) {
-        const [id, kind] = key.split(':') as [string, string];
-        await received.until(() => seenKinds(Number(id), kind) >= n, `our server's ${kind} #${n} on stream ${id}`);
-      }
-      peer.send(clientFrame(line.frame));
-    }
-    const status = await ended;
-    await collect;
-
-    // The script ends by reusing stream id 5: the tunnel is aborted with the
-    // same message. Deliberate difference: we end it with INTERNAL (a
-    // protocol violation), the Go server with UNKNOWN (an untyped error).
-    const goEnd = String(lines.find((l) => l.tunnel_ended)?.tunnel_ended);
-    assert.match(goEnd, /cannot create stream ID 5: that ID has already been used/);
-    assert.match(status.details, /cannot create stream ID 5: that ID has already been used$/);
-    assert.equal(status.code, 13);
-
-    const goFrames = framesOf(lines, 'go').map((l) => serverFrame(l.frame as Record<string, unknown>));
-    assert.deepEqual(ours.get(-1)?.map(kindOf), ['settings']);
-    assert.deepEqual(ours.get(-1)?.[0], goFrames[0], 'Settings: revisions [0, 1], window 65536');
-    const scriptFrames = framesOf(lines, 'script').map((l) => clientFrame(l.frame as Record<string, unknown>));
-    for (const id of [0, 1, 2, 3, 4, 5]) {
-      const received = scriptFrames.filter((f) => f.streamId === id).reduce((n, f) => n + dataBytes(f), 0);
-      compareStream(
-        id,
-        goFrames.filter((f) => f.streamId === id),
-        ours.get(id) ?? [],
-        received,
-      );
-    }
+    });
   });
-});
 
 /**
  * Compares one stream's frames: the same kinds in the same order once data
@@ -417,52 +431,53 @@ describe('Go transcript: reverse tunnels', () => {
     });
   }
 
-  it('our handler calls through its pool as the Go handler called into the go-reverse-client script', async () => {
-    const lines = scenario('go-reverse-client');
-    const script = framesOf(lines, 'script').map((l) => serverFrame(l.frame as Record<string, unknown>));
-    const goSent = framesOf(lines, 'go').map((l) => clientFrame(l.frame as Record<string, unknown>));
-    const handler = new TunnelServiceHandler();
-    const { server, address } = await startServer((s) => handler.register(s));
-    const raw = new Client(address, credentials.createInsecure());
-    const md = new Metadata();
-    md.set('grpctunnel-negotiate', 'on');
-    const call: ClientDuplexStream<ServerToClient, ClientFrame> = raw.makeBidiStreamRequest(
-      OPEN_REVERSE_TUNNEL_PATH,
-      encodeServerToClient,
-      decodeClientToServer,
-      md,
-    );
-    const sent: ClientToServer[] = [];
-    call.on('error', () => {});
-    const headers = new Promise<Metadata>((resolve) => call.on('metadata', resolve));
-    call.on('data', (f: ClientToServer) => {
-      sent.push(f);
-      if (f.frame?.$case === 'halfClose')
-        for (const s of script.filter((x) => x.streamId === f.streamId)) call.write(s);
-    });
-    call.write(script[0] as ServerToClient); // Settings: the network client is the tunnel server
-    assert.equal((await headers).get('grpctunnel-negotiate')[0], 'on');
-    await handler.asChannel().waitForReady({ timeout: 5000 });
+  for (const [serverKind, startHandlerServer] of SERVER_KINDS)
+    it(`our handler calls through its pool as the Go handler called into the go-reverse-client script (${serverKind})`, async () => {
+      const lines = scenario('go-reverse-client');
+      const script = framesOf(lines, 'script').map((l) => serverFrame(l.frame as Record<string, unknown>));
+      const goSent = framesOf(lines, 'go').map((l) => clientFrame(l.frame as Record<string, unknown>));
+      const handler = new TunnelServiceHandler();
+      const { stop, address } = await startHandlerServer(handler);
+      const raw = new Client(address, credentials.createInsecure());
+      const md = new Metadata();
+      md.set('grpctunnel-negotiate', 'on');
+      const call: ClientDuplexStream<ServerToClient, ClientFrame> = raw.makeBidiStreamRequest(
+        OPEN_REVERSE_TUNNEL_PATH,
+        encodeServerToClient,
+        decodeClientToServer,
+        md,
+      );
+      const sent: ClientToServer[] = [];
+      call.on('error', () => {});
+      const headers = new Promise<Metadata>((resolve) => call.on('metadata', resolve));
+      call.on('data', (f: ClientToServer) => {
+        sent.push(f);
+        if (f.frame?.$case === 'halfClose')
+          for (const s of script.filter((x) => x.streamId === f.streamId)) call.write(s);
+      });
+      call.write(script[0] as ServerToClient); // Settings: the network client is the tunnel server
+      assert.equal((await headers).get('grpctunnel-negotiate')[0], 'on');
+      await handler.asChannel().waitForReady({ timeout: 5000 });
 
-    const client = new TestServiceClient('pool', credentials.createInsecure(), {
-      channelOverride: handler.asChannel(),
+      const client = new TestServiceClient('pool', credentials.createInsecure(), {
+        channelOverride: handler.asChannel(),
+      });
+      const callMd = new Metadata();
+      callMd.set('x-call', 'r');
+      const reply = await new Promise<Message>((resolve, reject) =>
+        client.unary(Message.decode(reassemble(goSent)), callMd, (err, r) => (err ? reject(err) : resolve(r))),
+      );
+      assert.equal(Buffer.from(reply.payload).toString(), 'hello back');
+      assert.deepEqual(
+        sent.map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex')),
+        goSent.map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex')),
+        'the same frames, byte for byte',
+      );
+      const tunnelClosed = once(handler, 'reverseTunnelClose');
+      call.end();
+      await tunnelClosed;
+      assert.equal(handler.openReverseTunnels, 0);
+      raw.close();
+      await stop();
     });
-    const callMd = new Metadata();
-    callMd.set('x-call', 'r');
-    const reply = await new Promise<Message>((resolve, reject) =>
-      client.unary(Message.decode(reassemble(goSent)), callMd, (err, r) => (err ? reject(err) : resolve(r))),
-    );
-    assert.equal(Buffer.from(reply.payload).toString(), 'hello back');
-    assert.deepEqual(
-      sent.map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex')),
-      goSent.map((f) => Buffer.from(ClientToServer.encode(f).finish()).toString('hex')),
-      'the same frames, byte for byte',
-    );
-    const tunnelClosed = once(handler, 'reverseTunnelClose');
-    call.end();
-    await tunnelClosed;
-    assert.equal(handler.openReverseTunnels, 0);
-    raw.close();
-    await stopServer(server);
-  });
 });

@@ -40,7 +40,7 @@ export { connectionInfoFromPeer } from './grpc/tunnel-info.js';
 
 export { decodeTimeout } from './engine/deadline.js';
 export { asClient } from './grpc/client/as-client.js';
-export { MessageFramingError, MessageReader } from './grpc/client/raw/wire.js';
 export { isTransportHeader } from './grpc/metadata.js';
 export { encodeGrpcMessage } from './grpc/status.js';
+export { MessageFramingError, MessageReader } from './grpc/wire.js';
 export { onFinalStatus, rawBytes, relay } from './proxy/upstream.js';

@@ -79,6 +79,9 @@ export function clientReceiveLimit(channel: unknown): number | undefined {
  * (not public API: undefined when they look different).
  */
 export function serverReceiveLimit(call: object): number | undefined {
+  // A tunnel RPC on the library's own HTTP/2 handling (RawAcceptedCall) says it directly.
+  const own = (call as { maxReceiveMessageSize?: unknown }).maxReceiveMessageSize;
+  if (typeof own === 'number') return own;
   let layer = (call as { call?: unknown }).call;
   for (let depth = 0; depth < 64 && typeof layer === 'object' && layer !== null; depth++) {
     const base = layer as { stream?: unknown; maxReceiveMessageSize?: unknown; nextCall?: unknown };

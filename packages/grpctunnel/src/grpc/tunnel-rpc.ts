@@ -2,7 +2,6 @@ import {
   type CallOptions,
   type Client,
   Metadata,
-  type ServerDuplexStream,
   type ServerErrorResponse,
   type ServiceError,
   status as Status,
@@ -27,6 +26,7 @@ import { TunnelRpcEnd } from './client/tunnel-rpc-end.js';
 import { DRAIN_HEADER, DRAIN_ON } from './drain-notice.js';
 import { statusError } from './errors.js';
 import type { ResolvedKeepalive } from './keepalive.js';
+import type { AcceptedCall } from './server/accepted-call.js';
 import type { ServerKeepalive } from './server/server-keepalive.js';
 import type { OnPeerGone } from './session-pinger.js';
 
@@ -248,7 +248,7 @@ export interface AcceptTunnelRpcOptions {
   readonly drain?: boolean | undefined;
 }
 
-type AnyServerRpc = ServerDuplexStream<unknown, unknown>;
+type AnyServerRpc = AcceptedCall<unknown, unknown>;
 
 /**
  * A tunnel RPC this side accepted (the gRPC server): the handler's forward

@@ -1,8 +1,8 @@
+import type { Http2SecureServer, Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import {
   experimental,
   logVerbosity,
   type Server,
-  type ServerDuplexStream,
   status as Status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
@@ -16,7 +16,9 @@ import { checkHttp2WindowSize, DEFAULT_HTTP2_WINDOW_SIZE } from '../grpc/http2-w
 import type { KeepaliveOptions } from '../grpc/keepalive.js';
 import { checkHandlerOptions, checkShutdownOptions, rejection } from '../grpc/options-check.js';
 import { peerFaults } from '../grpc/peer-faults.js';
+import type { AcceptedCall } from '../grpc/server/accepted-call.js';
 import { raiseHttp2Window } from '../grpc/server/http2-window.js';
+import { acceptsAsGrpc, answerUnimplemented, RawAcceptedCall } from '../grpc/server/raw/accepted-call.js';
 import { ServerKeepalive } from '../grpc/server/server-keepalive.js';
 import { ServiceHost, type ShutdownOptions, servicesOf } from '../grpc/server/service-host.js';
 import { type TunnelServerOptions, TunnelServerSession } from '../grpc/server/tunnel-server-session.js';
@@ -24,7 +26,15 @@ import { statusOfError } from '../grpc/status.js';
 import type { TunnelInfo } from '../grpc/tunnel-info.js';
 import { tunnelTuning } from '../grpc/tunnel-options.js';
 import { type AcceptedRpcEnd, AcceptedTunnelRpc } from '../grpc/tunnel-rpc.js';
-import { TunnelServiceDefinition } from '../grpc/tunnel-service.js';
+import {
+  decodeClientToServer,
+  decodeServerToClient,
+  encodeClientToServer,
+  encodeServerToClient,
+  OPEN_REVERSE_TUNNEL_PATH,
+  OPEN_TUNNEL_PATH,
+  TunnelServiceDefinition,
+} from '../grpc/tunnel-service.js';
 import { ReverseTunnelRegistry } from '../pool/registry.js';
 import type { PooledTunnel, ReverseTunnel } from '../pool/reverse-tunnel.js';
 import { type TunnelPool, TunnelPoolImpl } from '../pool/tunnel-pool.js';
@@ -105,8 +115,8 @@ interface ForwardEnding {
   readonly cancel: () => void;
 }
 
-type ForwardRpc = ServerDuplexStream<ClientFrame, ServerFrame>;
-type ReverseRpc = ServerDuplexStream<ServerFrame, ClientFrame>;
+type ForwardRpc = AcceptedCall<ClientFrame, ServerFrame>;
+type ReverseRpc = AcceptedCall<ServerFrame, ClientFrame>;
 
 /** What a forward tunnel's calls in flight are cancelled with when its RPC ends, by how it ended. */
 const FORWARD_RPC_END: Record<AcceptedRpcEnd, string> = {
@@ -189,6 +199,69 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
   /** Registers the tunnel service on a grpc-js server. */
   register(server: Server): void {
     server.addService(TunnelServiceDefinition, this.implementation);
+  }
+
+  /**
+   * Serves a tunnel RPC that arrived on a `node:http2` server of your own
+   * (`http2.createServer` or `http2.createSecureServer`; with TLS and client
+   * certificates, the verified certificate reaches `TunnelInfo.authContext`
+   * as on a grpc-js `Server`), without a grpc-js `Server` under it: faster per
+   * tunnel frame. Call it from the server's `'stream'` listener. Returns
+   * false, leaving `stream` untouched, when it is not a method of the tunnel
+   * service: it is yours to answer (see {@link TunnelServiceHandler.serveHttp2}
+   * for a server that carries nothing else). Tunnel RPCs behave as on a
+   * grpc-js server with default options: the same headers, trailers and
+   * statuses, `grpc-timeout` deadlines, a 4 MiB receive limit; server
+   * interceptors do not apply to the tunnel RPC (those of the handler's
+   * `interceptors` option still apply to the calls inside tunnels).
+   *
+   * Shutting down: {@link TunnelServiceHandler.tryShutdown} and
+   * {@link TunnelServiceHandler.forceShutdown} end the tunnels as they do on
+   * a grpc-js server; the HTTP/2 server and its sessions stay yours to close.
+   */
+  handleHttp2Stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): boolean {
+    const path = headers[':path'];
+    if (path !== OPEN_TUNNEL_PATH && path !== OPEN_REVERSE_TUNNEL_PATH) return false;
+    if (!acceptsAsGrpc(stream, headers)) return true;
+    if (path === OPEN_TUNNEL_PATH) {
+      const call = new RawAcceptedCall({
+        stream,
+        headers,
+        deserialize: decodeClientToServer,
+        serialize: encodeServerToClient,
+      });
+      this.acceptForward(call);
+    } else {
+      const call = new RawAcceptedCall({
+        stream,
+        headers,
+        deserialize: decodeServerToClient,
+        serialize: encodeClientToServer,
+      });
+      this.acceptReverse(call);
+    }
+    return true;
+  }
+
+  /**
+   * Serves the tunnel service on a `node:http2` server that carries nothing
+   * else: tunnel RPCs as {@link TunnelServiceHandler.handleHttp2Stream}
+   * serves them, every other request answered UNIMPLEMENTED (or HTTP 415 when
+   * it is not gRPC) as a grpc-js `Server` answers a method it lacks. Aborting
+   * `signal` stops listening (tunnels already open go on).
+   */
+  serveHttp2(server: Http2Server | Http2SecureServer, options: { signal?: AbortSignal } = {}): void {
+    const { signal } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new TypeError('TunnelServiceHandler.serveHttp2: options.signal must be an AbortSignal');
+    }
+    if (signal?.aborted) return;
+    const onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      if (this.handleHttp2Stream(stream, headers)) return;
+      if (acceptsAsGrpc(stream, headers)) answerUnimplemented(stream, headers);
+    };
+    server.on('stream', onStream);
+    signal?.addEventListener('abort', () => server.off('stream', onStream), { once: true });
   }
 
   /** Forward tunnels currently open. */

@@ -12,6 +12,9 @@ const MAX_LAYERS = 64;
  * need. Undefined when the call objects do not lead there.
  */
 export function serverSessionOf(call: object): unknown {
+  // A tunnel RPC on the library's own HTTP/2 handling (RawAcceptedCall) says it directly.
+  const own = (call as { http2Session?: unknown }).http2Session;
+  if (typeof own === 'function') return own.call(call);
   // ServerDuplexStream.call -> (ServerInterceptingCall.nextCall)* -> BaseServerInterceptingCall.stream.session
   let layer = (call as { call?: unknown }).call;
   for (let depth = 0; depth < MAX_LAYERS && typeof layer === 'object' && layer !== null; depth++) {

@@ -3,11 +3,11 @@ import { type ClientHttp2Session, type ClientHttp2Stream, constants as h2, type 
 import { Metadata, type ServiceError, status as Status, type StatusObject } from '@grpc/grpc-js';
 import { type LongTimer, setLongTimeout } from '../../long-timer.js';
 import { decodeGrpcMessage } from '../../status.js';
+import { frameMessage, grpcTimeout, MessageFramingError, MessageReader } from '../../wire.js';
 import type { DialedCall } from '../dialed-call.js';
 import { TUNNEL_RPC_USER_AGENT } from '../user-agent.js';
 import { statusOfClosedStream, statusOfHttpCode } from './closed-status.js';
 import { authContextOf, coreOf, peerOf, type TunnelConnection } from './connection.js';
-import { frameMessage, grpcTimeout, MessageFramingError, MessageReader } from './wire.js';
 
 /** Options of {@link RawTunnelCall}. */
 export interface RawTunnelCallOptions<Out, In> {

@@ -37,15 +37,21 @@ export class MessageFramingError extends Error {
  * Reassembles gRPC messages from HTTP/2 DATA pieces: one copy per message
  * that spans pieces, none for a message inside one piece. Throws
  * {@link MessageFramingError} for a message over `maxLength` (grpc-js's
- * text) or a compressed one; after that it must not be fed again.
+ * text) or a compressed one (unless `decompress` takes it: what it throws
+ * passes through); after that it must not be fed again.
  */
 export class MessageReader {
   private parts: Buffer[] = [];
   private have = 0;
   /** Length of the message being read, prefix included; -1 until its prefix is in. */
   private need = -1;
+  private compressed = false;
 
-  constructor(private readonly maxLength: number) {}
+  constructor(
+    private readonly maxLength: number,
+    /** Turns a message sent with the compressed flag into the message (a server that reads grpc-encoding). */
+    private readonly decompress?: (body: Buffer) => Buffer,
+  ) {}
 
   /** Feeds one DATA piece; returns the messages it completed, in order. */
   push(data: Buffer): Buffer[] {
@@ -56,7 +62,8 @@ export class MessageReader {
       if (this.need < 0) {
         if (this.have < 5) return messages;
         const head = this.joined();
-        if (head[0] !== 0)
+        this.compressed = head[0] !== 0;
+        if (this.compressed && !this.decompress)
           throw new MessageFramingError('Received compressed message but no encoding was agreed', 'compressed');
         const size = head.readUInt32BE(1);
         if (size > this.maxLength) {
@@ -66,7 +73,8 @@ export class MessageReader {
       }
       if (this.have < this.need) return messages;
       const all = this.joined();
-      messages.push(all.subarray(5, this.need));
+      const body = all.subarray(5, this.need);
+      messages.push(this.compressed && this.decompress ? this.decompress(body) : body);
       const rest = all.subarray(this.need);
       this.parts = rest.length > 0 ? [rest] : [];
       this.have = rest.length;
