@@ -1,7 +1,8 @@
-// gRPC's HTTP/2 message framing and deadline header, for the tunnel RPC on
-// the library's own HTTP/2 session (raw-call.ts): what grpc-js does for a
-// call, done once per message with one copy.
-import { encodeTimeout } from '../../../engine/deadline.js';
+// gRPC's HTTP/2 message framing and deadline header, for tunnel RPCs on the
+// library's own HTTP/2 sessions (client/raw/raw-call.ts, server/raw/
+// accepted-call.ts): what grpc-js does for a call, done once per message
+// with one copy.
+import { encodeTimeout } from '../engine/deadline.js';
 
 /**
  * The grpc-timeout header value for a deadline (ms since the epoch) seen at
