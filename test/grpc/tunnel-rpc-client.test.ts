@@ -195,6 +195,7 @@ type ForwardRpc = ServerDuplexStream<unknown, unknown>;
 /** A grpc-js server whose forward tunnel RPCs the test plays by hand. */
 async function scriptedTunnelServer() {
   const waiting: Array<(call: ForwardRpc) => void> = [];
+  const next = () => new Promise<ForwardRpc>((resolve) => waiting.push(resolve));
   const { server, address } = await startServer((s) =>
     s.addService(TunnelServiceDefinition, {
       openTunnel: (call: ForwardRpc) => {
@@ -209,7 +210,15 @@ async function scriptedTunnelServer() {
     server,
     address,
     /** The next tunnel RPC to arrive. */
-    next: () => new Promise<ForwardRpc>((resolve) => waiting.push(resolve)),
+    next,
+    /** Opens a tunnel on `connection` and answers its RPC: the tunnel, and the RPC as the server has it. */
+    async open(connection: Parameters<typeof openTunnel>[0], options?: Parameters<typeof openTunnel>[1]) {
+      const arriving = next();
+      const opening = openTunnel(connection, options);
+      const call = await arriving;
+      answerTunnel(call);
+      return { call, tunnel: await opening };
+    },
   };
 }
 
@@ -276,11 +285,7 @@ describe("the tunnel RPC behaves the same with and without interceptors, and on 
       md.add('x-text', 'two');
       md.set('x-blob-bin', Buffer.from([0, 1, 2, 255]));
       const deadline = Date.now() + 60_000;
-      const arriving = s.next();
-      const opening = openTunnel(connection, { metadata: md, callOptions: { deadline } });
-      const call = await arriving;
-      answerTunnel(call);
-      const tunnel = await opening;
+      const { call, tunnel } = await s.open(connection, { metadata: md, callOptions: { deadline } });
       const received = call.getDeadline();
       const result = {
         text: call.metadata.get('x-text'),
@@ -321,11 +326,7 @@ describe("the tunnel RPC behaves the same with and without interceptors, and on 
     const seen: unknown[] = [];
     for (const dial of ways) {
       const connection = dial(s.address);
-      const arriving = s.next();
-      const opening = openTunnel(connection);
-      const call = await arriving;
-      answerTunnel(call);
-      const tunnel = await opening;
+      const { call, tunnel } = await s.open(connection);
       seen.push(call.metadata.get('user-agent'));
       tunnel.close();
       await tunnel.closed;
@@ -348,11 +349,7 @@ describe("the tunnel RPC behaves the same with and without interceptors, and on 
     const seen: unknown[] = [];
     for (const dial of limited) {
       const connection = dial(s.address);
-      const arriving = s.next();
-      const opening = openTunnel(connection);
-      const call = await arriving;
-      answerTunnel(call);
-      const tunnel = await opening;
+      const { call, tunnel } = await s.open(connection);
       call.write({ streamId: 1, frame: { $case: 'moreResponseData', value: Buffer.alloc(2000) } });
       seen.push(errorOf(await tunnel.closed));
       connection.close();
@@ -390,11 +387,7 @@ describe("the tunnel RPC behaves the same with and without interceptors, and on 
     for (const how of ['fail', 'ok'] as const) {
       const plain = await onEveryPath(async (dial) => {
         const connection = dial(s.address);
-        const arriving = s.next();
-        const opening = openTunnel(connection);
-        const call = await arriving;
-        answerTunnel(call);
-        const tunnel = await opening;
+        const { call, tunnel } = await s.open(connection);
         if (how === 'fail') call.emit('error', { code: status.RESOURCE_EXHAUSTED, details: 'too many tunnels' });
         else call.end();
         const closedWith = await tunnel.closed;
