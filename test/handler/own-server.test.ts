@@ -105,12 +105,16 @@ const TRANSPORT = new Set(['date']);
  * Headers as a client reads them: grpc-message decoded (grpc-js's server
  * escapes with encodeURI, the library with the gRPC spec's narrower set, e.g.
  * '"' stays as it is: every gRPC client decodes both to the same text).
+ * grpc-js 1.14.4 (the lowest the peer range admits, which CI also runs)
+ * says only "Error deserializing request"; 1.14.7 adds the reason, as the
+ * own server does.
  */
 function plain(headers: http2.IncomingHttpHeaders): Record<string, unknown> {
+  const message = (v: unknown) => decodeGrpcMessage(String(v)).replace(/^(Error deserializing request):.*$/, '$1');
   return Object.fromEntries(
     Object.entries(headers)
       .filter(([k]) => !TRANSPORT.has(k))
-      .map(([k, v]) => [k, k === 'grpc-message' ? decodeGrpcMessage(String(v)) : v])
+      .map(([k, v]) => [k, k === 'grpc-message' ? message(v) : v])
       .sort(([a], [b]) => String(a).localeCompare(String(b))),
   );
 }
