@@ -28,9 +28,19 @@ export function encodeTimeout(ms: number, finest: 'n' | 'm' = 'n'): string {
   return `${MAX_VALUE}H`;
 }
 
-/** Decodes a grpc-timeout value into milliseconds, or undefined when malformed. */
-export function decodeTimeout(value: string): number | undefined {
-  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+/** The whole value, as the gRPC spec writes it. */
+const STRICT = /^(\d{1,8})([HMSmun])$/;
+/** grpc-js's server reading: unanchored, spaces allowed before the unit. */
+const LENIENT = /(\d{1,8})\s*([HMSmun])/;
+
+/**
+ * Decodes a grpc-timeout value into milliseconds, or undefined when
+ * malformed: strictly for calls inside a tunnel, or as leniently as
+ * grpc-js's server reads it (`'grpc-js'`), for a tunnel RPC served without
+ * one, so a client sees the same deadline either way.
+ */
+export function decodeTimeout(value: string, reading: 'strict' | 'grpc-js' = 'strict'): number | undefined {
+  const match = (reading === 'strict' ? STRICT : LENIENT).exec(value);
   if (!match) return undefined;
   const unit = UNITS.find(([u]) => u === match[2]);
   return unit ? Number(match[1]) * unit[1] : undefined;

@@ -4,13 +4,13 @@ import { TLSSocket } from 'node:tls';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import {
   Metadata,
-  type ServerErrorResponse,
   type ServerInterceptingCallInterface,
   status as Status,
   type StatusObject,
 } from '@grpc/grpc-js';
+import { decodeTimeout } from '../../../engine/deadline.js';
 import { type LongTimer, setLongTimeout } from '../../long-timer.js';
-import { encodeGrpcMessage } from '../../status.js';
+import { encodeGrpcMessage, statusOfError } from '../../status.js';
 import { frameMessage, MessageFramingError, MessageReader } from '../../wire.js';
 
 // A tunnel RPC accepted on a node:http2 server the user made, without a
@@ -28,11 +28,6 @@ const RESPONSE_HEADERS = {
   [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc+proto',
 };
 const ENCODING_HEADERS = { 'grpc-accept-encoding': 'identity,deflate,gzip', 'grpc-encoding': 'identity' };
-
-/** grpc-timeout units in ms, as grpc-js's server reads them. */
-const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
-// grpc-js's pattern exactly, unanchored as it is: a client sees the same deadline either way.
-const TIMEOUT_VALUE = /(\d{1,8})\s*([HMSmun])/;
 
 /** grpc-js's default receive limit (4 MiB). */
 export const DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024;
@@ -108,7 +103,7 @@ export class RawAcceptedCall<In, Out> extends EventEmitter {
     this.metadata = metadata;
     if (timeout !== undefined) this.startDeadline(String(timeout));
     // grpc-js's ServerDuplexStream: an 'error' emitted by the application is the status to end with.
-    this.on('error', (error: Partial<ServerErrorResponse>) => this.sendStatus(statusOfServerError(error)));
+    this.on('error', (error: unknown) => this.sendStatus(statusOfError(error)));
     // A reset stream may emit 'error'; its 'close' follows and says the RPC is over.
     stream.on('error', () => {});
     stream.once('close', () => this.notifyCancelled());
@@ -210,14 +205,13 @@ export class RawAcceptedCall<In, Out> extends EventEmitter {
   }
 
   private startDeadline(value: string): void {
-    const match = TIMEOUT_VALUE.exec(value);
-    if (!match) {
+    const timeout = decodeTimeout(value, 'grpc-js');
+    if (timeout === undefined) {
       const details = `Invalid grpc-timeout value "${value}"`;
       // grpc-js answers after the handler had its start, on the next tick.
       process.nextTick(() => this.sendStatus({ code: Status.INTERNAL, details, metadata: null }));
       return;
     }
-    const timeout = Number(match[1]) * (TIMEOUT_UNITS[match[2] as string] as number);
     this.deadline = Date.now() + timeout;
     this.deadlineTimer = setLongTimeout(() => {
       this.sendStatus({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded', metadata: null });
@@ -325,14 +319,4 @@ export function answerUnimplemented(stream: ServerHttp2Stream, headers: Incoming
     },
     { endStream: true },
   );
-}
-
-/** grpc-js's reading of an error a server application emits: its code and details if it has them, else UNKNOWN. */
-function statusOfServerError(error: Partial<ServerErrorResponse>): StatusObject {
-  const metadata = error.metadata ?? new Metadata();
-  if (typeof error.code === 'number' && Number.isInteger(error.code)) {
-    const details = typeof error.details === 'string' ? error.details : (error.message ?? 'Unknown Error');
-    return { code: error.code, details, metadata };
-  }
-  return { code: Status.UNKNOWN, details: error.message ?? 'Unknown Error', metadata };
 }
