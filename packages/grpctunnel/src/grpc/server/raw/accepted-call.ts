@@ -2,12 +2,7 @@ import { EventEmitter } from 'node:events';
 import { type Http2Session, constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import { gunzipSync, inflateSync } from 'node:zlib';
-import {
-  Metadata,
-  type ServerInterceptingCallInterface,
-  status as Status,
-  type StatusObject,
-} from '@grpc/grpc-js';
+import { Metadata, type ServerInterceptingCallInterface, status as Status, type StatusObject } from '@grpc/grpc-js';
 import { decodeTimeout } from '../../../engine/deadline.js';
 import { type LongTimer, setLongTimeout } from '../../long-timer.js';
 import { encodeGrpcMessage, statusOfError } from '../../status.js';
