@@ -201,7 +201,7 @@ export class ReplicaDialer {
     let gone = false;
     const onDisconnect = () => {
       gone = true;
-      if (!ended) leave();
+      leave();
     };
     connection.on('disconnect', onDisconnect);
     const leave = () => {
