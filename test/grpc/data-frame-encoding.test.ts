@@ -8,7 +8,10 @@ import {
   decodeServerToClient,
   encodeClientToServer,
   encodeServerToClient,
+  frameClientToServer,
+  frameServerToClient,
 } from '#grpctunnel/grpc/tunnel-service.js';
+import { frameMessage } from '#grpctunnel/grpc/wire.js';
 
 const ids = [0, 1, 2, 127, 128, 16_383, 16_384, 2 ** 31 - 1, 2 ** 31, 2 ** 40, Number.MAX_SAFE_INTEGER];
 const sizes = [0, 1, 127, 128, 16_384, 4 * 1024 * 1024, 2 ** 32 - 1];
@@ -49,6 +52,30 @@ describe('data frame encoding', () => {
       }
     }
     assert.equal(cases, ids.length * chunkLengths.length * (2 + 2 * sizes.length));
+  });
+
+  it('writes the same frames behind a gRPC message prefix for the own HTTP/2 paths, data or not', () => {
+    const data = chunk(16_352);
+    const c2s: ClientToServer[] = [
+      { streamId: 1, frame: { $case: 'requestMessage', value: { size: 40_000, data } } },
+      { streamId: 2 ** 40, frame: { $case: 'moreRequestData', value: data } },
+      { streamId: 0, frame: { $case: 'moreRequestData', value: chunk(0) } },
+      { streamId: 3, frame: { $case: 'halfClose', value: {} } },
+      { streamId: 4, frame: { $case: 'windowUpdate', value: 65_535 } },
+    ];
+    for (const f of c2s) {
+      const framed = frameClientToServer(f);
+      assert.deepEqual(framed, frameMessage(generated.c2s(f)), `${f.frame?.$case} ${f.streamId}`);
+      assert.equal(framed.readUInt32BE(1), framed.length - 5);
+    }
+    const s2c: ServerToClient[] = [
+      { streamId: 5, frame: { $case: 'responseMessage', value: { size: 1, data: chunk(1) } } },
+      { streamId: 127, frame: { $case: 'moreResponseData', value: data } },
+      { streamId: 6, frame: { $case: 'closeStream', value: { responseTrailers: undefined, status: undefined } } },
+    ];
+    for (const f of s2c) {
+      assert.deepEqual(frameServerToClient(f), frameMessage(generated.s2c(f)), `${f.frame?.$case} ${f.streamId}`);
+    }
   });
 
   it('round-trips through the decoders', () => {

@@ -72,6 +72,8 @@ export interface DialTunnelRpcOptions<Out, In> {
   readonly path: string;
   /** Encodes the frames this side sends. */
   readonly serialize: (value: Out) => Buffer;
+  /** {@link DialTunnelRpcOptions.serialize} with the 5-byte gRPC prefix, for the library's own connection. */
+  readonly frame: (value: Out) => Buffer;
   /** Decodes the frames the server sends. */
   readonly deserialize: (bytes: Buffer) => In;
   /** The user's request metadata; copied, never changed. */
@@ -140,7 +142,7 @@ export class DialedTunnelRpc<Out, In> {
         : new RawTunnelCall({
             connection: via.connection,
             path: options.path,
-            serialize: options.serialize,
+            frame: options.frame,
             deserialize: options.deserialize,
             metadata: this.metadata,
             deadline: options.callOptions?.deadline,

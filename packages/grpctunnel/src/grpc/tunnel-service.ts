@@ -5,6 +5,7 @@ import type { ClientFrame, ServerFrame } from '../engine/frames.js';
 import { ClientToServer, ServerToClient } from '../gen/grpctunnel/v1/tunnel.js';
 import { encodeMessageStart, encodeMoreData, fastStreamId } from './data-frame-encoding.js';
 import { splitStreamId } from './stream-id-decoding.js';
+import { frameMessage } from './wire.js';
 
 /** Full path of the forward-tunnel method. */
 export const OPEN_TUNNEL_PATH = '/grpctunnel.v1.TunnelService/OpenTunnel';
@@ -29,15 +30,25 @@ function view(bytes: Uint8Array): Buffer {
 
 /** Encodes a client-to-server frame; data frames take the one-copy path. */
 export function encodeClientToServer(frame: ClientFrame): Buffer {
+  return clientToServer(frame, false);
+}
+
+/** {@link encodeClientToServer} as one gRPC message (5-byte prefix first), for the library's own HTTP/2 paths. */
+export function frameClientToServer(frame: ClientFrame): Buffer {
+  return clientToServer(frame, true);
+}
+
+function clientToServer(frame: ClientFrame, prefixed: boolean): Buffer {
   const body = frame.frame;
   const id = frame.streamId;
   if (body && typeof id === 'number' && fastStreamId(id)) {
-    if (body.$case === 'moreRequestData') return encodeMoreData(id, body.value);
-    if (body.$case === 'requestMessage') return encodeMessageStart(id, body.value.size, body.value.data);
+    if (body.$case === 'moreRequestData') return encodeMoreData(id, body.value, prefixed);
+    if (body.$case === 'requestMessage') return encodeMessageStart(id, body.value.size, body.value.data, prefixed);
   }
   // The generated writer's int64() takes a bigint as well as a number, so an
   // id past 2^53 is written exactly; only the generated type says number.
-  return view(ClientToServer.encode(frame as ClientToServer).finish());
+  const bytes = ClientToServer.encode(frame as ClientToServer).finish();
+  return prefixed ? frameMessage(bytes) : view(bytes);
 }
 
 /** Decodes a client-to-server frame with its exact stream id; data fields are views of `buf`. */
@@ -54,13 +65,23 @@ export function decodeClientToServer(buf: Buffer): ClientFrame {
 
 /** Encodes a server-to-client frame; data frames take the one-copy path. */
 export function encodeServerToClient(frame: ServerFrame): Buffer {
+  return serverToClient(frame, false);
+}
+
+/** {@link encodeServerToClient} as one gRPC message (5-byte prefix first), for the library's own HTTP/2 paths. */
+export function frameServerToClient(frame: ServerFrame): Buffer {
+  return serverToClient(frame, true);
+}
+
+function serverToClient(frame: ServerFrame, prefixed: boolean): Buffer {
   const body = frame.frame;
   const id = frame.streamId;
   if (body && typeof id === 'number' && fastStreamId(id)) {
-    if (body.$case === 'moreResponseData') return encodeMoreData(id, body.value);
-    if (body.$case === 'responseMessage') return encodeMessageStart(id, body.value.size, body.value.data);
+    if (body.$case === 'moreResponseData') return encodeMoreData(id, body.value, prefixed);
+    if (body.$case === 'responseMessage') return encodeMessageStart(id, body.value.size, body.value.data, prefixed);
   }
-  return view(ServerToClient.encode(frame as ServerToClient).finish());
+  const bytes = ServerToClient.encode(frame as ServerToClient).finish();
+  return prefixed ? frameMessage(bytes) : view(bytes);
 }
 
 /** Decodes a server-to-client frame with its exact stream id; data fields are views of `buf`. */

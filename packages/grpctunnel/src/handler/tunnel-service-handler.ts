@@ -29,8 +29,8 @@ import { type AcceptedRpcEnd, AcceptedTunnelRpc } from '../grpc/tunnel-rpc.js';
 import {
   decodeClientToServer,
   decodeServerToClient,
-  encodeClientToServer,
-  encodeServerToClient,
+  frameClientToServer,
+  frameServerToClient,
   OPEN_REVERSE_TUNNEL_PATH,
   OPEN_TUNNEL_PATH,
   TunnelServiceDefinition,
@@ -228,7 +228,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
         stream,
         headers,
         deserialize: decodeClientToServer,
-        serialize: encodeServerToClient,
+        frame: frameServerToClient,
       });
       this.acceptForward(call);
     } else {
@@ -236,7 +236,7 @@ export class TunnelServiceHandler<K = unknown> extends ServiceHost<TunnelService
         stream,
         headers,
         deserialize: decodeServerToClient,
-        serialize: encodeClientToServer,
+        frame: frameClientToServer,
       });
       this.acceptReverse(call);
     }

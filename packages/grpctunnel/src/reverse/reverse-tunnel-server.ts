@@ -28,7 +28,12 @@ import { statusOfError } from '../grpc/status.js';
 import type { TunnelInfo } from '../grpc/tunnel-info.js';
 import { tunnelTuning } from '../grpc/tunnel-options.js';
 import { DialedTunnelRpc } from '../grpc/tunnel-rpc.js';
-import { decodeClientToServer, encodeServerToClient, OPEN_REVERSE_TUNNEL_PATH } from '../grpc/tunnel-service.js';
+import {
+  decodeClientToServer,
+  encodeServerToClient,
+  frameServerToClient,
+  OPEN_REVERSE_TUNNEL_PATH,
+} from '../grpc/tunnel-service.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 
 /** Options of {@link ReverseTunnelServer}. */
@@ -293,6 +298,7 @@ export class ReverseTunnelServer extends ServiceHost<ReverseTunnelServerEvents> 
       via: this.via,
       path: OPEN_REVERSE_TUNNEL_PATH,
       serialize: encodeServerToClient,
+      frame: frameServerToClient,
       deserialize: decodeClientToServer,
       metadata: options.metadata,
       callOptions: options.callOptions,

@@ -6,7 +6,12 @@ import { type LongTimer, setLongTimeout } from '../long-timer.js';
 import { checkOpenTunnel } from '../options-check.js';
 import { type TunnelOptions, tunnelTuning } from '../tunnel-options.js';
 import { DialedTunnelRpc } from '../tunnel-rpc.js';
-import { decodeServerToClient, encodeClientToServer, OPEN_TUNNEL_PATH } from '../tunnel-service.js';
+import {
+  decodeServerToClient,
+  encodeClientToServer,
+  frameClientToServer,
+  OPEN_TUNNEL_PATH,
+} from '../tunnel-service.js';
 import { asClient } from './as-client.js';
 import type { ClientHttp2WindowOptions } from './client-http2-window.js';
 import { type ClientKeepaliveOptions, clientKeepalive } from './client-keepalive.js';
@@ -76,6 +81,7 @@ export function openTunnel(
     via,
     path: OPEN_TUNNEL_PATH,
     serialize: encodeClientToServer,
+    frame: frameClientToServer,
     deserialize: decodeServerToClient,
     metadata: options.metadata,
     callOptions: options.callOptions,

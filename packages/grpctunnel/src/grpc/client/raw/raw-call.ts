@@ -3,7 +3,7 @@ import { type ClientHttp2Session, type ClientHttp2Stream, constants as h2, type 
 import { Metadata, type ServiceError, status as Status, type StatusObject } from '@grpc/grpc-js';
 import { type LongTimer, setLongTimeout } from '../../long-timer.js';
 import { decodeGrpcMessage } from '../../status.js';
-import { frameMessage, grpcTimeout, MessageFramingError, MessageReader } from '../../wire.js';
+import { grpcTimeout, MessageFramingError, MessageReader } from '../../wire.js';
 import type { DialedCall } from '../dialed-call.js';
 import { TUNNEL_RPC_USER_AGENT } from '../user-agent.js';
 import { statusOfClosedStream, statusOfHttpCode } from './closed-status.js';
@@ -14,7 +14,8 @@ export interface RawTunnelCallOptions<Out, In> {
   readonly connection: TunnelConnection;
   /** OPEN_TUNNEL_PATH or OPEN_REVERSE_TUNNEL_PATH. */
   readonly path: string;
-  readonly serialize: (value: Out) => Buffer;
+  /** Encodes a value as one gRPC message, its 5-byte prefix included. */
+  readonly frame: (value: Out) => Buffer;
   readonly deserialize: (bytes: Buffer) => In;
   /** Request metadata, sent as is (the library's negotiation headers already in it). */
   readonly metadata: Metadata;
@@ -262,7 +263,7 @@ export class RawTunnelCall<Out, In> extends EventEmitter implements DialedCall<O
     }
     let bytes: Buffer;
     try {
-      bytes = frameMessage(this.options.serialize(frame));
+      bytes = this.options.frame(frame);
     } catch (err) {
       this.endCall({
         code: Status.INTERNAL,

@@ -6,7 +6,7 @@ import { Metadata, type ServerInterceptingCallInterface, status as Status, type 
 import { decodeTimeout } from '../../../engine/deadline.js';
 import { type LongTimer, setLongTimeout } from '../../long-timer.js';
 import { encodeGrpcMessage, statusOfError } from '../../status.js';
-import { frameMessage, MessageFramingError, MessageReader } from '../../wire.js';
+import { MessageFramingError, MessageReader } from '../../wire.js';
 
 // A tunnel RPC accepted on a node:http2 server the user made, without a
 // grpc-js Server under it: gRPC over HTTP/2 done here, one message per tunnel
@@ -32,7 +32,8 @@ export interface RawAcceptedCallOptions<In, Out> {
   readonly stream: ServerHttp2Stream;
   readonly headers: IncomingHttpHeaders;
   readonly deserialize: (bytes: Buffer) => In;
-  readonly serialize: (value: Out) => Buffer;
+  /** Encodes a value as one gRPC message, its 5-byte prefix included. */
+  readonly frame: (value: Out) => Buffer;
   /** Largest request message accepted; -1 for no limit. Default 4 MiB, as grpc-js's. */
   readonly maxReceiveMessageLength?: number | undefined;
 }
@@ -157,7 +158,7 @@ export class RawAcceptedCall<In, Out> extends EventEmitter {
   write(message: Out, callback?: () => void): boolean {
     if (this.checkCancelled() || this.statusSent) return false;
     this.sendMetadata();
-    return this.stream.write(frameMessage(this.options.serialize(message)), (error) => {
+    return this.stream.write(this.options.frame(message), (error) => {
       if (error) this.sendStatus({ code: Status.INTERNAL, details: 'Internal server error', metadata: null });
       else callback?.();
     });
