@@ -1,8 +1,9 @@
 // tunneltestclient: the tunnel test client of INTEROP.md, interchangeable
 // with the Go reference's.
-// `node tunneltestclient.js -server-port 26354 [-no-flow-control] -tunnel-type forward|reverse|both [-own-connection]`
-// -own-connection (this implementation only): the tunnel RPCs run on a TunnelConnection,
-// the library's own HTTP/2 session, instead of a grpc-js client.
+// `node tunneltestclient.js -server-port 26354 [-no-flow-control] -tunnel-type forward|reverse|both [-own-connection=false]`
+// -own-connection (this implementation only, on by default as in the README's
+// quick start): the tunnel RPCs run on a TunnelConnection, the library's own
+// HTTP/2 session; =false runs them on the test service's grpc-js client.
 import { randomBytes } from 'node:crypto';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { openTunnel, ReverseTunnelServer, TunnelConnection } from 'grpctunnel';
@@ -21,8 +22,8 @@ async function main(): Promise<void> {
       'no-flow-control': { kind: 'bool', default: false, usage: 'disables flow control' },
       'own-connection': {
         kind: 'bool',
-        default: false,
-        usage: 'tunnel RPCs on a TunnelConnection (the library’s own HTTP/2 session) instead of a grpc-js client',
+        default: true,
+        usage: 'tunnel RPCs on a TunnelConnection (the library’s own HTTP/2 session); =false: on a grpc-js client',
       },
       'tunnel-type': {
         kind: 'string',

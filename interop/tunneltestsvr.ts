@@ -1,5 +1,8 @@
 // tunneltestsvr: the tunnel test server of INTEROP.md, interchangeable with
-// the Go reference's. `node tunneltestsvr.js -port 26354 [-no-flow-control]`
+// the Go reference's. `node tunneltestsvr.js -port 26354 [-no-flow-control] [-own-server=false]`
+// -own-server (this implementation only, on by default): the tunnel service
+// on node:http2 directly (the handler's handleHttp2Stream), the library's
+// fastest server path; =false serves everything from a grpc-js Server.
 import { credentials, Server, ServerCredentials, type ServiceError, status as Status } from '@grpc/grpc-js';
 import { TunnelServiceHandler } from 'grpctunnel';
 import { parseFlags } from '#gateway/cli/flags.js';
@@ -17,9 +20,9 @@ function main(): void {
       'no-flow-control': { kind: 'bool', default: false, usage: 'disables flow control' },
       'own-server': {
         kind: 'bool',
-        default: false,
+        default: true,
         usage:
-          "serves on node:http2 directly (handleHttp2Stream) instead of a grpc-js Server (this implementation's own flag)",
+          "serves on node:http2 directly (handleHttp2Stream); =false: on a grpc-js Server (this implementation's own flag)",
       },
     },
     process.argv.slice(2),

@@ -103,6 +103,19 @@ it('the image copies what exists and runs the built CLI as a non-root user', () 
   for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const source of (m[1] as string).split(' ')) assert.ok(existsSync(ROOT + source), `COPY ${source} exists`);
   }
-  const entry = /ENTRYPOINT \["node", "\/app\/(\S+)"\]/.exec(dockerfile)?.[1];
-  assert.ok(entry && existsSync(ROOT + entry), `the entrypoint ${entry} is what the build produces`);
+  const line = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+  assert.ok(line, 'an ENTRYPOINT in exec form');
+  const [program, ...args] = JSON.parse(line) as string[];
+  assert.equal(program, 'node');
+  const script = args.at(-1) ?? '';
+  const entry = script.replace(/^\/app\//, '');
+  assert.ok(
+    script.startsWith('/app/') && existsSync(ROOT + entry),
+    `the entrypoint ${script} is what the build produces`,
+  );
+  const nodeFlags = args.slice(0, -1);
+  assert.ok(nodeFlags.includes('--initial-old-space-size=128'), 'the image gives V8 its heap budget up front');
+  // Node accepts those flags: the CLI starts with them.
+  const help = execFileSync(process.execPath, [...nodeFlags, ROOT + entry, 'gateway', '--help'], { encoding: 'utf8' });
+  assert.match(help, /--listen/);
 });

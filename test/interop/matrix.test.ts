@@ -77,7 +77,7 @@ for (const { serverFlow, ownServer } of rows) {
   describe(`interop matrix, ${row}`, { concurrency: CELLS_AT_ONCE }, () => {
     let server: Awaited<ReturnType<typeof startServer>>;
     before(async () => {
-      server = await startServer([...(serverFlow ? [] : ['-no-flow-control']), ...(ownServer ? ['-own-server'] : [])]);
+      server = await startServer([...(serverFlow ? [] : ['-no-flow-control']), `-own-server=${ownServer}`]);
     });
     after(async () => {
       assert.equal(await stopServer(server.child), 0, 'the server shuts down cleanly on SIGTERM');
@@ -99,7 +99,7 @@ for (const { serverFlow, ownServer } of rows) {
       it(`${type}, client flow control ${clientFlow ? 'on' : 'off'}${own ? ', own connection' : ''}`, async (t) => {
         const args = ['-server-port', String(server.port), '-tunnel-type', type];
         if (!clientFlow) args.push('--no-flow-control');
-        if (own) args.push('-own-connection');
+        args.push(`-own-connection=${own}`);
         const result = await run(args, 30_000);
         assert.equal(result.code, 0, `tunneltestclient failed:\n${result.stderr}\nserver:\n${server.log()}`);
         const issued = count(result.stderr, /Issued (\d+) requests over tunnel\./);
