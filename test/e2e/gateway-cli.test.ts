@@ -342,6 +342,20 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     await stopServer(t.server);
   });
 
+  it('says once at start how to give Node a heap budget, and not when Node has one', { timeout: 30_000 }, async () => {
+    const port = await freePort(); // nothing listens: the agent keeps retrying, logging each attempt
+    const args = ['agent', '--gateway', `127.0.0.1:${port}`, '--target', '127.0.0.1:1', '--id', 'h', '--insecure'];
+    const hint = / INFO +Node was started without --initial-old-space-size; .*node --initial-old-space-size=128/;
+    const plain = runCli(args);
+    await plain.waitFor(/cannot reach gateway/);
+    assert.equal(plain.log().split('\n').filter((l) => hint.test(l)).length, 1, plain.log());
+    assert.equal(await plain.stop(), 0);
+    const budgeted = runCli(args, ['--initial-old-space-size=128']);
+    await budgeted.waitFor(/cannot reach gateway/);
+    assert.doesNotMatch(budgeted.log(), /initial-old-space-size/);
+    assert.equal(await budgeted.stop(), 0);
+  });
+
   it('still exits 1 when its address is taken', { timeout: 30_000 }, async () => {
     const port = await freePort();
     const holder = net.createServer().listen(port, '127.0.0.1');

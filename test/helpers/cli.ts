@@ -20,8 +20,9 @@ export interface CliProcess {
 
 const running = new Set<ChildProcess>();
 
-export function runCli(args: string[]): CliProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `grpctunnel args...`; `nodeFlags` go on Node's command line before the script. */
+export function runCli(args: string[], nodeFlags: string[] = []): CliProcess {
+  const child = spawn(process.execPath, [...nodeFlags, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   let log = '';
   const listeners = new Set<() => void>();
