@@ -348,7 +348,9 @@ describe('grpctunnel command line: exits, hints, logs and metrics', () => {
     const hint = / INFO +Node was started without --initial-old-space-size; .*node --initial-old-space-size=128/;
     const plain = runCli(args);
     await plain.waitFor(/cannot reach gateway/);
-    assert.equal(plain.log().split('\n').filter((l) => hint.test(l)).length, 1, plain.log());
+    const lines = plain.log().split('\n');
+    const hints = lines.filter((l) => hint.test(l));
+    assert.equal(hints.length, 1, plain.log());
     assert.equal(await plain.stop(), 0);
     const budgeted = runCli(args, ['--initial-old-space-size=128']);
     await budgeted.waitFor(/cannot reach gateway/);

@@ -43,7 +43,7 @@ import {
   type EchoObservations,
   EchoService,
   echoImplementation,
-  handlerStarted,
+  nextHandlerStarted,
 } from '../helpers/echo-service.js';
 import { methodDefinition, rawBytesCodec } from '../helpers/method-definition.js';
 import { startOwnServer } from '../helpers/own-server.js';
@@ -262,7 +262,7 @@ describe("the tunnel RPC behaves the same with and without interceptors, and on 
       const echo = new EchoClient('tunnel', insecure, { channelOverride: tunnel });
       const hold = new Metadata();
       hold.set('x-hold', '1');
-      const started = handlerStarted(seen, 'unary', (seen as { started?: string[] }).started?.length ?? 0 + 1);
+      const started = nextHandlerStarted(seen, 'unary');
       const held = unary(echo, Buffer.from('x'), hold);
       await started;
       const closedWith = await tunnel.closed;
