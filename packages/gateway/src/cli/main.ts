@@ -157,15 +157,15 @@ function keepalive(value: string): ReturnType<typeof parseKeepaliveFlag> {
 
 /**
  * Says once, at info level, when Node was started without a heap budget.
- * A busy gateway or agent has a small live heap, and V8 then marks it almost
- * without pause: about half the throughput under load (README, "Small
- * processes and V8's heap"). Only Node's command line can set it.
+ * A busy gateway or agent has a small live heap, which V8 can end up marking
+ * almost without pause (the interop programs carried half the RPCs that way:
+ * README, "Small processes and V8's heap"). Only Node's command line can set it.
  */
 function heapHint(logger: Logger): void {
   if (process.execArgv.some((arg) => arg.startsWith('--initial-old-space-size'))) return;
   logger.info(
-    'Node was started without --initial-old-space-size; under load, start it with ' +
-      '`node --initial-old-space-size=128` for about twice the throughput (README: "Small processes and V8\'s heap")',
+    'Node was started without --initial-old-space-size; a busy process with a small heap can spend half its ' +
+      'time collecting garbage: start it with `node --initial-old-space-size=128` (README: "Small processes and V8\'s heap")',
   );
 }
 
