@@ -161,34 +161,42 @@ async function main(): Promise<number> {
       fail(`the long-lived reverse tunnel closed: ${error?.message ?? 'cleanly'}`);
   });
 
-  // Long-lived tunnels, one of each direction, for the whole run.
+  /** A forward and a reverse tunnel that must stay up for the whole run, and a client through each. */
+  const longLived = async (
+    kind: '' | '-own',
+    forwardOn: Client | TunnelConnection,
+    reverseOn: Client | TunnelConnection,
+  ) => {
+    const tunnel = await openTunnel(forwardOn);
+    tunnel.on('close', (error: Error | undefined) => {
+      const on = kind ? ' on a TunnelConnection' : '';
+      if (!stopping) fail(`the long-lived forward tunnel${on} closed: ${error?.message ?? 'cleanly'}`);
+    });
+    const reverseServer = new ReverseTunnelServer(reverseOn);
+    reverseServer.addService(SoakService, soakImplementation);
+    const reverseOpen = reverseServer.keepOpen(keyed(`long${kind}`));
+    const pool = handler.keyAsChannel(`long${kind}`);
+    await pool.waitForReady({ timeoutMs: 10_000 });
+    const forward = new SoakClient(`long-forward${kind}`, insecure, { channelOverride: tunnel }) as AnyClient;
+    const reverse = new SoakClient(`long-reverse${kind}`, insecure, { channelOverride: pool }) as AnyClient;
+    const close = async () => {
+      forward.close();
+      reverse.close();
+      tunnel.close();
+      reverseServer.forceShutdown();
+      await reverseOpen;
+      reverseOn.close();
+    };
+    return { forward, reverse, close };
+  };
+
+  // Long-lived tunnels, one of each direction, for the whole run: over
+  // grpc-js clients (forward on the client of the direct calls), and the
+  // same two on TunnelConnections.
   const direct = new SoakClient(address, insecure, TUNNEL_CHANNEL_OPTIONS) as AnyClient;
-  const longForward = await openTunnel(direct);
-  longForward.on('close', (error: Error | undefined) => {
-    if (!stopping) fail(`the long-lived forward tunnel closed: ${error?.message ?? 'cleanly'}`);
-  });
-  const forward = new SoakClient('long-forward', insecure, { channelOverride: longForward }) as AnyClient;
-  const reverseConnection = new SoakClient(address, insecure, TUNNEL_CHANNEL_OPTIONS);
-  const longReverse = new ReverseTunnelServer(reverseConnection);
-  longReverse.addService(SoakService, soakImplementation);
-  const longReverseOpen = longReverse.keepOpen(keyed('long'));
-  const longPool = handler.keyAsChannel('long');
-  await longPool.waitForReady({ timeoutMs: 10_000 });
-  const reverse = new SoakClient('long-reverse', insecure, { channelOverride: longPool }) as AnyClient;
-  // The same two on TunnelConnections.
+  const long = await longLived('', direct, new SoakClient(address, insecure, TUNNEL_CHANNEL_OPTIONS));
   const ownConnection = new TunnelConnection(address);
-  const longForwardOwn = await openTunnel(ownConnection);
-  longForwardOwn.on('close', (error: Error | undefined) => {
-    if (!stopping) fail(`the long-lived forward tunnel on a TunnelConnection closed: ${error?.message ?? 'cleanly'}`);
-  });
-  const forwardOwn = new SoakClient('long-forward-own', insecure, { channelOverride: longForwardOwn }) as AnyClient;
-  const reverseOwnConnection = new TunnelConnection(address);
-  const longReverseOwn = new ReverseTunnelServer(reverseOwnConnection);
-  longReverseOwn.addService(SoakService, soakImplementation);
-  const longReverseOwnOpen = longReverseOwn.keepOpen(keyed('long-own'));
-  const longOwnPool = handler.keyAsChannel('long-own');
-  await longOwnPool.waitForReady({ timeoutMs: 10_000 });
-  const reverseOwn = new SoakClient('long-reverse-own', insecure, { channelOverride: longOwnPool }) as AnyClient;
+  const longOwn = await longLived('-own', ownConnection, new TunnelConnection(address));
 
   const started = Date.now();
   const samples: Sample[] = [sample(started)];
@@ -199,10 +207,10 @@ async function main(): Promise<number> {
   const worker = async () => {
     const targets: Array<[string, AnyClient]> = [
       ['direct', direct],
-      ['forward', forward],
-      ['reverse', reverse],
-      ['forward-own', forwardOwn],
-      ['reverse-own', reverseOwn],
+      ['forward', long.forward],
+      ['reverse', long.reverse],
+      ['forward-own', longOwn.forward],
+      ['reverse-own', longOwn.reverse],
     ];
     while (running()) {
       const [name, client] = targets[Math.floor(Math.random() * targets.length)] as [string, AnyClient];
@@ -280,19 +288,9 @@ async function main(): Promise<number> {
   samples.push(quiet);
 
   stopping = true;
-  forward.close();
-  reverse.close();
-  longForward.close();
-  longReverse.forceShutdown();
-  await longReverseOpen;
-  reverseConnection.close();
-  forwardOwn.close();
-  reverseOwn.close();
-  longForwardOwn.close();
+  await long.close();
+  await longOwn.close();
   ownConnection.close();
-  longReverseOwn.forceShutdown();
-  await longReverseOwnOpen;
-  reverseOwnConnection.close();
   direct.close();
   server.forceShutdown();
   return report(samples);
