@@ -149,12 +149,7 @@ describe('TunnelConnection over TLS', () => {
     };
     const observed = await same(ways, async (dial) => {
       const connection = dial(address);
-      const reverse = new ReverseTunnelServer(connection);
-      reverse.addService(EchoService, echoImplementation());
-      const opened = once(handler, 'reverseTunnelOpen') as Promise<[{ info: TunnelInfo }]>;
-      const connected = once(reverse, 'connected') as Promise<[TunnelInfo]>;
-      const serving = reverse.serve();
-      const [[tunnel], [info]] = await Promise.all([opened, connected]);
+      const { reverse, serving, tunnel, info } = await serveEchoReverse(handler, connection);
       const echo = new EchoClient('pool', insecure, { channelOverride: handler.asChannel() });
       const call = await unary(echo, Buffer.from('r'));
       reverse.stop();
@@ -287,6 +282,20 @@ describe('TunnelConnection over TLS: names and roots', () => {
   });
 });
 
+/**
+ * Serves Echo on a reverse tunnel over `connection`; resolves once it is open,
+ * with the handler's view of it (`tunnel`) and the reverse server's (`info`).
+ */
+async function serveEchoReverse(handler: TunnelServiceHandler, connection: Client | TunnelConnection) {
+  const reverse = new ReverseTunnelServer(connection);
+  reverse.addService(EchoService, echoImplementation());
+  const opened = once(handler, 'reverseTunnelOpen') as Promise<[{ info: TunnelInfo }]>;
+  const connected = once(reverse, 'connected') as Promise<[TunnelInfo]>;
+  const serving = reverse.serve();
+  const [[tunnel], [info]] = await Promise.all([opened, connected]);
+  return { reverse, serving, tunnel, info };
+}
+
 describe('TunnelConnection: the target a user sees', () => {
   it("a tunnel's getTarget(), and each end's TunnelInfo.host, read as over grpc-js (dns:host:port)", async () => {
     const seen: EchoObservations = { cancelled: [] };
@@ -304,12 +313,7 @@ describe('TunnelConnection: the target a user sees', () => {
       await tunnel.closed;
       echo.close();
       // Reverse: what the reverse tunnel server reports, and what the handler sees.
-      const reverse = new ReverseTunnelServer(connection);
-      reverse.addService(EchoService, echoImplementation());
-      const opened = once(handler, 'reverseTunnelOpen') as Promise<[{ info: TunnelInfo }]>;
-      const connected = once(reverse, 'connected') as Promise<[TunnelInfo]>;
-      const serving = reverse.serve();
-      const [[open], [info]] = await Promise.all([opened, connected]);
+      const { reverse, serving, tunnel: open, info } = await serveEchoReverse(handler, connection);
       reverse.forceShutdown();
       await serving;
       connection.close();
